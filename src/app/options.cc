@@ -1,0 +1,93 @@
+#include "app/options.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "common/log.h"
+
+namespace vgpu {
+
+namespace {
+
+constexpr const char* kVersion = "vhost-gpu 0.1.0";
+constexpr uint32_t kMaxOutputs = 16;  // VIRTIO_GPU_MAX_SCANOUTS
+
+}  // namespace
+
+std::string capabilities_json() {
+  // No optional GPU features yet: "virgl" and "render-node" appear here once 3D works (libvirt reads this to
+  // decide which options it may pass).
+  return "{\n  \"type\": \"gpu\",\n  \"features\": []\n}\n";
+}
+
+std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
+  Options opts;
+  CLI::App app{
+      "vhost-gpu: a virtio-gpu device served over vhost-user to QEMU (-device vhost-user-gpu-pci).\n"
+      "Start it first, then point QEMU's '-chardev socket,path=PATH' at the same PATH.",
+      "vhost-gpu"};
+  app.get_formatter()->column_width(34);
+
+  bool print_caps = false;
+  bool version = false;
+  auto* socket_opt = app.add_option("-s,--socket-path", opts.socket_path,
+                                    "Listen on this UNIX socket path (created; a stale socket file is replaced)")
+                         ->type_name("PATH");
+  auto* fd_opt = app.add_option("-f,--fd", opts.fd,
+                                "Use inherited socket FD: a connected vhost-user socket, or a listening one "
+                                "(socket activation)")
+                     ->check(CLI::NonNegativeNumber)
+                     ->type_name("FD");
+  socket_opt->excludes(fd_opt);
+  fd_opt->excludes(socket_opt);
+  app.add_flag("-c,--print-capabilities", print_caps, "Print the backend capabilities as JSON and exit");
+  app.add_flag("--exit-on-disconnect", opts.exit_on_disconnect,
+               "Exit when the frontend disconnects (default: wait for the next connection)");
+  app.add_option("--outputs", opts.outputs, "Number of scanouts (displays) offered to the guest")
+      ->type_name("N")
+      ->check(CLI::Range(1u, kMaxOutputs))
+      ->capture_default_str();
+  app.add_option("-l,--log-level", opts.log_level, "Log level: trace, debug, info, warn, error, off")
+      ->type_name("LEVEL")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.add_flag("-V,--version", version, "Print the version and exit");
+  app.footer(
+      "Exit status: 0 on a clean exit (SIGTERM/SIGINT, or disconnect with --exit-on-disconnect), 1 on a runtime\n"
+      "error (socket cannot be created), 2 on a usage error.\n"
+      "Example:\n"
+      "  vhost-gpu --socket-path /tmp/gpu.sock &\n"
+      "  qemu-system-x86_64 -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem \\\n"
+      "    -chardev socket,id=gpu,path=/tmp/gpu.sock -device vhost-user-gpu-pci,chardev=gpu ...");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return ExitNow{app.exit(e)};
+  } catch (const CLI::CallForAllHelp& e) {
+    return ExitNow{app.exit(e)};
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "vhost-gpu: " << e.what() << "\nRun with --help for usage.\n";
+    return ExitNow{2};
+  }
+  if (version) {
+    std::cout << kVersion << "\n";
+    return ExitNow{0};
+  }
+  if (print_caps) {
+    std::cout << capabilities_json();
+    return ExitNow{0};
+  }
+  if (!opts.socket_path && !opts.fd) {
+    std::cerr << "vhost-gpu: one of --socket-path or --fd is required\nRun with --help for usage.\n";
+    return ExitNow{2};
+  }
+  if (opts.socket_path && opts.socket_path->empty()) {
+    std::cerr << "vhost-gpu: --socket-path must not be empty\n";
+    return ExitNow{2};
+  }
+  return opts;
+}
+
+}  // namespace vgpu

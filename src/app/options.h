@@ -1,0 +1,34 @@
+// Command-line options. QEMU's backend-program conventions come first (docs/interop/vhost-user.rst,
+// "Backend program conventions"): --socket-path, --fd, --print-capabilities.
+//
+//   auto opts = parse_options(argc, argv);
+//   if (auto* exit = std::get_if<ExitNow>(&opts)) return exit->code;
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace vgpu {
+
+struct Options {
+  std::optional<std::string> socket_path;  // listen here (we are the vhost-user server)
+  std::optional<int> fd;                   // inherited socket: connected, or listening (socket activation)
+  bool exit_on_disconnect = false;
+  uint32_t outputs = 1;  // virtio_gpu_config.num_scanouts
+  std::string log_level = "info";
+};
+
+// Parsing finished the job (help, version, capabilities, or a usage error): exit with this code.
+struct ExitNow {
+  int code;
+};
+
+std::variant<Options, ExitNow> parse_options(int argc, char** argv);
+
+// The JSON document --print-capabilities writes (vhost-user.rst: type "gpu"; features lists only the
+// optional GPU options this build really supports).
+std::string capabilities_json();
+
+}  // namespace vgpu

@@ -1,0 +1,35 @@
+#include "common/log.h"
+
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <array>
+#include <utility>
+
+namespace vgpu {
+
+bool set_log_level(std::string_view name) {
+  static constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, 6> kLevels{{
+      {"trace", spdlog::level::trace},
+      {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},
+      {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},
+      {"off", spdlog::level::off},
+  }};
+  for (const auto& [text, level] : kLevels) {
+    if (text == name) {
+      spdlog::set_level(level);
+      return true;
+    }
+  }
+  return false;
+}
+
+void init_logging() {
+  auto logger = spdlog::stderr_logger_st("vhost-gpu");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  spdlog::flush_on(spdlog::level::trace);
+}
+
+}  // namespace vgpu

@@ -1,0 +1,71 @@
+// The one interface between the vhost-user transport and a device (STYLE.md practice 8). The transport owns
+// the socket, guest memory and the vrings; the device sees queues, config space and feature bits only.
+//
+//   class GpuDevice final : public vgpu::Backend { ... };
+//   vhost_user::Session session(std::move(socket), device, loop);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "memory/guest_memory.h"
+#include "virtio/queue.h"
+
+namespace vgpu {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Number of virtqueues and the largest size the device accepts for each.
+  [[nodiscard]] virtual size_t num_queues() const = 0;
+  [[nodiscard]] virtual uint16_t max_queue_size() const = 0;
+
+  // Device-specific and transport virtio feature bits the device offers (VIRTIO_F_VERSION_1, ring features,
+  // device bits). The transport adds VHOST_USER_F_PROTOCOL_FEATURES itself.
+  [[nodiscard]] virtual uint64_t features() const = 0;
+  // The frontend acknowledged `acked` (a subset of features()). Default: nothing to do.
+  virtual void set_acked_features(uint64_t acked) { (void)acked; }
+
+  // Config space (GET_CONFIG / SET_CONFIG). The transport has checked that offset + size does not wrap;
+  // the device checks that it fits its config struct. Defaults: no config space.
+  [[nodiscard]] virtual size_t config_size() const { return 0; }
+  virtual bool read_config(uint32_t offset, std::span<std::byte> out) const {
+    (void)offset;
+    return out.empty();
+  }
+  virtual bool write_config(uint32_t offset, std::span<const std::byte> in) {
+    (void)offset;
+    return in.empty();
+  }
+
+  // A queue was started (kick fd set and enabled) or is being stopped (GET_VRING_BASE, SET_VRING_ENABLE 0,
+  // a memory change that moved or removed its rings, disconnect). `queue` stays valid until
+  // on_queue_stopped(index) returns; chains popped from it must be completed (or dropped) by then, because a
+  // restarted ring is a new Queue that resumes at the old one's next_avail.
+  virtual void on_queue_started(size_t index, Queue& queue) {
+    (void)index;
+    (void)queue;
+  }
+  virtual void on_queue_stopped(size_t index) { (void)index; }
+
+  // Guest memory regions were replaced, added or removed (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG). Host
+  // views taken before (GuestMemory::slices) may point at unmapped memory now: drop or re-resolve them.
+  // Called before rings affected by the change are restarted. Default: nothing cached, nothing to do.
+  virtual void on_memory_changed() {}
+
+  // The driver kicked queue `index`: drain it. `mem` stays valid for the duration of the call.
+  virtual void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) = 0;
+
+  // GPU_SET_SOCKET (vhost-user-gpu display socket). Default: not a GPU; the fd is closed.
+  virtual void on_display_socket(UniqueFd fd) { (void)fd; }
+
+  // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).
+  // Not called for SET_STATUS 0: QEMU sends that on every stop, VM pause included.
+  virtual void reset() {}
+};
+
+}  // namespace vgpu

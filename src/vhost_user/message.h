@@ -1,0 +1,230 @@
+// vhost-user wire format (QEMU docs/interop/vhost-user.rst). One table of request ids and protocol feature
+// bits, taken from the QEMU releases we test against (7.2, 10.0, 11.1): keep every number here and nowhere
+// else. Multi-byte fields are little-endian on the wire; vhost-user only runs between processes on one host,
+// and we only build for little-endian hosts (static_assert below).
+//
+//   MessageHeader hdr{.request = static_cast<uint32_t>(FrontendRequest::GetFeatures), .flags = kVersion1, .size = 0};
+//   std::string_view name = to_string(FrontendRequest::GetFeatures);   // "GET_FEATURES"
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <string_view>
+
+namespace vgpu::vhost_user {
+
+static_assert(std::endian::native == std::endian::little, "vhost-user payloads are host-endian (x86/arm LE)");
+
+// Requests a frontend sends to a backend ("Front-end message types").
+enum class FrontendRequest : uint32_t {
+  None = 0,
+  GetFeatures = 1,
+  SetFeatures = 2,
+  SetOwner = 3,
+  ResetOwner = 4,
+  SetMemTable = 5,
+  SetLogBase = 6,
+  SetLogFd = 7,
+  SetVringNum = 8,
+  SetVringAddr = 9,
+  SetVringBase = 10,
+  GetVringBase = 11,
+  SetVringKick = 12,
+  SetVringCall = 13,
+  SetVringErr = 14,
+  GetProtocolFeatures = 15,
+  SetProtocolFeatures = 16,
+  GetQueueNum = 17,
+  SetVringEnable = 18,
+  SendRarp = 19,
+  NetSetMtu = 20,
+  SetBackendReqFd = 21,
+  IotlbMsg = 22,
+  SetVringEndian = 23,
+  GetConfig = 24,
+  SetConfig = 25,
+  CreateCryptoSession = 26,
+  CloseCryptoSession = 27,
+  PostcopyAdvise = 28,
+  PostcopyListen = 29,
+  PostcopyEnd = 30,
+  GetInflightFd = 31,
+  SetInflightFd = 32,
+  GpuSetSocket = 33,
+  ResetDevice = 34,
+  VringKick = 35,
+  GetMaxMemSlots = 36,
+  AddMemReg = 37,
+  RemMemReg = 38,
+  SetStatus = 39,
+  GetStatus = 40,
+  GetSharedObject = 41,
+  SetDeviceStateFd = 42,
+  CheckDeviceState = 43,
+  GetShmemConfig = 44,
+};
+
+// The request's name as vhost-user.rst spells it (without the VHOST_USER_ prefix), for logs.
+constexpr std::string_view to_string(FrontendRequest r) {
+  switch (r) {
+    case FrontendRequest::None: return "NONE";
+    case FrontendRequest::GetFeatures: return "GET_FEATURES";
+    case FrontendRequest::SetFeatures: return "SET_FEATURES";
+    case FrontendRequest::SetOwner: return "SET_OWNER";
+    case FrontendRequest::ResetOwner: return "RESET_OWNER";
+    case FrontendRequest::SetMemTable: return "SET_MEM_TABLE";
+    case FrontendRequest::SetLogBase: return "SET_LOG_BASE";
+    case FrontendRequest::SetLogFd: return "SET_LOG_FD";
+    case FrontendRequest::SetVringNum: return "SET_VRING_NUM";
+    case FrontendRequest::SetVringAddr: return "SET_VRING_ADDR";
+    case FrontendRequest::SetVringBase: return "SET_VRING_BASE";
+    case FrontendRequest::GetVringBase: return "GET_VRING_BASE";
+    case FrontendRequest::SetVringKick: return "SET_VRING_KICK";
+    case FrontendRequest::SetVringCall: return "SET_VRING_CALL";
+    case FrontendRequest::SetVringErr: return "SET_VRING_ERR";
+    case FrontendRequest::GetProtocolFeatures: return "GET_PROTOCOL_FEATURES";
+    case FrontendRequest::SetProtocolFeatures: return "SET_PROTOCOL_FEATURES";
+    case FrontendRequest::GetQueueNum: return "GET_QUEUE_NUM";
+    case FrontendRequest::SetVringEnable: return "SET_VRING_ENABLE";
+    case FrontendRequest::SendRarp: return "SEND_RARP";
+    case FrontendRequest::NetSetMtu: return "NET_SET_MTU";
+    case FrontendRequest::SetBackendReqFd: return "SET_BACKEND_REQ_FD";
+    case FrontendRequest::IotlbMsg: return "IOTLB_MSG";
+    case FrontendRequest::SetVringEndian: return "SET_VRING_ENDIAN";
+    case FrontendRequest::GetConfig: return "GET_CONFIG";
+    case FrontendRequest::SetConfig: return "SET_CONFIG";
+    case FrontendRequest::CreateCryptoSession: return "CREATE_CRYPTO_SESSION";
+    case FrontendRequest::CloseCryptoSession: return "CLOSE_CRYPTO_SESSION";
+    case FrontendRequest::PostcopyAdvise: return "POSTCOPY_ADVISE";
+    case FrontendRequest::PostcopyListen: return "POSTCOPY_LISTEN";
+    case FrontendRequest::PostcopyEnd: return "POSTCOPY_END";
+    case FrontendRequest::GetInflightFd: return "GET_INFLIGHT_FD";
+    case FrontendRequest::SetInflightFd: return "SET_INFLIGHT_FD";
+    case FrontendRequest::GpuSetSocket: return "GPU_SET_SOCKET";
+    case FrontendRequest::ResetDevice: return "RESET_DEVICE";
+    case FrontendRequest::VringKick: return "VRING_KICK";
+    case FrontendRequest::GetMaxMemSlots: return "GET_MAX_MEM_SLOTS";
+    case FrontendRequest::AddMemReg: return "ADD_MEM_REG";
+    case FrontendRequest::RemMemReg: return "REM_MEM_REG";
+    case FrontendRequest::SetStatus: return "SET_STATUS";
+    case FrontendRequest::GetStatus: return "GET_STATUS";
+    case FrontendRequest::GetSharedObject: return "GET_SHARED_OBJECT";
+    case FrontendRequest::SetDeviceStateFd: return "SET_DEVICE_STATE_FD";
+    case FrontendRequest::CheckDeviceState: return "CHECK_DEVICE_STATE";
+    case FrontendRequest::GetShmemConfig: return "GET_SHMEM_CONFIG";
+  }
+  return "UNKNOWN";
+}
+
+// Protocol feature bits (VHOST_USER_PROTOCOL_F_*).
+enum class ProtocolFeature : uint32_t {
+  Mq = 0,
+  LogShmfd = 1,
+  Rarp = 2,
+  ReplyAck = 3,
+  NetMtu = 4,
+  BackendReq = 5,
+  CrossEndian = 6,
+  CryptoSession = 7,
+  Pagefault = 8,
+  Config = 9,
+  BackendSendFd = 10,
+  HostNotifier = 11,
+  InflightShmfd = 12,
+  ResetDevice = 13,
+  InbandNotifications = 14,
+  ConfigureMemSlots = 15,
+  Status = 16,
+  XenMmap = 17,
+  SharedObject = 18,  // QEMU >= 8.2 (moved from 17 before release)
+  DeviceState = 19,   // QEMU >= 9.0
+};
+
+constexpr uint64_t bit(ProtocolFeature f) {
+  return uint64_t{1} << static_cast<uint32_t>(f);
+}
+
+// Virtio feature bit that says the backend speaks GET/SET_PROTOCOL_FEATURES.
+constexpr uint64_t kFeatureProtocolFeatures = uint64_t{1} << 30;
+
+// Header flags.
+constexpr uint32_t kVersionMask = 0x3;
+constexpr uint32_t kVersion1 = 0x1;
+constexpr uint32_t kFlagReply = 1u << 2;
+constexpr uint32_t kFlagNeedReply = 1u << 3;
+// Every flag bit a frontend request may carry; the others are reserved (and the reply bit is ours to set).
+constexpr uint32_t kRequestFlags = kVersionMask | kFlagNeedReply;
+
+// Largest number of fds one message may carry (QEMU's VHOST_MEMORY_BASELINE_NREGIONS).
+constexpr size_t kMaxFds = 8;
+// Regions in one SET_MEM_TABLE.
+constexpr size_t kMaxMemTableRegions = 8;
+// Largest payload we accept: SET_MEM_TABLE with 8 regions (8 + 8 * 32 = 264); GET/SET_CONFIG carries at most
+// 256 bytes of config after a 12-byte header (QEMU's VHOST_USER_MAX_CONFIG_SIZE).
+constexpr uint32_t kMaxConfigSize = 256;
+constexpr uint32_t kMaxPayloadSize = 4096;
+
+struct MessageHeader {
+  uint32_t request;
+  uint32_t flags;
+  uint32_t size;  // payload bytes that follow
+};
+static_assert(sizeof(MessageHeader) == 12);
+
+struct VringState {
+  uint32_t index;
+  uint32_t num;
+};
+static_assert(sizeof(VringState) == 8);
+
+// VringAddr::flags bit 0 (VHOST_VRING_F_LOG): log used-ring writes. Needs VHOST_F_LOG_ALL, never offered.
+constexpr uint32_t kVringFlagLog = 1u << 0;
+
+struct VringAddr {
+  uint32_t index;
+  uint32_t flags;
+  uint64_t desc_user_addr;
+  uint64_t used_user_addr;
+  uint64_t avail_user_addr;
+  uint64_t log_guest_addr;
+};
+static_assert(sizeof(VringAddr) == 40);
+
+struct MemoryRegion {
+  uint64_t guest_phys_addr;
+  uint64_t memory_size;
+  uint64_t userspace_addr;
+  uint64_t mmap_offset;
+};
+static_assert(sizeof(MemoryRegion) == 32);
+
+struct MemoryTableHeader {  // SET_MEM_TABLE, followed by `nregions` MemoryRegion and as many fds
+  uint32_t nregions;
+  uint32_t padding;
+};
+static_assert(sizeof(MemoryTableHeader) == 8);
+
+struct SingleMemoryRegion {  // ADD_MEM_REG / REM_MEM_REG
+  uint64_t padding;
+  MemoryRegion region;
+};
+static_assert(sizeof(SingleMemoryRegion) == 40);
+
+struct ConfigHeader {  // GET_CONFIG / SET_CONFIG, followed by `size` bytes
+  uint32_t offset;
+  uint32_t size;
+  uint32_t flags;
+};
+static_assert(sizeof(ConfigHeader) == 12);
+
+// ConfigHeader::flags (VHOST_SET_CONFIG_TYPE_*): a plain write, or a restore during live migration.
+constexpr uint32_t kConfigTypeFrontend = 0;
+constexpr uint32_t kConfigTypeMigration = 1;
+
+// u64 payload of SET_VRING_KICK / CALL / ERR.
+constexpr uint64_t kVringIndexMask = 0xff;
+constexpr uint64_t kVringNoFdFlag = 1u << 8;
+// Bits 9..63 of that u64 are reserved.
+constexpr uint64_t kVringFileReservedMask = ~(kVringIndexMask | kVringNoFdFlag);
+
+}  // namespace vgpu::vhost_user

@@ -1,0 +1,76 @@
+#include <gtest/gtest.h>
+#include <linux/virtio_config.h>
+
+#include "gpu/device.h"
+#ifndef VIRTIO_RING_NO_LEGACY
+#define VIRTIO_RING_NO_LEGACY
+#endif
+#include <linux/virtio_ring.h>
+
+#include <array>
+#include <cstring>
+
+#include "gpu/command_names.h"
+
+namespace vgpu {
+namespace {
+
+uint32_t read_u32(const GpuDevice& dev, uint32_t offset) {
+  std::array<std::byte, 4> buf{};
+  EXPECT_TRUE(dev.read_config(offset, buf));
+  uint32_t v = 0;
+  std::memcpy(&v, buf.data(), sizeof(v));
+  return v;
+}
+
+TEST(GpuDevice, Config_TwoOutputs_ReportsNumScanouts) {
+  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 2});
+  EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_scanouts)), 2u);
+}
+
+TEST(GpuDevice, Config_Default_NoCapsets) {
+  GpuDevice dev(GpuDeviceConfig{});
+  EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_capsets)), 0u);
+}
+
+TEST(GpuDevice, ReadConfig_PastEnd_Refused) {
+  GpuDevice dev(GpuDeviceConfig{});
+  std::array<std::byte, 8> buf{};
+  EXPECT_FALSE(dev.read_config(sizeof(virtio_gpu_config) - 4, buf));
+}
+
+TEST(GpuDevice, ReadConfig_HugeOffset_Refused) {
+  GpuDevice dev(GpuDeviceConfig{});
+  std::array<std::byte, 4> buf{};
+  EXPECT_FALSE(dev.read_config(0xfffffffeu, buf));
+}
+
+TEST(GpuDevice, WriteConfig_NumScanouts_Refused) {
+  GpuDevice dev(GpuDeviceConfig{});
+  std::array<std::byte, 4> one{std::byte{1}};
+  EXPECT_FALSE(dev.write_config(offsetof(virtio_gpu_config, num_scanouts), one));
+}
+
+TEST(GpuDevice, WriteConfig_EventsClear_Accepted) {
+  GpuDevice dev(GpuDeviceConfig{});
+  std::array<std::byte, 4> one{std::byte{1}};
+  EXPECT_TRUE(dev.write_config(offsetof(virtio_gpu_config, events_clear), one));
+}
+
+TEST(GpuDevice, Features_Foundation_OfferOnlyTransportBits) {
+  GpuDevice dev(GpuDeviceConfig{});
+  const uint64_t expected = (uint64_t{1} << VIRTIO_F_VERSION_1) | (uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC) |
+                            (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
+  EXPECT_EQ(dev.features(), expected);
+}
+
+TEST(CommandNames, KnownType_ReturnsName) {
+  EXPECT_EQ(command_name(VIRTIO_GPU_CMD_GET_DISPLAY_INFO), "GET_DISPLAY_INFO");
+}
+
+TEST(CommandNames, UnknownType_ReturnsUnknown) {
+  EXPECT_EQ(command_name(0xdead), "UNKNOWN");
+}
+
+}  // namespace
+}  // namespace vgpu

@@ -1,0 +1,75 @@
+#include "app/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace vgpu {
+namespace {
+
+std::variant<Options, ExitNow> parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "vhost-gpu");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return parse_options(static_cast<int>(argv.size()), argv.data());
+}
+
+int exit_code(const std::variant<Options, ExitNow>& r) {
+  return std::get<ExitNow>(r).code;
+}
+
+TEST(Options, SocketPath_Given_IsParsed) {
+  auto r = parse({"--socket-path", "/tmp/x.sock"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_EQ(std::get<Options>(r).socket_path, "/tmp/x.sock");
+}
+
+TEST(Options, Fd_Given_IsParsed) {
+  auto r = parse({"--fd", "3"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_EQ(std::get<Options>(r).fd, 3);
+}
+
+TEST(Options, SocketPathAndFd_Together_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--fd", "3"})), 2);
+}
+
+TEST(Options, NoSocket_Given_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({})), 2);
+}
+
+TEST(Options, UnknownOption_Given_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--bogus"})), 2);
+}
+
+TEST(Options, NegativeFd_Given_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"--fd", "-1"})), 2);
+}
+
+TEST(Options, OutputsOutOfRange_Given_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--outputs", "17"})), 2);
+}
+
+TEST(Options, BadLogLevel_Given_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--log-level", "loud"})), 2);
+}
+
+TEST(Options, PrintCapabilities_WithoutSocket_ExitCode0) {
+  EXPECT_EQ(exit_code(parse({"--print-capabilities"})), 0);
+}
+
+TEST(Options, Help_Given_ExitCode0) {
+  EXPECT_EQ(exit_code(parse({"--help"})), 0);
+}
+
+TEST(Options, Version_Given_ExitCode0) {
+  EXPECT_EQ(exit_code(parse({"--version"})), 0);
+}
+
+TEST(Options, Capabilities_Always_DeclareGpuType) {
+  EXPECT_NE(capabilities_json().find("\"type\": \"gpu\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vgpu

@@ -1,0 +1,1076 @@
+// Session: the validation pipeline (header, known request, fds, sizes, validate(), feature gates, REPLY_ACK),
+// every front-end request a QEMU GPU frontend sends, ring start/stop order, memory changes under running
+// rings, and teardown without leaks. The frontend is the other end of a socketpair; the device a gmock.
+#include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <vector>
+
+#include "common/event_loop.h"
+#include "support/fake_guest.h"
+#include "vhost_user/session.h"
+
+namespace vgpu::vhost_user {
+
+void PrintTo(SessionError e, std::ostream* os) {
+  *os << to_string(e);
+}
+
+namespace {
+
+using test::ChainBuilder;
+using test::FakeGuestMemory;
+using test::FakeVirtqueue;
+using ::testing::_;
+using ::testing::InSequence;
+using ::testing::NiceMock;
+using ::testing::Return;
+
+constexpr uint64_t kVersion1Feature = uint64_t{1} << 32;
+constexpr uint64_t kEventIdxFeature = uint64_t{1} << 29;
+constexpr uint64_t kDeviceFeatures = kVersion1Feature | kEventIdxFeature;
+constexpr size_t kConfigSize = 24;
+constexpr uint16_t kRingSize = 16;
+
+class MockBackend : public Backend {
+ public:
+  MOCK_METHOD(size_t, num_queues, (), (const, override));
+  MOCK_METHOD(uint16_t, max_queue_size, (), (const, override));
+  MOCK_METHOD(uint64_t, features, (), (const, override));
+  MOCK_METHOD(void, set_acked_features, (uint64_t), (override));
+  MOCK_METHOD(size_t, config_size, (), (const, override));
+  MOCK_METHOD(bool, read_config, (uint32_t, std::span<std::byte>), (const, override));
+  MOCK_METHOD(bool, write_config, (uint32_t, std::span<const std::byte>), (override));
+  MOCK_METHOD(void, on_queue_started, (size_t, Queue&), (override));
+  MOCK_METHOD(void, on_queue_stopped, (size_t), (override));
+  MOCK_METHOD(void, on_memory_changed, (), (override));
+  MOCK_METHOD(void, on_queue_kick, (size_t, Queue&, const GuestMemory&), (override));
+  MOCK_METHOD(void, reset, (), (override));
+  // Move-only argument: recorded by hand.
+  void on_display_socket(UniqueFd fd) override { display_sockets.push_back(std::move(fd)); }
+
+  std::vector<UniqueFd> display_sockets;
+};
+
+// Pops every available chain and returns it unanswered, then signals the driver.
+void drain_queue(size_t /*index*/, Queue& q, const GuestMemory& /*mem*/) {
+  for (auto chain = q.pop(); chain && *chain; chain = q.pop()) q.add_used(std::move(**chain), 0);
+  q.notify_if_needed();
+}
+
+size_t open_fd_count() {
+  size_t n = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (::readdir(dir) != nullptr) ++n;
+  ::closedir(dir);
+  return n;
+}
+
+template <class T>
+std::vector<std::byte> bytes_of(const T& value) {
+  std::vector<std::byte> out(sizeof(T));
+  std::memcpy(out.data(), &value, sizeof(T));
+  return out;
+}
+
+std::vector<std::byte> concat(std::vector<std::byte> a, const std::vector<std::byte>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+UniqueFd make_eventfd() {
+  return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+}
+
+UniqueFd make_memfd(size_t size) {
+  UniqueFd fd(::memfd_create("vhost-user-session-test", MFD_CLOEXEC));
+  EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  return fd;
+}
+
+// The eventfd's counter (0 when not signalled); clears it.
+uint64_t eventfd_count(int fd) {
+  uint64_t v = 0;
+  return ::read(fd, &v, sizeof(v)) == sizeof(v) ? v : 0;
+}
+
+struct RawReply {
+  MessageHeader header{};
+  std::vector<std::byte> payload;
+};
+
+// The QEMU end of the socket: raw sends (any header, any fds) and reply reads that never block.
+class TestFrontend {
+ public:
+  explicit TestFrontend(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  void send_raw(std::span<const std::byte> bytes, const std::vector<int>& fds = {}) const {
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 16)] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (!fds.empty()) {
+      mh.msg_control = control;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    EXPECT_EQ(::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  }
+
+  void send(FrontendRequest request, const std::vector<std::byte>& payload = {}, const std::vector<int>& fds = {},
+            uint32_t flags = kVersion1) const {
+    const MessageHeader h{static_cast<uint32_t>(request), flags, static_cast<uint32_t>(payload.size())};
+    send_raw(concat(bytes_of(h), payload), fds);
+  }
+
+  // The next reply, if one is waiting.
+  std::optional<RawReply> receive() const {
+    RawReply r;
+    if (::recv(fd_.get(), &r.header, sizeof(r.header), MSG_DONTWAIT) != sizeof(r.header)) return std::nullopt;
+    r.payload.resize(r.header.size);
+    if (r.header.size != 0 &&
+        ::recv(fd_.get(), r.payload.data(), r.payload.size(), MSG_DONTWAIT) != static_cast<ssize_t>(r.header.size)) {
+      return std::nullopt;
+    }
+    return r;
+  }
+
+  // The u64 payload of the next reply, if one is waiting and is a u64.
+  std::optional<uint64_t> receive_u64() const {
+    auto r = receive();
+    if (!r || r->payload.size() != sizeof(uint64_t)) return std::nullopt;
+    uint64_t v = 0;
+    std::memcpy(&v, r->payload.data(), sizeof(v));
+    return v;
+  }
+
+  void close() { fd_.reset(); }
+
+ private:
+  UniqueFd fd_;
+};
+
+class SessionTest : public ::testing::Test {
+ protected:
+  SessionTest() : loop_(EventLoop::create().value()), guest_({{GuestAddress{0x10000}, 0x40000}}) {
+    ON_CALL(backend_, num_queues()).WillByDefault(Return(2));
+    ON_CALL(backend_, max_queue_size()).WillByDefault(Return(256));
+    ON_CALL(backend_, features()).WillByDefault(Return(kDeviceFeatures));
+    ON_CALL(backend_, config_size()).WillByDefault(Return(kConfigSize));
+    int sv[2] = {-1, -1};
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+  }
+
+  // Sends one request and lets the session handle it.
+  Result<void, SessionError> deliver(FrontendRequest request, const std::vector<std::byte>& payload = {},
+                                     const std::vector<int>& fds = {}, uint32_t flags = kVersion1) {
+    frontend_->send(request, payload, fds, flags);
+    return session_->on_readable();
+  }
+
+  void negotiate_protocol_features(uint64_t protocol) {
+    ASSERT_TRUE(deliver(FrontendRequest::SetProtocolFeatures, bytes_of(protocol)));
+  }
+
+  std::vector<std::byte> mem_table() const {
+    std::vector<std::byte> out = bytes_of(MemoryTableHeader{static_cast<uint32_t>(guest_.regions().size()), 0});
+    for (const RegionDesc& r : guest_.regions()) {
+      out = concat(out, bytes_of(MemoryRegion{raw(r.guest_phys), r.size, raw(r.frontend_virt), r.mmap_offset}));
+    }
+    return out;
+  }
+
+  VringAddr ring_addr(uint32_t index, const FakeVirtqueue& vq) const {
+    const QueueConfig c = vq.config();
+    return VringAddr{index,
+                     0,
+                     raw(*guest_.to_frontend(c.desc)),
+                     raw(*guest_.to_frontend(c.used)),
+                     raw(*guest_.to_frontend(c.avail)),
+                     raw(c.used)};
+  }
+
+  // Everything QEMU sends before a ring's kick fd: features, memory, size, base, addresses, call fd.
+  void configure_ring(uint32_t index, const FakeVirtqueue& vq, uint64_t features, uint16_t base = 0) {
+    ASSERT_TRUE(deliver(FrontendRequest::SetFeatures, bytes_of(features)));
+    ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+    ASSERT_TRUE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{index, kRingSize})));
+    ASSERT_TRUE(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{index, base})));
+    ASSERT_TRUE(deliver(FrontendRequest::SetVringAddr, bytes_of(ring_addr(index, vq))));
+    ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{index}), {call_.get()}));
+  }
+
+  // A started ring 0, without VHOST_USER_F_PROTOCOL_FEATURES (so the kick fd starts it).
+  void start_ring0(const FakeVirtqueue& vq) {
+    configure_ring(0, vq, kVersion1Feature);
+    ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  }
+
+  std::vector<Event> ready_events() { return loop_.wait(0).value(); }
+
+  NiceMock<MockBackend> backend_;
+  EventLoop loop_;
+  FakeGuestMemory guest_;
+  UniqueFd kick_ = make_eventfd();
+  UniqueFd call_ = make_eventfd();
+  std::optional<TestFrontend> frontend_;
+  std::optional<Session> session_;
+};
+
+// ---- features and negotiation --------------------------------------------------------------------------
+
+TEST_F(SessionTest, GetFeatures_Always_OffersDeviceFeaturesAndProtocolFeatures) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));
+  EXPECT_EQ(frontend_->receive_u64(), kDeviceFeatures | kFeatureProtocolFeatures);
+}
+
+TEST_F(SessionTest, GetFeatures_Reply_HasReplyFlagVersionAndRequest) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.request, static_cast<uint32_t>(FrontendRequest::GetFeatures));
+  EXPECT_EQ(reply->header.flags, kVersion1 | kFlagReply);
+  EXPECT_EQ(reply->header.size, 8u);
+}
+
+TEST_F(SessionTest, SetFeatures_SubsetOfOffered_PassesDeviceBitsToBackend) {
+  EXPECT_CALL(backend_, set_acked_features(kVersion1Feature));
+  ASSERT_TRUE(deliver(FrontendRequest::SetFeatures, bytes_of(kVersion1Feature | kFeatureProtocolFeatures)));
+  EXPECT_EQ(session_->acked_features(), kVersion1Feature | kFeatureProtocolFeatures);
+}
+
+TEST_F(SessionTest, SetFeatures_BitNotOffered_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetFeatures, bytes_of(uint64_t{1} << 40)).error(), SessionError::InvalidPayload);
+  EXPECT_TRUE(session_->broken());
+}
+
+TEST_F(SessionTest, GetProtocolFeatures_Always_OffersImplementedSet) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  EXPECT_EQ(frontend_->receive_u64(), (1u << 0) | (1u << 3) | (1u << 5) | (1u << 9) | (1u << 15) | (1u << 16));
+}
+
+TEST_F(SessionTest, SetProtocolFeatures_Offered_Acked) {
+  negotiate_protocol_features(Session::kOfferedProtocolFeatures);
+  EXPECT_EQ(session_->acked_protocol_features(), Session::kOfferedProtocolFeatures);
+}
+
+TEST_F(SessionTest, SetProtocolFeatures_SharedObjectNotOffered_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetProtocolFeatures, bytes_of(bit(ProtocolFeature::SharedObject))).error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetOwner_NoPayload_AcceptedWithoutReply) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetOwner));
+  EXPECT_FALSE(frontend_->receive());
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, GetQueueNum_MqNegotiated_RepliesNumQueues) {
+  negotiate_protocol_features(bit(ProtocolFeature::Mq));
+  ASSERT_TRUE(deliver(FrontendRequest::GetQueueNum));
+  EXPECT_EQ(frontend_->receive_u64(), 2u);
+}
+
+TEST_F(SessionTest, GetQueueNum_MqNotNegotiated_RefusedWithFailureReplyAndSessionGoesOn) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetQueueNum));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, GetMaxMemSlots_Negotiated_RepliesGuestMemoryLimit) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  ASSERT_TRUE(deliver(FrontendRequest::GetMaxMemSlots));
+  EXPECT_EQ(frontend_->receive_u64(), GuestMemory::kMaxRegions);
+}
+
+TEST_F(SessionTest, GetMaxMemSlots_NotNegotiated_RefusedWithFailureReply) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetMaxMemSlots));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+}
+
+// ---- header, sizes, fds ----------------------------------------------------------------------------------
+
+TEST_F(SessionTest, Header_Version2_BreaksWithBadHeader) {
+  EXPECT_EQ(deliver(FrontendRequest::GetFeatures, {}, {}, 0x2).error(), SessionError::BadHeader);
+  EXPECT_FALSE(frontend_->receive());
+}
+
+TEST_F(SessionTest, Header_ReplyFlagSet_BreaksWithBadHeader) {
+  EXPECT_EQ(deliver(FrontendRequest::SetOwner, {}, {}, kVersion1 | kFlagReply).error(), SessionError::BadHeader);
+}
+
+TEST_F(SessionTest, Header_ReservedFlagBit_BreaksWithBadHeader) {
+  EXPECT_EQ(deliver(FrontendRequest::SetOwner, {}, {}, kVersion1 | (1u << 4)).error(), SessionError::BadHeader);
+}
+
+TEST_F(SessionTest, Header_Broken_ErrorDetailNamesRequestAndProblem) {
+  (void)deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 3}));
+  EXPECT_EQ(session_->error_detail(), ": SET_VRING_NUM: ring 0: size 3 is not a power of two in 1..256");
+}
+
+TEST_F(SessionTest, PayloadSize_SetVringNumWith12Bytes_BreaksWithWrongPayloadSize) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, std::vector<std::byte>(12)).error(), SessionError::WrongPayloadSize);
+}
+
+TEST_F(SessionTest, PayloadSize_GetFeaturesWithPayload_BreaksWithWrongPayloadSize) {
+  EXPECT_EQ(deliver(FrontendRequest::GetFeatures, std::vector<std::byte>(8)).error(), SessionError::WrongPayloadSize);
+}
+
+TEST_F(SessionTest, FdCount_SetOwnerWithFd_BreaksWithWrongFdCount) {
+  const UniqueFd fd = make_eventfd();
+  EXPECT_EQ(deliver(FrontendRequest::SetOwner, {}, {fd.get()}).error(), SessionError::WrongFdCount);
+}
+
+TEST_F(SessionTest, FdCount_GpuSetSocketWithoutFd_BreaksWithWrongFdCount) {
+  EXPECT_EQ(deliver(FrontendRequest::GpuSetSocket).error(), SessionError::WrongFdCount);
+}
+
+TEST_F(SessionTest, FdCount_SetVringCallNoFdFlagWithFd_BreaksWithWrongFdCount) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringCall, bytes_of(kVringNoFdFlag), {call_.get()}).error(),
+            SessionError::WrongFdCount);
+}
+
+TEST_F(SessionTest, FdCount_SetVringKickWithoutFdOrFlag_BreaksWithWrongFdCount) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0})).error(), SessionError::WrongFdCount);
+}
+
+TEST_F(SessionTest, VringFile_ReservedBits_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{1} << 9), {call_.get()}).error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, VringFile_IndexOutOfRange_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{2}), {call_.get()}).error(),
+            SessionError::InvalidPayload);
+}
+
+// ---- unknown and not offered requests ---------------------------------------------------------------------
+
+TEST_F(SessionTest, UnknownRequest_NeedReplyWithReplyAck_FailureAckAndSessionGoesOn) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  frontend_->send(static_cast<FrontendRequest>(99), std::vector<std::byte>(16), {}, kVersion1 | kFlagNeedReply);
+  ASSERT_TRUE(session_->on_readable());
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, UnknownRequest_WithoutReplyAck_NoReplyAndFdsClosed) {
+  const size_t before = open_fd_count();
+  const UniqueFd fd = make_eventfd();
+  frontend_->send(static_cast<FrontendRequest>(1000), {}, {fd.get(), fd.get()});
+  ASSERT_TRUE(session_->on_readable());
+  EXPECT_FALSE(frontend_->receive());
+  EXPECT_EQ(open_fd_count(), before + 1);
+}
+
+TEST_F(SessionTest, SetLogBase_NotOffered_RefusedWithFailureReply) {
+  const UniqueFd fd = make_memfd(4096);
+  ASSERT_TRUE(deliver(FrontendRequest::SetLogBase, std::vector<std::byte>(16), {fd.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, SetLogFd_NotOfferedWithReplyAck_FailureAck) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  const UniqueFd fd = make_memfd(4096);
+  ASSERT_TRUE(deliver(FrontendRequest::SetLogFd, {}, {fd.get()}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+}
+
+TEST_F(SessionTest, GetInflightFd_NotOffered_RefusedWithFailureReply) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetInflightFd, std::vector<std::byte>(24)));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+}
+
+// ---- REPLY_ACK ----------------------------------------------------------------------------------------------
+
+TEST_F(SessionTest, ReplyAck_NeedReplyOnSuccess_RepliesZero) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  ASSERT_TRUE(deliver(FrontendRequest::SetOwner, {}, {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 0u);
+}
+
+TEST_F(SessionTest, ReplyAck_NotNegotiated_NeedReplyIgnored) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetOwner, {}, {}, kVersion1 | kFlagNeedReply));
+  EXPECT_FALSE(frontend_->receive());
+}
+
+TEST_F(SessionTest, ReplyAck_RequestWithOwnReply_SendsOnlyItsOwnReply) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures, {}, {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), kDeviceFeatures | kFeatureProtocolFeatures);
+  EXPECT_FALSE(frontend_->receive());
+}
+
+TEST_F(SessionTest, ReplyAck_FatalError_FailureAckThenBroken) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  EXPECT_FALSE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 5}), {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_TRUE(session_->broken());
+}
+
+// ---- memory ------------------------------------------------------------------------------------------------
+
+TEST_F(SessionTest, SetMemTable_MemfdRegion_MapsItAndTellsBackend) {
+  EXPECT_CALL(backend_, on_memory_changed());
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  EXPECT_EQ(session_->memory().regions(), guest_.regions());
+}
+
+TEST_F(SessionTest, SetMemTable_ZeroRegions_ClearsMemory) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, bytes_of(MemoryTableHeader{0, 0})));
+  EXPECT_EQ(session_->memory().region_count(), 0u);
+}
+
+TEST_F(SessionTest, SetMemTable_FdCountDiffersFromRegions_BreaksWithWrongFdCount) {
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd(), guest_.fd()}).error(),
+            SessionError::WrongFdCount);
+}
+
+TEST_F(SessionTest, SetMemTable_NineRegions_BreaksWithInvalidPayload) {
+  const auto payload = concat(bytes_of(MemoryTableHeader{9, 0}), std::vector<std::byte>(9 * sizeof(MemoryRegion)));
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetMemTable_SizeDisagreesWithRegionCount_BreaksWithWrongPayloadSize) {
+  const auto payload = concat(mem_table(), std::vector<std::byte>(8));
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {guest_.fd()}).error(), SessionError::WrongPayloadSize);
+}
+
+TEST_F(SessionTest, SetMemTable_NonZeroPadding_BreaksWithInvalidPayload) {
+  const auto payload =
+      concat(bytes_of(MemoryTableHeader{1, 7}), bytes_of(MemoryRegion{0, 0x1000, 0x7000'0000'0000, 0}));
+  const UniqueFd fd = make_memfd(0x1000);
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetMemTable_GuestRangeWraps_BreaksWithInvalidPayload) {
+  const auto payload = concat(bytes_of(MemoryTableHeader{1, 0}),
+                              bytes_of(MemoryRegion{~uint64_t{0} - 0xfff, 0x2000, 0x7000'0000'0000, 0}));
+  const UniqueFd fd = make_memfd(0x2000);
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetMemTable_FdSmallerThanRegion_BreaksWithMemoryMap) {
+  const auto payload =
+      concat(bytes_of(MemoryTableHeader{1, 0}), bytes_of(MemoryRegion{0, 0x100000, 0x7000'0000'0000, 0}));
+  const UniqueFd fd = make_memfd(0x1000);
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::MemoryMap);
+}
+
+TEST_F(SessionTest, SetMemTable_OverlappingRegions_BreaksWithMemoryMap) {
+  const auto region = bytes_of(MemoryRegion{0, 0x1000, 0x7000'0000'0000, 0});
+  const auto payload = concat(concat(bytes_of(MemoryTableHeader{2, 0}), region), region);
+  const UniqueFd fd = make_memfd(0x1000);
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get(), fd.get()}).error(), SessionError::MemoryMap);
+}
+
+TEST_F(SessionTest, AddMemReg_Negotiated_AddsRegion) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  const UniqueFd fd = make_memfd(0x2000);
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg,
+                      bytes_of(SingleMemoryRegion{0, {0x100000, 0x1000, 0x7100'0000'0000, 0x1000}}), {fd.get()}));
+  EXPECT_EQ(session_->memory().region_count(), 1u);
+}
+
+TEST_F(SessionTest, AddMemReg_NotNegotiated_RefusedAndFdClosed) {
+  const size_t before = open_fd_count();
+  const UniqueFd fd = make_memfd(0x1000);
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg, bytes_of(SingleMemoryRegion{0, {0, 0x1000, 0x1000, 0}}), {fd.get()}));
+  EXPECT_EQ(session_->memory().region_count(), 0u);
+  EXPECT_EQ(open_fd_count(), before + 1);
+}
+
+TEST_F(SessionTest, AddMemReg_NonZeroPadding_BreaksWithInvalidPayload) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  const UniqueFd fd = make_memfd(0x1000);
+  EXPECT_EQ(
+      deliver(FrontendRequest::AddMemReg, bytes_of(SingleMemoryRegion{1, {0, 0x1000, 0x1000, 0}}), {fd.get()}).error(),
+      SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, RemMemReg_AddedRegionWithoutFd_RemovesIt) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  const UniqueFd fd = make_memfd(0x2000);
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg,
+                      bytes_of(SingleMemoryRegion{0, {0x100000, 0x1000, 0x7100'0000'0000, 0x1000}}), {fd.get()}));
+  ASSERT_TRUE(
+      deliver(FrontendRequest::RemMemReg, bytes_of(SingleMemoryRegion{0, {0x100000, 0x1000, 0x7100'0000'0000, 0}})));
+  EXPECT_EQ(session_->memory().region_count(), 0u);
+}
+
+TEST_F(SessionTest, RemMemReg_WithFd_AcceptedAndFdClosed) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  const UniqueFd fd = make_memfd(0x1000);
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg, bytes_of(SingleMemoryRegion{0, {0, 0x1000, 0x1000, 0}}), {fd.get()}));
+  const size_t before = open_fd_count();
+  ASSERT_TRUE(deliver(FrontendRequest::RemMemReg, bytes_of(SingleMemoryRegion{0, {0, 0x1000, 0x1000, 0}}), {fd.get()}));
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+TEST_F(SessionTest, RemMemReg_UnknownRegion_BreaksWithMemoryMap) {
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  EXPECT_EQ(deliver(FrontendRequest::RemMemReg, bytes_of(SingleMemoryRegion{0, {0, 0x1000, 0x1000, 0}})).error(),
+            SessionError::MemoryMap);
+}
+
+// ---- vring configuration -----------------------------------------------------------------------------------
+
+TEST_F(SessionTest, SetVringNum_NotPowerOfTwo_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 3})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringNum_AboveMaxQueueSize_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 512})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringNum_Zero_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 0})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringNum_IndexOutOfRange_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{2, 16})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringBase_Above16Bits_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{0, 0x10000})).error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringAddr_LogFlag_BreaksWithInvalidPayload) {
+  EXPECT_EQ(deliver(FrontendRequest::SetVringAddr, bytes_of(VringAddr{0, kVringFlagLog, 0, 0, 0, 0})).error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringEnable_ValueTwo_BreaksWithInvalidPayload) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetFeatures, bytes_of(kFeatureProtocolFeatures)));
+  EXPECT_EQ(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 2})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetVringEnable_ProtocolFeaturesNotAcked_Refused) {
+  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1}), {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+// ---- ring start and stop -----------------------------------------------------------------------------------
+
+TEST_F(SessionTest, SetVringKick_ProtocolFeaturesNotAcked_StartsRingAndRegistersKick) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_started(0, _));
+  start_ring0(vq);
+  EXPECT_TRUE(session_->ring_running(0));
+  const std::vector<Event> events = ready_events();  // the injected first kick
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].source, (Source{Token::QueueKick, 0}));
+}
+
+TEST_F(SessionTest, SetVringKick_ProtocolFeaturesAcked_WaitsForEnable) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_started(_, _)).Times(0);
+  configure_ring(0, vq, kVersion1Feature | kFeatureProtocolFeatures);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  EXPECT_FALSE(session_->ring_running(0));
+  EXPECT_TRUE(ready_events().empty());
+}
+
+TEST_F(SessionTest, SetVringEnable_AfterKick_StartsRing) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_started(0, _));
+  configure_ring(0, vq, kVersion1Feature | kFeatureProtocolFeatures);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1})));
+  EXPECT_TRUE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, SetVringEnable_BeforeKick_RingStartsAtKick) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  configure_ring(0, vq, kVersion1Feature | kFeatureProtocolFeatures);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  EXPECT_TRUE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, SetVringEnable_ZeroOnRunningRing_StopsRingAndUnregistersKick) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_stopped(0));
+  configure_ring(0, vq, kVersion1Feature | kFeatureProtocolFeatures);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 0})));
+  EXPECT_FALSE(session_->ring_running(0));
+  EXPECT_TRUE(ready_events().empty());
+}
+
+TEST_F(SessionTest, SetVringKick_RingWithoutAddresses_BreaksWithRingStart) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, kRingSize})));
+  EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}).error(),
+            SessionError::RingStart);
+}
+
+TEST_F(SessionTest, SetVringKick_AddressesOutsideMemory_BreaksWithRingStart) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, kRingSize})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringAddr, bytes_of(VringAddr{0, 0, 0x1000, 0x2000, 0x3000, 0})));
+  EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}).error(),
+            SessionError::RingStart);
+}
+
+TEST_F(SessionTest, SetVringKick_KickFdNotPollable_BreaksWithRingStart) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  configure_ring(0, vq, kVersion1Feature);
+  const UniqueFd regular_file = make_memfd(8);
+  EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {regular_file.get()}).error(),
+            SessionError::RingStart);
+}
+
+TEST_F(SessionTest, SetVringKick_NoFdFlagOnRunningRing_StopsRing) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_stopped(0));
+  start_ring0(vq);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(kVringNoFdFlag)));
+  EXPECT_FALSE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, SetVringKick_NewFdOnRunningRing_PollsNewFdOnly) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  (void)eventfd_count(kick_.get());
+  const UniqueFd new_kick = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {new_kick.get()}));
+  (void)eventfd_count(new_kick.get());
+  ASSERT_EQ(::eventfd_write(kick_.get(), 1), 0);
+  EXPECT_TRUE(ready_events().empty());
+}
+
+TEST_F(SessionTest, SetVringNum_RunningRing_BreaksWithInvalidState) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  EXPECT_EQ(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 8})).error(), SessionError::InvalidState);
+}
+
+TEST_F(SessionTest, StartAndStop_GetVringBase_BackendSeesStartedThenStoppedBeforeReply) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  {
+    InSequence order;
+    EXPECT_CALL(backend_, on_queue_started(0, _));
+    EXPECT_CALL(backend_, on_queue_stopped(0));
+    EXPECT_CALL(backend_, reset());
+  }
+  start_ring0(vq);
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
+  EXPECT_FALSE(session_->ring_running(0));
+  session_->close();
+}
+
+TEST_F(SessionTest, GetVringBase_RunningRingAfterThreeChains_ReportsNextAvail) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  start_ring0(vq);
+  ChainBuilder(vq).readable("a").build();
+  ChainBuilder(vq).readable("b").build();
+  ChainBuilder(vq).readable("c").build();
+  session_->on_kick(0);
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload, bytes_of(VringState{0, 3}));
+}
+
+TEST_F(SessionTest, GetVringBase_NeverStartedRing_ReportsSetBase) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{1, 42})));
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{1, 0})));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload, bytes_of(VringState{1, 42}));
+}
+
+TEST_F(SessionTest, GetVringBase_RunningRing_ClosesKickFdAndLeavesLoop) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  const size_t before = open_fd_count();
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
+  EXPECT_EQ(open_fd_count(), before - 1);
+  EXPECT_TRUE(ready_events().empty());
+}
+
+TEST_F(SessionTest, Restart_AfterGetVringBase_ResumesAtReportedBase) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  start_ring0(vq);
+  ChainBuilder(vq).readable("a").build();
+  session_->on_kick(0);
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
+  (void)frontend_->receive();
+  ChainBuilder(vq).readable("b").build();
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{0, 1})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
+  session_->on_kick(0);
+  EXPECT_EQ(vq.next_used(), (test::UsedElement{0, 0}));
+  EXPECT_EQ(vq.next_used()->id, 1u);
+}
+
+TEST_F(SessionTest, OnKick_RunningRing_ClearsEventfdAndCallsBackend) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_kick(0, _, _));
+  start_ring0(vq);
+  session_->on_kick(0);
+  EXPECT_EQ(eventfd_count(kick_.get()), 0u);
+}
+
+TEST_F(SessionTest, OnKick_StoppedRing_Ignored) {
+  EXPECT_CALL(backend_, on_queue_kick(_, _, _)).Times(0);
+  session_->on_kick(0);
+  session_->on_kick(7);
+}
+
+TEST_F(SessionTest, Interrupt_UsedBuffers_WritesCallEventfd) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  start_ring0(vq);
+  ChainBuilder(vq).readable("a").build();
+  session_->on_kick(0);
+  EXPECT_EQ(eventfd_count(call_.get()), 1u);
+}
+
+TEST_F(SessionTest, SetVringCall_RunningRing_InterruptGoesToNewFd) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  start_ring0(vq);
+  const UniqueFd new_call = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{0}), {new_call.get()}));
+  ChainBuilder(vq).readable("a").build();
+  session_->on_kick(0);
+  EXPECT_EQ(eventfd_count(new_call.get()), 1u);
+  EXPECT_EQ(eventfd_count(call_.get()), 0u);
+}
+
+TEST_F(SessionTest, SetVringCall_NoFdFlag_InterruptGoesNowhere) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  start_ring0(vq);
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(kVringNoFdFlag)));
+  ChainBuilder(vq).readable("a").build();
+  session_->on_kick(0);
+  EXPECT_EQ(eventfd_count(call_.get()), 0u);
+}
+
+TEST_F(SessionTest, SetVringErr_WithFd_Accepted) {
+  const UniqueFd err = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringErr, bytes_of(uint64_t{1}), {err.get()}));
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, ResetOwner_RunningRing_StopsRingThenResetsBackend) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  {
+    InSequence order;
+    EXPECT_CALL(backend_, on_queue_stopped(0));
+    EXPECT_CALL(backend_, reset());
+  }
+  ASSERT_TRUE(deliver(FrontendRequest::ResetOwner));
+  EXPECT_FALSE(session_->ring_running(0));
+  testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+// ---- memory changes under running rings --------------------------------------------------------------------
+
+TEST_F(SessionTest, MemoryChange_SameLayout_RingKeepsRunning) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  EXPECT_CALL(backend_, on_queue_stopped(_)).Times(0);
+  start_ring0(vq);
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  EXPECT_TRUE(session_->ring_running(0));
+  testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+TEST_F(SessionTest, MemoryChange_RingMemoryRemoved_StopsRingUntilMemoryReturns) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, bytes_of(MemoryTableHeader{0, 0})));
+  EXPECT_FALSE(session_->ring_running(0));
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  EXPECT_TRUE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, MemoryChange_RemAndAddMemReg_RingRestartsAtNextAvail) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+  negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
+  start_ring0(vq);
+  ChainBuilder(vq).readable("a").build();
+  session_->on_kick(0);
+  const RegionDesc r = guest_.regions()[0];
+  const MemoryRegion region{raw(r.guest_phys), r.size, raw(r.frontend_virt), r.mmap_offset};
+  ASSERT_TRUE(deliver(FrontendRequest::RemMemReg, bytes_of(SingleMemoryRegion{0, region})));
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg, bytes_of(SingleMemoryRegion{0, region}), {guest_.fd()}));
+  ChainBuilder(vq).readable("b").build();
+  session_->on_kick(0);
+  EXPECT_EQ(vq.next_used()->id, 0u);
+  EXPECT_EQ(vq.next_used()->id, 1u);
+}
+
+// ---- config space ------------------------------------------------------------------------------------------
+
+TEST_F(SessionTest, GetConfig_Negotiated_RepliesHeaderAndDeviceBytes) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_CALL(backend_, read_config(0, _)).WillOnce([](uint32_t, std::span<std::byte> out) {
+    std::memset(out.data(), 0xab, out.size());
+    return true;
+  });
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4))));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4, std::byte{0xab})));
+}
+
+TEST_F(SessionTest, GetConfig_DeviceRefuses_RepliesZeroSize) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_CALL(backend_, read_config(_, _)).WillOnce(Return(false));
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{20, 8, 0}), std::vector<std::byte>(8))));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload, bytes_of(ConfigHeader{20, 0, 0}));
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, GetConfig_NotNegotiated_RefusedWithZeroSizeReply) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4))));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->payload, bytes_of(ConfigHeader{0, 0, 0}));
+}
+
+TEST_F(SessionTest, GetConfig_SizeAbove256_BreaksWithInvalidPayload) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_EQ(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 257, 0}), std::vector<std::byte>(257)))
+                .error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, GetConfig_PayloadShorterThanSize_BreaksWithWrongPayloadSize) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_EQ(
+      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 8, 0}), std::vector<std::byte>(4))).error(),
+      SessionError::WrongPayloadSize);
+}
+
+TEST_F(SessionTest, GetConfig_OffsetPlusSizeWraps_BreaksWithInvalidPayload) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_EQ(
+      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0xffffffff, 4, 0}), std::vector<std::byte>(4)))
+          .error(),
+      SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, SetConfig_Negotiated_WritesDeviceAndAcks) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config) | bit(ProtocolFeature::ReplyAck));
+  EXPECT_CALL(backend_, write_config(16, _)).WillOnce(Return(true));
+  ASSERT_TRUE(deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{16, 4, 0}), std::vector<std::byte>(4)),
+                      {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 0u);
+}
+
+TEST_F(SessionTest, SetConfig_DeviceRefuses_FailureAckAndSessionGoesOn) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config) | bit(ProtocolFeature::ReplyAck));
+  EXPECT_CALL(backend_, write_config(_, _)).WillOnce(Return(false));
+  ASSERT_TRUE(deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4)),
+                      {}, kVersion1 | kFlagNeedReply));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, SetConfig_UnknownFlags_BreaksWithInvalidPayload) {
+  negotiate_protocol_features(bit(ProtocolFeature::Config));
+  EXPECT_EQ(
+      deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{0, 4, 2}), std::vector<std::byte>(4))).error(),
+      SessionError::InvalidPayload);
+}
+
+// ---- fds handed on -----------------------------------------------------------------------------------------
+
+TEST_F(SessionTest, GpuSetSocket_SentTwice_BothHandedToBackend) {
+  const UniqueFd a = make_eventfd();
+  const UniqueFd b = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {a.get()}));
+  ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {b.get()}));
+  EXPECT_EQ(backend_.display_sockets.size(), 2u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionTest, SetBackendReqFd_Negotiated_KeepsFd) {
+  negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
+  const UniqueFd fd = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  EXPECT_GE(session_->backend_req_fd(), 0);
+}
+
+TEST_F(SessionTest, SetBackendReqFd_NotNegotiated_RefusedAndFdClosed) {
+  const UniqueFd fd = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  EXPECT_EQ(session_->backend_req_fd(), -1);
+  EXPECT_FALSE(session_->broken());
+}
+
+// ---- status ------------------------------------------------------------------------------------------------
+
+TEST_F(SessionTest, SetStatus_Negotiated_GetStatusReportsIt) {
+  negotiate_protocol_features(bit(ProtocolFeature::Status));
+  ASSERT_TRUE(deliver(FrontendRequest::SetStatus, bytes_of(uint64_t{0x0f})));
+  ASSERT_TRUE(deliver(FrontendRequest::GetStatus));
+  EXPECT_EQ(frontend_->receive_u64(), 0x0fu);
+}
+
+TEST_F(SessionTest, SetStatus_Zero_DoesNotResetBackend) {
+  negotiate_protocol_features(bit(ProtocolFeature::Status));
+  EXPECT_CALL(backend_, reset()).Times(0);
+  ASSERT_TRUE(deliver(FrontendRequest::SetStatus, bytes_of(uint64_t{0})));
+  testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+TEST_F(SessionTest, SetStatus_Above8Bits_BreaksWithInvalidPayload) {
+  negotiate_protocol_features(bit(ProtocolFeature::Status));
+  EXPECT_EQ(deliver(FrontendRequest::SetStatus, bytes_of(uint64_t{0x100})).error(), SessionError::InvalidPayload);
+}
+
+TEST_F(SessionTest, GetStatus_NotNegotiated_RefusedWithFailureReply) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetStatus));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+}
+
+// ---- transport and lifetime --------------------------------------------------------------------------------
+
+TEST_F(SessionTest, OnReadable_SeveralMessagesWaiting_HandlesAll) {
+  frontend_->send(FrontendRequest::GetFeatures);
+  frontend_->send(FrontendRequest::GetProtocolFeatures);
+  ASSERT_TRUE(session_->on_readable());
+  EXPECT_EQ(frontend_->receive_u64(), kDeviceFeatures | kFeatureProtocolFeatures);
+  EXPECT_EQ(frontend_->receive_u64(), Session::kOfferedProtocolFeatures);
+}
+
+TEST_F(SessionTest, OnReadable_NothingWaiting_Succeeds) {
+  EXPECT_TRUE(session_->on_readable());
+}
+
+TEST_F(SessionTest, OnReadable_PeerClosed_Disconnected) {
+  frontend_->close();
+  EXPECT_EQ(session_->on_readable().error(), SessionError::Disconnected);
+  EXPECT_EQ(session_->error_detail(), "");
+}
+
+TEST_F(SessionTest, OnReadable_AfterBroken_SameErrorWithoutReading) {
+  (void)deliver(FrontendRequest::GetFeatures, {}, {}, 0);
+  frontend_->send(FrontendRequest::GetFeatures);
+  EXPECT_EQ(session_->on_readable().error(), SessionError::BadHeader);
+  EXPECT_FALSE(frontend_->receive());
+}
+
+TEST_F(SessionTest, GarbageHeader_HugeSizeWithFds_BrokenAndNothingLeaked) {
+  const size_t before = open_fd_count();
+  {
+    const UniqueFd a = make_eventfd();
+    const UniqueFd b = make_memfd(4096);
+    const MessageHeader garbage{0xdeadbeef, 0xffffffff, 0xfffffff0};
+    frontend_->send_raw(bytes_of(garbage), {a.get(), b.get()});
+  }
+  EXPECT_EQ(session_->on_readable().error(), SessionError::Transport);
+  EXPECT_EQ(open_fd_count(), before);
+}
+
+TEST_F(SessionTest, PeerStopsMidMessage_TimesOutAsTransportError) {
+  const MessageHeader h{static_cast<uint32_t>(FrontendRequest::SetFeatures), kVersion1, 8};
+  frontend_->send_raw(bytes_of(h));
+  EXPECT_EQ(session_->on_readable().error(), SessionError::Transport);
+}
+
+TEST_F(SessionTest, Close_FullySetUpSession_ClosesEveryFdItReceived) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  const size_t before = open_fd_count();
+  negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
+  start_ring0(vq);
+  const UniqueFd err = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringErr, bytes_of(uint64_t{0}), {err.get()}));
+  const UniqueFd req = make_eventfd();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {req.get()}));
+  session_->close();
+  EXPECT_EQ(open_fd_count(), before + 2 - 1);  // + err and req here, - the session's own socket
+}
+
+TEST_F(SessionTest, Close_RunningRing_StopsRingThenResetsBackend) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  {
+    InSequence order;
+    EXPECT_CALL(backend_, on_queue_stopped(0));
+    EXPECT_CALL(backend_, reset());
+  }
+  session_.reset();
+  EXPECT_TRUE(ready_events().empty());
+}
+
+// A QEMU 10-like start: everything a vhost-user-gpu frontend sends, in its order, with REPLY_ACK.
+TEST_F(SessionTest, QemuLikeSequence_FullNegotiationAndStart_BothRingsRun) {
+  FakeVirtqueue ctrl(guest_, {.size = kRingSize, .event_idx = true});
+  FakeVirtqueue cursor(guest_, {.size = kRingSize, .event_idx = true});
+  const UniqueFd kick1 = make_eventfd();
+  const UniqueFd call1 = make_eventfd();
+  const UniqueFd display = make_eventfd();
+  const uint32_t ack = kVersion1 | kFlagNeedReply;
+  EXPECT_CALL(backend_, on_queue_started(_, _)).Times(2);
+  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  negotiate_protocol_features(Session::kOfferedProtocolFeatures);
+  ASSERT_TRUE(deliver(FrontendRequest::GetQueueNum));
+  ASSERT_TRUE(deliver(FrontendRequest::GetMaxMemSlots));
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {display.get()}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetOwner));
+  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{0}), {call_.get()}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{1}), {call1.get()}, ack));
+  ASSERT_TRUE(
+      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 24, 0}), std::vector<std::byte>(24))));
+  ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {display.get()}));
+  ASSERT_TRUE(
+      deliver(FrontendRequest::SetFeatures, bytes_of(kVersion1Feature | kEventIdxFeature | kFeatureProtocolFeatures)));
+  const RegionDesc r = guest_.regions()[0];
+  ASSERT_TRUE(deliver(FrontendRequest::AddMemReg,
+                      bytes_of(SingleMemoryRegion{0, {raw(r.guest_phys), r.size, raw(r.frontend_virt), r.mmap_offset}}),
+                      {guest_.fd()}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, kRingSize})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{0, 0})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringAddr, bytes_of(ring_addr(0, ctrl))));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{1, kRingSize})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringBase, bytes_of(VringState{1, 0})));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringAddr, bytes_of(ring_addr(1, cursor))));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{1}), {kick1.get()}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1}), {}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{1, 1}), {}, ack));
+  ASSERT_TRUE(deliver(FrontendRequest::GetStatus));
+  ASSERT_TRUE(deliver(FrontendRequest::SetStatus, bytes_of(uint64_t{0x0f}), {}, ack));
+  EXPECT_TRUE(session_->ring_running(0));
+  EXPECT_TRUE(session_->ring_running(1));
+  EXPECT_FALSE(session_->broken());
+}
+
+}  // namespace
+}  // namespace vgpu::vhost_user
