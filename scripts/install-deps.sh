@@ -17,13 +17,14 @@ done
 build_pkgs=(
   build-essential cmake ninja-build pkg-config git
   clang clang-14 libclang-rt-14-dev clang-format clang-tidy
-  libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
+  libcli11-dev libspdlog-dev libfmt-dev libexpected-dev libpixman-1-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   linux-libc-dev
 )
-# End-to-end: a busybox initramfs and a Debian kernel run under QEMU 10.0 (bookworm-backports).
+# End-to-end: a busybox initramfs and a Debian kernel run under QEMU 10.0 (bookworm-backports), and QEMU's
+# own C backend (/usr/lib/qemu/vhost-user-gpu, package qemu-system-gui) to check the tests against.
 e2e_host_pkgs=(busybox-static cpio gzip python3 xz-utils)
-e2e_backports_pkgs=(qemu-system-x86)
+e2e_backports_pkgs=(qemu-system-x86 qemu-system-gui)
 
 backports_list=/etc/apt/sources.list.d/vhost-gpu-bookworm-backports.sources
 
@@ -45,9 +46,11 @@ host_mirror() {
 }
 
 qemu_is_backports() {
-  local v
-  v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
-  [[ "$v" == *bpo* ]]
+  local p v
+  for p in "${e2e_backports_pkgs[@]}"; do
+    v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+    [[ "$v" == *bpo* ]] || return 1
+  done
 }
 
 need=($(missing "${build_pkgs[@]}"))

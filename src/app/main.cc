@@ -17,13 +17,27 @@ int run_main(int argc, char** argv) {
   init_logging();
   set_log_level(opts.log_level);
 
-  GpuDevice device(GpuDeviceConfig{.num_scanouts = opts.outputs});
   auto loop = EventLoop::create();
   if (!loop) {
     VGPU_LOG_ERROR("cannot create the event loop (errno {})", loop.error());
     return 1;
   }
-  Server server(device, std::move(*loop), ServerConfig{.exit_on_disconnect = opts.exit_on_disconnect});
+  GpuDevice device(GpuDeviceConfig{.num_scanouts = opts.outputs,
+                                   .max_resource_memory = opts.max_resource_memory,
+                                   .headless = opts.headless,
+                                   .headless_width = opts.width,
+                                   .headless_height = opts.height},
+                   &*loop);
+  auto dump = [&device, dir = opts.screenshot_dir] {
+    auto paths = device.dump_frames(dir);
+    if (!paths) {
+      VGPU_LOG_WARN("SIGUSR1: no screenshot: {}", paths.error());
+      return;
+    }
+    if (paths->empty()) VGPU_LOG_INFO("SIGUSR1: no active scanout to write");
+    for (const auto& p : *paths) VGPU_LOG_INFO("SIGUSR1: wrote {}", p);
+  };
+  Server server(device, *loop, ServerConfig{.exit_on_disconnect = opts.exit_on_disconnect, .on_sigusr1 = dump});
   auto ready = opts.socket_path ? server.listen_on_path(*opts.socket_path) : server.use_fd(*opts.fd);
   if (!ready) {
     VGPU_LOG_ERROR("{}", ready.error());

@@ -13,6 +13,21 @@ namespace {
 constexpr const char* kVersion = "vhost-gpu 0.1.0";
 constexpr uint32_t kMaxOutputs = 16;  // VIRTIO_GPU_MAX_SCANOUTS
 
+// "1280x800" → 1280, 800. Bounds: what a display and an EDID detailed timing can describe.
+bool parse_resolution(const std::string& text, uint32_t& width, uint32_t& height) {
+  unsigned w = 0, h = 0;
+  char x = 0;
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%u%c%u%n", &w, &x, &h, &consumed) != 3 || x != 'x' ||
+      static_cast<size_t>(consumed) != text.size()) {
+    return false;
+  }
+  if (w < 16 || h < 16 || w > 16384 || h > 16384) return false;
+  width = w;
+  height = h;
+  return true;
+}
+
 }  // namespace
 
 std::string capabilities_json() {
@@ -48,6 +63,24 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("N")
       ->check(CLI::Range(1u, kMaxOutputs))
       ->capture_default_str();
+  std::string resolution = "1280x800";
+  app.add_option("--resolution", resolution,
+                 "Preferred mode WIDTHxHEIGHT reported when no display supplies one (headless; EDID fallback)")
+      ->type_name("WxH")
+      ->capture_default_str();
+  app.add_option("--max-resource-memory", opts.max_resource_memory,
+                 "Host memory the guest may make us allocate for resources (suffixes K, M, G); beyond it, "
+                 "commands fail with ERR_OUT_OF_MEMORY")
+      ->type_name("BYTES")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("512M");
+  app.add_flag("--headless", opts.headless,
+               "Keep frames here instead of sending them to QEMU's display (also the default until QEMU "
+               "sends its display socket)");
+  app.add_option("--screenshot-dir", opts.screenshot_dir,
+                 "Where SIGUSR1 writes scanout-N.png of each active scanout (headless display)")
+      ->type_name("DIR")
+      ->capture_default_str();
   app.add_option("-l,--log-level", opts.log_level, "Log level: trace, debug, info, warn, error, off")
       ->type_name("LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
@@ -81,6 +114,15 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
   }
   if (!opts.socket_path && !opts.fd) {
     std::cerr << "vhost-gpu: one of --socket-path or --fd is required\nRun with --help for usage.\n";
+    return ExitNow{2};
+  }
+  if (!parse_resolution(resolution, opts.width, opts.height)) {
+    std::cerr << "vhost-gpu: --resolution: expected WIDTHxHEIGHT between 16x16 and 16384x16384, got '" << resolution
+              << "'\nRun with --help for usage.\n";
+    return ExitNow{2};
+  }
+  if (opts.max_resource_memory == 0) {
+    std::cerr << "vhost-gpu: --max-resource-memory must be more than 0\n";
     return ExitNow{2};
   }
   if (opts.socket_path && opts.socket_path->empty()) {

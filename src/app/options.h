@@ -16,7 +16,12 @@ struct Options {
   std::optional<std::string> socket_path;  // listen here (we are the vhost-user server)
   std::optional<int> fd;                   // inherited socket: connected, or listening (socket activation)
   bool exit_on_disconnect = false;
-  uint32_t outputs = 1;  // virtio_gpu_config.num_scanouts
+  uint32_t outputs = 1;   // virtio_gpu_config.num_scanouts
+  uint32_t width = 1280;  // preferred mode when no display supplies one (headless, EDID fallback)
+  uint32_t height = 800;
+  uint64_t max_resource_memory = 512ull << 20;
+  bool headless = false;
+  std::string screenshot_dir = ".";
   std::string log_level = "info";
 };
 

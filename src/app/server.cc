@@ -46,8 +46,8 @@ bool is_stale_socket(const std::string& path, const sockaddr_un& addr) {
 
 }  // namespace
 
-Server::Server(Backend& backend, EventLoop loop, ServerConfig config)
-    : backend_(backend), loop_(std::move(loop)), config_(config) {}
+Server::Server(Backend& backend, EventLoop& loop, ServerConfig config)
+    : backend_(backend), loop_(loop), config_(std::move(config)) {}
 
 Server::~Server() {
   session_.reset();
@@ -96,6 +96,7 @@ Result<void, std::string> Server::setup_signals() {
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGUSR1);
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return fail(errno_text("sigprocmask"));
   signal_fd_ = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signal_fd_) return fail(errno_text("signalfd"));
@@ -118,21 +119,22 @@ void Server::accept_frontend() {
 }
 
 void Server::start_session(UniqueFd socket) {
-  timeval tv{};
-  tv.tv_sec = config_.frontend_recv_timeout_ms / 1000;
-  tv.tv_usec = (config_.frontend_recv_timeout_ms % 1000) * 1000;
-  ::setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   const int fd = socket.get();
-  session_ = std::make_unique<vhost_user::Session>(std::move(socket), backend_, loop_);
+  session_ =
+      std::make_unique<vhost_user::Session>(std::move(socket), backend_, loop_, config_.frontend_recv_timeout_ms);
   if (auto r = loop_.add(fd, {Token::FrontendSocket}, EPOLLIN); !r) end_session("cannot poll the frontend socket");
 }
 
-void Server::end_session(const std::string& why) {
+void Server::end_session(const std::string& why, bool clean) {
   if (session_) {
     loop_.remove(session_->socket_fd());
     session_.reset();  // releases mappings, eventfds and resets the device
   }
-  VGPU_LOG_INFO("frontend disconnected: {}", why);
+  if (clean) {
+    VGPU_LOG_INFO("frontend disconnected: {}", why);
+  } else {
+    VGPU_LOG_WARN("dropping the frontend: {}", why);
+  }
   if (config_.exit_on_disconnect || connected_fd_only_ || !listener_) {
     stop_ = true;
     return;
@@ -148,7 +150,10 @@ void Server::end_session(const std::string& why) {
 
 void Server::on_frontend_readable() {
   auto r = session_->on_readable();
-  if (!r) end_session(std::string(vhost_user::to_string(r.error())) + session_->error_detail());
+  if (!r) {
+    end_session(std::string(vhost_user::to_string(r.error())) + session_->error_detail(),
+                r.error() == vhost_user::SessionError::Disconnected);
+  }
 }
 
 int Server::run() {
@@ -174,15 +179,18 @@ int Server::run() {
           break;
         case Token::Signal: {
           signalfd_siginfo info{};
-          if (::read(signal_fd_.get(), &info, sizeof(info)) == sizeof(info)) {
-            VGPU_LOG_INFO("received {}, exiting", strsignal(static_cast<int>(info.ssi_signo)));
+          if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) break;
+          if (info.ssi_signo == SIGUSR1) {
+            if (config_.on_sigusr1) config_.on_sigusr1();
+            break;
           }
+          VGPU_LOG_INFO("received {}, exiting", strsignal(static_cast<int>(info.ssi_signo)));
           stop_ = true;
           break;
         }
         case Token::DisplaySocket:
         case Token::RendererPoll:
-        case Token::FenceEventfd: break;  // owned by later layers; not registered yet
+        case Token::FenceEventfd: backend_.on_event(ev.source, ev.events); break;
       }
     }
   }

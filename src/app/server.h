@@ -2,11 +2,12 @@
 // disconnect waits for the next frontend (QEMU reconnects with `-chardev socket,reconnect=N`) unless told to
 // exit. SIGTERM and SIGINT end the loop cleanly (vhost-user.rst: the backend must end quickly on SIGTERM).
 //
-//   Server server(device, {.exit_on_disconnect = false});
+//   Server server(device, loop, {.exit_on_disconnect = false});
 //   if (auto r = server.listen_on_path("/tmp/gpu.sock"); !r) ...;
 //   return server.run();
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,13 +22,15 @@ namespace vgpu {
 
 struct ServerConfig {
   bool exit_on_disconnect = false;
+  // Called on SIGUSR1 (e.g. to write the headless frames as PNG).
+  std::function<void()> on_sigusr1;
   // A frontend that stops mid-message for this long is dropped instead of stalling the loop.
   int frontend_recv_timeout_ms = 5000;
 };
 
 class Server {
  public:
-  Server(Backend& backend, EventLoop loop, ServerConfig config);
+  Server(Backend& backend, EventLoop& loop, ServerConfig config);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -45,11 +48,12 @@ class Server {
   Result<void, std::string> setup_signals();
   void accept_frontend();
   void start_session(UniqueFd socket);
-  void end_session(const std::string& why);
+  // `clean`: the frontend hung up; otherwise it was dropped for a protocol error (logged as a warning).
+  void end_session(const std::string& why, bool clean = false);
   void on_frontend_readable();
 
   Backend& backend_;
-  EventLoop loop_;
+  EventLoop& loop_;
   ServerConfig config_;
   UniqueFd listener_;
   std::string socket_path_;  // unlinked on exit when we created it

@@ -6,12 +6,18 @@
 #define VIRTIO_RING_NO_LEGACY
 #endif
 #include <linux/virtio_ring.h>
+#include <sys/epoll.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "common/checked.h"
 #include "common/log.h"
+#include "display/headless_display.h"
+#include "display/socket_display.h"
 #include "gpu/command_names.h"
+#include "renderer/soft2d/soft2d_renderer.h"
 
 namespace vgpu {
 
@@ -21,20 +27,35 @@ constexpr uint64_t feature_bit(unsigned bit) {
   return uint64_t{1} << bit;
 }
 
+// Large enough for every request struct in the command table (checked there with a static_assert).
+constexpr size_t kMaxRequestSize = 128;
+
+std::unique_ptr<Display> make_headless(const GpuDeviceConfig& cfg) {
+  return std::make_unique<HeadlessDisplay>(cfg.num_scanouts, cfg.headless_width, cfg.headless_height);
+}
+
 }  // namespace
 
-GpuDevice::GpuDevice(GpuDeviceConfig config) {
-  config_.num_scanouts = config.num_scanouts;
+GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop)
+    : cfg_(config), loop_(loop), renderer_(std::make_unique<Soft2DRenderer>()), resources_(config.max_resource_memory) {
+  config_.num_scanouts = cfg_.num_scanouts;
+  install_display(make_headless(cfg_));
+}
+
+GpuDevice::~GpuDevice() {
+  if (loop_ != nullptr && registered_display_fd_ >= 0) loop_->remove(registered_display_fd_);
 }
 
 uint64_t GpuDevice::features() const {
-  // Transport features only: no VIRTIO_GPU_F_* bit is offered until the commands behind it work.
+  // EDID always works: from the display when it negotiated EDID, else generated from the layout.
+  // VIRGL, RESOURCE_UUID, RESOURCE_BLOB and CONTEXT_INIT come with the 3D renderer.
   return feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_RING_F_INDIRECT_DESC) |
-         feature_bit(VIRTIO_RING_F_EVENT_IDX);
+         feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID);
 }
 
 bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
   if (!range_fits<size_t>(offset, out.size(), sizeof(config_))) return false;
+  // SAFETY: virtio_gpu_config is four u32 fields; copied out byte-wise.
   std::memcpy(out.data(), reinterpret_cast<const std::byte*>(&config_) + offset, out.size());
   return true;
 }
@@ -49,69 +70,255 @@ bool GpuDevice::write_config(uint32_t offset, std::span<const std::byte> in) {
   return true;
 }
 
-void GpuDevice::on_queue_kick(size_t index, Queue& queue, const GuestMemory& /*mem*/) {
+void GpuDevice::on_queue_started(size_t index, Queue& queue) {
+  if (index < queues_.size()) queues_[index] = &queue;
+}
+
+void GpuDevice::on_queue_stopped(size_t index) {
+  if (index >= queues_.size()) return;
+  // A stalled chain belongs to the stopping queue: return it unanswered (length 0) so the driver gets its
+  // descriptors back; the restarted queue resumes after it.
+  if (index == kControlQueue && stalled_ && queues_[index] != nullptr) {
+    queues_[index]->add_used(std::move(*stalled_), 0);
+    stalled_.reset();
+  }
+  queues_[index] = nullptr;
+}
+
+void GpuDevice::on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) {
+  mem_ = &mem;
+  if (index < queues_.size()) queues_[index] = &queue;
+  drain(index);
+}
+
+void GpuDevice::drain(size_t index) {
+  Queue* queue = index < queues_.size() ? queues_[index] : nullptr;
+  if (queue == nullptr) return;
+  if (index == kControlQueue && stalled_) {
+    uint32_t written = 0;
+    if (!process(index, *stalled_, written)) return;  // still waiting for the display
+    queue->add_used(std::move(*stalled_), written);
+    stalled_.reset();
+  }
   // Drain with notifications disabled, then re-enable and drain again if buffers arrived in between
   // (virtio spec 2.7.10: the driver may add buffers after our last check and before re-enabling).
+  bool stalled = false;
   do {
-    queue.disable_notifications();
-    while (true) {
-      auto chain = queue.pop();
+    queue->disable_notifications();
+    while (!stalled) {
+      auto chain = queue->pop();
       if (!chain) {
         VGPU_LOG_WARN("queue {}: rejected a malformed descriptor chain: {}", index, to_string(chain.error()));
         continue;
       }
       if (!*chain) break;
-      const uint32_t written = handle(index, **chain);
-      queue.add_used(std::move(**chain), written);
+      uint32_t written = 0;
+      if (!process(index, **chain, written)) {
+        stalled_.emplace(std::move(**chain));
+        stalled = true;
+        break;
+      }
+      queue->add_used(std::move(**chain), written);
     }
-  } while (queue.enable_notifications() && !queue.broken());
-  if (queue.broken()) VGPU_LOG_WARN("queue {} is broken: {}", index, to_string(*queue.broken_reason()));
-  queue.notify_if_needed();
+  } while (!stalled && queue->enable_notifications() && !queue->broken());
+  if (queue->broken()) VGPU_LOG_WARN("queue {} is broken: {}", index, to_string(*queue->broken_reason()));
+  queue->notify_if_needed();
+  update_display_registration();
 }
 
-uint32_t GpuDevice::handle(size_t queue_index, const DescriptorChain& chain) {
+bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> request) {
+  if (type == VIRTIO_GPU_CMD_GET_DISPLAY_INFO) {
+    // Like QEMU's backend, ask the display for its current layout on every GET_DISPLAY_INFO (a window may
+    // have been resized), once per command, and answer when the reply is in.
+    if (!display_refresh_requested_) {
+      display_->refresh();
+      display_refresh_requested_ = true;
+    }
+    if (display_->pending() || !display_->display_info()) return false;
+    display_refresh_requested_ = false;
+    return true;
+  }
+  if (type == VIRTIO_GPU_CMD_GET_EDID && display_->edid_supported()) {
+    virtio_gpu_cmd_get_edid req{};
+    std::memcpy(&req, request.data(), std::min(request.size(), sizeof(req)));
+    // Wait while the display is still fetching EDIDs; once it is done, a missing one (QEMU has fewer
+    // outputs, or sent an invalid blob) is generated by on_get_edid.
+    return req.scanout >= cfg_.num_scanouts || display_->edid(req.scanout).has_value() || !display_->pending();
+  }
+  return true;
+}
+
+bool GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written) {
   Reader reader = chain.reader();
   Writer writer = chain.writer();
-  const char* queue_name = queue_index == kControlQueue ? "controlq" : "cursorq";
-  auto hdr = reader.read<virtio_gpu_ctrl_hdr>();
-  if (!hdr) {
-    VGPU_LOG_WARN("{}: request shorter than a virtio_gpu_ctrl_hdr ({} bytes)", queue_name, reader.remaining());
-    virtio_gpu_ctrl_hdr resp{};
-    resp.type = VIRTIO_GPU_RESP_ERR_UNSPEC;
-    return writer.write(resp) ? static_cast<uint32_t>(writer.written()) : 0;
+  const bool cursor_queue = index == kCursorQueue;
+  const char* queue_name = cursor_queue ? "cursorq" : "controlq";
+
+  virtio_gpu_ctrl_hdr hdr{};
+  CommandResult result = fail(GpuError::Unspec);
+  auto peeked = reader.peek<virtio_gpu_ctrl_hdr>();
+  if (!peeked) {
+    VGPU_LOG_WARN("{}: request of {} bytes is shorter than a virtio_gpu_ctrl_hdr", queue_name, reader.remaining());
+    result = fail(GpuError::InvalidParameter);
+  } else {
+    hdr = *peeked;
+    const CommandInfo* info = find_command(hdr.type);
+    const QueueKind kind = cursor_queue ? QueueKind::Cursor : QueueKind::Control;
+    if (info == nullptr) {
+      if (hdr.type >= logged_unknown_.size() || !logged_unknown_.test(hdr.type)) {
+        if (hdr.type < logged_unknown_.size()) logged_unknown_.set(hdr.type);
+        VGPU_LOG_WARN("{}: unknown command type 0x{:04x}: answering ERR_UNSPEC", queue_name, hdr.type);
+      }
+    } else if (info->queue != kind) {
+      VGPU_LOG_WARN("{}: command {} belongs on the other queue", queue_name, info->name);
+    } else if (!has_feature(info->required_feature)) {
+      VGPU_LOG_WARN("{}: command {} needs a feature the driver did not negotiate", queue_name, info->name);
+    } else if (reader.remaining() < info->request_size) {
+      VGPU_LOG_WARN("{}: command {} is {} bytes, needs {}", queue_name, info->name, reader.remaining(),
+                    info->request_size);
+      result = fail(GpuError::InvalidParameter);
+    } else {
+      // Copy the request out of the guest once; everything after this reads the host copy.
+      alignas(8) std::array<std::byte, kMaxRequestSize> request{};
+      const auto request_bytes = std::span(request).first(info->request_size);
+      (void)reader.read_bytes(request_bytes);  // cannot fail: remaining() >= request_size
+      if (!display_ready_for(hdr.type, request_bytes)) return false;
+      VGPU_LOG_DEBUG("{}: command {}", queue_name, info->name);
+      VGPU_LOG_TRACE("{}: {} ({} bytes)", queue_name, command_name(hdr.type), info->request_size);
+      result = info->thunk(*this, request_bytes, reader);
+      if (!result) VGPU_LOG_DEBUG("{}: {} failed: {}", queue_name, info->name, to_string(result.error()));
+    }
   }
-  const uint32_t type = hdr->type;
-  VGPU_LOG_DEBUG("{}: command {} (0x{:04x})", queue_name, command_name(type), type);
-  if (type < logged_types_.size() && !logged_types_.test(type)) {
-    logged_types_.set(type);
-    VGPU_LOG_INFO("{}: command {} (0x{:04x}) is not implemented yet: answering ERR_UNSPEC", queue_name,
-                  command_name(type), type);
+
+  // The cursor queue carries no responses (spec 5.7.6.10: the device does not write to it).
+  if (cursor_queue) {
+    written = 0;
+    return true;
   }
-  // Cursor commands have no response (spec 5.7.6.10: the device writes nothing back on the cursor queue).
-  if (queue_index == kCursorQueue) return 0;
-  virtio_gpu_ctrl_hdr resp{};
-  resp.type = VIRTIO_GPU_RESP_ERR_UNSPEC;
-  // Spec 5.7.6.7: a fenced request's response carries the same fence flag and fence_id.
-  resp.flags = hdr->flags & VIRTIO_GPU_FLAG_FENCE;
-  resp.fence_id = resp.flags != 0 ? hdr->fence_id : 0;
-  resp.ctx_id = hdr->ctx_id;
-  if (!writer.write(resp)) {
-    VGPU_LOG_WARN("{}: no room for a response to {}", queue_name, command_name(type));
-    return 0;
+  ResponseBytes response;
+  if (result && !result->empty()) {
+    response = std::move(*result);
+  } else {
+    response.resize(sizeof(virtio_gpu_ctrl_hdr));
+    const uint32_t type = result ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(result.error());
+    std::memcpy(response.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
   }
-  return static_cast<uint32_t>(writer.written());
+  // Spec 5.7.6.7: with VIRTIO_GPU_FLAG_FENCE the device MUST set the flag in the response and copy fence_id
+  // (and, with INFO_RING_IDX, ring_idx); ctx_id is echoed too. Every command completes before its
+  // response here, so fences signal in submission order.
+  virtio_gpu_ctrl_hdr out{};
+  std::memcpy(&out, response.data(), sizeof(out));
+  out.flags = hdr.flags & (VIRTIO_GPU_FLAG_FENCE | VIRTIO_GPU_FLAG_INFO_RING_IDX);
+  out.fence_id = (out.flags & VIRTIO_GPU_FLAG_FENCE) != 0 ? hdr.fence_id : 0;
+  out.ctx_id = hdr.ctx_id;
+  out.ring_idx = (out.flags & VIRTIO_GPU_FLAG_INFO_RING_IDX) != 0 ? hdr.ring_idx : 0;
+  std::memcpy(response.data(), &out, sizeof(out));
+  if (!writer.write_bytes(response)) {
+    VGPU_LOG_WARN("{}: {} bytes of room for a {}-byte response to {}", queue_name, writer.available(), response.size(),
+                  command_name(hdr.type));
+    written = 0;
+    return true;
+  }
+  written = static_cast<uint32_t>(writer.written());
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Display management.
+
+void GpuDevice::install_display(std::unique_ptr<Display> display) {
+  if (loop_ != nullptr && registered_display_fd_ >= 0) loop_->remove(registered_display_fd_);
+  registered_display_fd_ = -1;
+  registered_display_events_ = 0;
+  display_ = std::move(display);
+  display_refresh_requested_ = false;
+  display_->set_listener([this] { on_display_changed(); });
+  // Re-announce what is on screen, so a new display starts from the current state.
+  for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
+    const Scanout& sc = scanouts_[s];
+    if (sc.resource_id == 0) continue;
+    display_->set_scanout(s, sc.rect.width, sc.rect.height);
+    send_flush(s, sc.rect);
+  }
+  update_display_registration();
+  on_display_changed();
+}
+
+void GpuDevice::update_display_registration() {
+  if (loop_ == nullptr) return;
+  const int fd = display_->alive() ? display_->fd() : -1;
+  const uint32_t events = fd >= 0 ? display_->wanted_events() : 0;
+  if (fd == registered_display_fd_ && events == registered_display_events_) return;
+  if (registered_display_fd_ >= 0 && fd != registered_display_fd_) loop_->remove(registered_display_fd_);
+  if (fd >= 0) {
+    auto r = fd == registered_display_fd_ ? loop_->modify(fd, {Token::DisplaySocket}, events)
+                                          : loop_->add(fd, {Token::DisplaySocket}, events);
+    if (!r) VGPU_LOG_ERROR("cannot poll the display socket (errno {})", r.error());
+  }
+  registered_display_fd_ = fd;
+  registered_display_events_ = events;
 }
 
 void GpuDevice::on_display_socket(UniqueFd fd) {
-  VGPU_LOG_INFO("display socket received (fd {})", fd.get());
-  display_socket_ = std::move(fd);
+  if (cfg_.headless) {
+    VGPU_LOG_INFO("display socket received; ignored (--headless)");
+    return;
+  }
+  VGPU_LOG_INFO("display socket received: frames go to the frontend's display");
+  install_display(std::make_unique<SocketDisplay>(std::move(fd), cfg_.num_scanouts));
+}
+
+void GpuDevice::on_event(Source source, uint32_t events) {
+  if (source.token == Token::DisplaySocket) on_display_event(events);
+}
+
+void GpuDevice::on_display_event(uint32_t events) {
+  display_->on_event(events);
+  if (!display_->alive()) {
+    VGPU_LOG_WARN("display socket closed: keeping frames headless until the frontend sends a new one");
+    install_display(make_headless(cfg_));
+    return;
+  }
+  update_display_registration();
+}
+
+void GpuDevice::on_display_changed() {
+  auto layout = display_->display_info();
+  if (layout && last_layout_ && *layout != *last_layout_) {
+    // Spec 5.7.4: VIRTIO_GPU_EVENT_DISPLAY tells the driver to fetch the display info again.
+    config_.events_read |= VIRTIO_GPU_EVENT_DISPLAY;
+    VGPU_LOG_INFO("display layout changed: raising VIRTIO_GPU_EVENT_DISPLAY");
+  }
+  if (layout) last_layout_ = std::move(layout);
+  if (stalled_) drain(kControlQueue);
+}
+
+Result<std::vector<std::string>, std::string> GpuDevice::dump_frames(const std::string& directory) const {
+  const auto* headless = dynamic_cast<const HeadlessDisplay*>(display_.get());
+  if (headless == nullptr) return fail(std::string("frames are shown by the frontend's display, not kept here"));
+  std::vector<std::string> paths;
+  for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
+    if (scanouts_[s].resource_id == 0) continue;
+    std::string path = (std::filesystem::path(directory) / ("scanout-" + std::to_string(s) + ".png")).string();
+    if (auto r = headless->write_png(s, path); !r) return fail(r.error());
+    paths.push_back(std::move(path));
+  }
+  return paths;
 }
 
 void GpuDevice::reset() {
+  if (stalled_) stalled_.reset();  // its queue is gone with the session
+  queues_ = {};
+  mem_ = nullptr;
   config_.events_read = 0;
   acked_features_ = 0;
-  logged_types_.reset();
-  display_socket_.reset();
+  logged_unknown_.reset();
+  scanouts_ = {};
+  resources_.clear();
+  renderer_->reset();
+  last_layout_.reset();
+  display_refresh_requested_ = false;
+  install_display(make_headless(cfg_));
 }
 
 }  // namespace vgpu

@@ -1,31 +1,51 @@
-// The virtio-gpu device as the vhost-user transport sees it: two queues (control, cursor), feature bits and
-// the virtio_gpu_config space. This is the foundation stage: negotiation, config space and queue draining
-// are real; the GPU commands themselves are not implemented yet, so every command is answered with
-// VIRTIO_GPU_RESP_ERR_UNSPEC (logged once per command type) and no device feature bit is offered.
+// The virtio-gpu device (virtio spec 5.7) as the vhost-user transport sees it: two queues (control, cursor),
+// feature bits, the virtio_gpu_config space, and the 2D command set. Commands are decoded through the
+// command table (command_table.h), validated on host copies and answered with the most specific
+// VIRTIO_GPU_RESP_ERR_* on failure; the device keeps serving whatever the guest sends.
 //
-//   GpuDevice device(GpuDeviceConfig{.num_scanouts = 1});
+// Pixels are the renderer's (Renderer2D), frames go to a Display: the vhost-user-gpu socket QEMU sends with
+// GPU_SET_SOCKET, or a headless sink (always until a socket arrives, or for good with `headless`).
+//
+//   GpuDevice device(GpuDeviceConfig{.num_scanouts = 1}, &loop);
 //   Server server(device, ...);
 #pragma once
 
 #include <linux/virtio_gpu.h>
 
+#include <array>
 #include <bitset>
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
 
+#include "common/event_loop.h"
+#include "display/display.h"
+#include "gpu/command_table.h"
+#include "gpu/resource_table.h"
+#include "renderer/renderer_2d.h"
 #include "vhost_user/backend.h"
 
 namespace vgpu {
 
 struct GpuDeviceConfig {
-  uint32_t num_scanouts = 1;  // 1..VIRTIO_GPU_MAX_SCANOUTS
+  uint32_t num_scanouts = 1;                    // 1..VIRTIO_GPU_MAX_SCANOUTS
+  uint64_t max_resource_memory = 512ull << 20;  // host bytes a guest can make us allocate
+  bool headless = false;                        // ignore GPU_SET_SOCKET's display; keep frames ourselves
+  uint32_t headless_width = 1280;               // the layout a headless display reports
+  uint32_t headless_height = 800;
 };
 
 class GpuDevice final : public Backend {
  public:
   static constexpr size_t kControlQueue = 0;
   static constexpr size_t kCursorQueue = 1;
+  // RESOURCE_ATTACH_BACKING entries accepted per resource (16 host bytes each, charged to the budget).
+  static constexpr uint32_t kMaxBackingEntries = 1u << 18;
 
-  explicit GpuDevice(GpuDeviceConfig config);
+  // `loop` may be null (unit tests, fuzzers): a display socket is then not polled.
+  GpuDevice(GpuDeviceConfig config, EventLoop* loop);
+  ~GpuDevice() override;
 
   [[nodiscard]] size_t num_queues() const override { return 2; }
   [[nodiscard]] uint16_t max_queue_size() const override { return 1024; }
@@ -36,20 +56,73 @@ class GpuDevice final : public Backend {
   bool read_config(uint32_t offset, std::span<std::byte> out) const override;
   bool write_config(uint32_t offset, std::span<const std::byte> in) override;
 
+  void on_queue_started(size_t index, Queue& queue) override;
+  void on_queue_stopped(size_t index) override;
   void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) override;
   void on_display_socket(UniqueFd fd) override;
   void reset() override;
 
+  // Replaces the display (tests inject fakes; the device itself swaps headless and socket displays).
+  void install_display(std::unique_ptr<Display> display);
+
+  // The display socket's fd is ready (Token::DisplaySocket).
+  void on_event(Source source, uint32_t events) override;
+  void on_display_event(uint32_t events);
+  // Writes every scanout's latest frame as PNG (headless display only); the paths written, or an error.
+  Result<std::vector<std::string>, std::string> dump_frames(const std::string& directory) const;
+
   [[nodiscard]] const virtio_gpu_config& config() const { return config_; }
+  [[nodiscard]] const ResourceTable& resources() const { return resources_; }
+  [[nodiscard]] const Display& display() const { return *display_; }
+  [[nodiscard]] bool has_feature(int bit) const { return bit < 0 || (acked_features_ >> bit & 1) != 0; }
+
+  // Typed handlers (called through the command table with host copies of the request).
+  CommandResult on_get_display_info(const virtio_gpu_ctrl_hdr& req, Reader& rest);
+  CommandResult on_get_edid(const virtio_gpu_cmd_get_edid& req, Reader& rest);
+  CommandResult on_resource_create_2d(const virtio_gpu_resource_create_2d& req, Reader& rest);
+  CommandResult on_resource_unref(const virtio_gpu_resource_unref& req, Reader& rest);
+  CommandResult on_set_scanout(const virtio_gpu_set_scanout& req, Reader& rest);
+  CommandResult on_resource_flush(const virtio_gpu_resource_flush& req, Reader& rest);
+  CommandResult on_transfer_to_host_2d(const virtio_gpu_transfer_to_host_2d& req, Reader& rest);
+  CommandResult on_resource_attach_backing(const virtio_gpu_resource_attach_backing& req, Reader& rest);
+  CommandResult on_resource_detach_backing(const virtio_gpu_resource_detach_backing& req, Reader& rest);
+  CommandResult on_update_cursor(const virtio_gpu_update_cursor& req, Reader& rest);
+  CommandResult on_move_cursor(const virtio_gpu_update_cursor& req, Reader& rest);
 
  private:
-  // Answers one chain; returns the number of bytes written to the driver.
-  uint32_t handle(size_t queue_index, const DescriptorChain& chain);
+  struct Scanout {
+    uint32_t resource_id = 0;  // 0: disabled
+    Rect rect;                 // the part of the resource shown (resource coordinates)
+  };
 
+  // Drains `index` until empty or until a command must wait for the display (then `stalled_` holds it).
+  void drain(size_t index);
+  // Answers one chain; false when it must wait for the display (the chain is then kept in stalled_).
+  bool process(size_t index, DescriptorChain& chain, uint32_t& written);
+  // True when `type` can be answered now (GET_DISPLAY_INFO / GET_EDID wait for the display's answers).
+  // Asks the display to refresh its layout for GET_DISPLAY_INFO (once per command).
+  bool display_ready_for(uint32_t type, std::span<const std::byte> request);
+  void on_display_changed();
+  void update_display_registration();
+  void disable_scanouts_of(uint32_t resource_id);
+  void send_flush(uint32_t scanout_id, const Rect& damage_in_resource);
+
+  GpuDeviceConfig cfg_;
+  EventLoop* loop_;
   virtio_gpu_config config_{};
   uint64_t acked_features_ = 0;
-  std::bitset<0x400> logged_types_;  // command types already reported as unimplemented
-  UniqueFd display_socket_;
+  const GuestMemory* mem_ = nullptr;
+  std::array<Queue*, 2> queues_{};
+  std::optional<DescriptorChain> stalled_;  // a control command waiting for the display
+  std::unique_ptr<Renderer2D> renderer_;
+  std::unique_ptr<Display> display_;
+  bool display_refresh_requested_ = false;
+  int registered_display_fd_ = -1;
+  uint32_t registered_display_events_ = 0;
+  std::optional<std::vector<ScanoutMode>> last_layout_;
+  ResourceTable resources_;
+  std::array<Scanout, kMaxScanouts> scanouts_{};
+  std::bitset<0x400> logged_unknown_;  // unknown command types already logged (one line each)
 };
 
 }  // namespace vgpu

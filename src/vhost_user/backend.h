@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 
+#include "common/event_loop.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "memory/guest_memory.h"
@@ -60,7 +61,16 @@ class Backend {
   // The driver kicked queue `index`: drain it. `mem` stays valid for the duration of the call.
   virtual void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) = 0;
 
-  // GPU_SET_SOCKET (vhost-user-gpu display socket). Default: not a GPU; the fd is closed.
+  // An fd the device registered in the event loop itself (Token::DisplaySocket, RendererPoll, FenceEventfd)
+  // is ready. Default: the device registers nothing.
+  virtual void on_event(Source source, uint32_t events) {
+    (void)source;
+    (void)events;
+  }
+
+  // GPU_SET_SOCKET (vhost-user-gpu display socket; the transport has checked that it is a socket). QEMU sends
+  // a new one each time it starts the device (boot, resume): it replaces the previous one. Default: not a
+  // GPU; the fd is closed.
   virtual void on_display_socket(UniqueFd fd) { (void)fd; }
 
   // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cerrno>
@@ -125,6 +126,28 @@ Result<MappedRegion, std::string> map_region(const MemoryRegion& r, int fd) {
   }
   if (!mapped) return fail(std::string(to_string(mapped.error())));
   return std::move(*mapped);
+}
+
+// What an fd refers to, as /proc/self/fd names it ("anon_inode:[eventfd]", "socket:[123]", "/memfd:x", ...);
+// empty when /proc cannot tell.
+std::string fd_target(int fd) {
+  char buf[128];
+  const std::string link = fmt::format("/proc/self/fd/{}", fd);
+  const ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// Kick, call and err fds must be eventfds: we write 8-byte counters to them and poll them, and anything else
+// could block, spin (always readable) or raise SIGPIPE. Without /proc the check is skipped.
+std::optional<std::string> not_an_eventfd(int fd) {
+  const std::string target = fd_target(fd);
+  if (target.empty() || target == "anon_inode:[eventfd]") return std::nullopt;
+  return target;
+}
+
+bool is_socket(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 bool same_rings(const QueueConfig& a, const QueueConfig& b) {
@@ -492,6 +515,11 @@ Result<void, Session::Failure> Session::check_vring_file(const uint64_t& v, cons
                  fmt::format("ring {}: {} fds, expected {} (no-fd flag {})", index, msg.fds.size(), expected,
                              (v & kVringNoFdFlag) != 0 ? "set" : "clear"));
   }
+  if (expected == 1) {
+    if (auto what = not_an_eventfd(msg.fds[0].get())) {
+      return fatal(SessionError::InvalidPayload, fmt::format("ring {}: the fd is not an eventfd ({})", index, *what));
+    }
+  }
   return {};
 }
 
@@ -675,6 +703,7 @@ Session::Outcome Session::on_set_vring_enable(const VringState& s, Message& /*ms
 }
 
 Session::Outcome Session::on_set_backend_req_fd(Message& msg) {
+  if (!is_socket(msg.fds[0].get())) return fatal(SessionError::InvalidPayload, "the fd is not a socket");
   backend_req_ = std::move(msg.fds[0]);
   return Reply{};
 }
@@ -701,6 +730,7 @@ Session::Outcome Session::on_set_config(const ConfigHeader& h, Message& msg) {
 Session::Outcome Session::on_gpu_set_socket(Message& msg) {
   // QEMU sends a fresh display socket every time it starts the device (boot, resume after stop): each one
   // replaces the previous one.
+  if (!is_socket(msg.fds[0].get())) return fatal(SessionError::InvalidPayload, "the fd is not a socket");
   backend_.on_display_socket(std::move(msg.fds[0]));
   return Reply{};
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the e2e guest's initramfs (gzip'd newc cpio) and print its path.
 #
-#   build-initramfs.sh [KERNEL_ROOT]
+#   build-initramfs.sh [--add SRC=DST]... [KERNEL_ROOT]
 #
 # KERNEL_ROOT is an unpacked Debian kernel package (default: `fetch-kernel.sh --root`). The image holds
 # busybox-static (/bin/busybox), virtio_pci + virtio-gpu and every module they depend on, in load order (read
@@ -10,8 +10,13 @@
 # Kernel command line knobs read by /init: vgpu_e2e.hold=SECONDS (wait before powering off, so the host can
 # query QEMU; the host ends the VM earlier with QMP quit), vgpu_e2e.wait=SECONDS (how long to wait for
 # /dev/dri/card0, default 30).
+# vgpu_e2e.cases=A,B,... (display.sh): after the report, run `/bin/vgpu-draw CASE` for each case in turn
+# (vgpu_e2e.step_timeout=SECONDS is passed on as its --timeout), then print `VGPU-E2E: done`.
+# --add SRC=DST copies the file SRC into the image at DST (an absolute path; mode kept), e.g. the guest
+# programs of build-guest-programs.sh: --add "$dir/vgpu-draw=/bin/vgpu-draw".
 # Extra modules (and their dependencies): VGPU_E2E_MODULES="virtio_blk ext4".
-# Cached in $VGPU_CACHE/initramfs/ under a hash of this script, busybox, the modules and VGPU_E2E_MODULES.
+# Cached in $VGPU_CACHE/initramfs/ under a hash of this script, busybox, the modules, VGPU_E2E_MODULES and the
+# added files (names and bytes).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -24,6 +29,23 @@ if command -v file >/dev/null 2>&1 && ! file -bL "${busybox}" | grep -q 'statica
   die "${busybox} is not statically linked: install busybox-static"
 fi
 
+declare -a extra=()
+while (($# > 0)); do
+  case "$1" in
+    --add)
+      (($# >= 2)) || die "--add needs SRC=DST"
+      [[ "$2" == *=/* ]] || die "--add $2: expected SRC=/ABSOLUTE/DST"
+      [[ -f "${2%%=*}" ]] || die "--add $2: ${2%%=*} is not a file"
+      extra+=("$2")
+      shift 2
+      ;;
+    --add=*)
+      set -- --add "${1#--add=}" "${@:2}"
+      ;;
+    -*) die "unknown option $1 (usage: build-initramfs.sh [--add SRC=DST]... [KERNEL_ROOT])" ;;
+    *) break ;;
+  esac
+done
 kroot="${1:-}"
 if [[ -z "${kroot}" ]]; then
   kroot="$("${E2E_DIR}/fetch-kernel.sh" --root)"
@@ -123,6 +145,10 @@ key="$({
     printf '%s ' "${m%%$'\t'*}"
     sha256sum "${m#*$'\t'}" | cut -d' ' -f1
   done
+  for e in "${extra[@]}"; do
+    printf '%s %s ' "${e#*=}" "$(stat -c %a -- "${e%%=*}")"
+    sha256sum "${e%%=*}" | cut -d' ' -f1
+  done
 } | sha256sum | cut -c1-16)"
 outdir="${VGPU_CACHE}/initramfs"
 out="${outdir}/initramfs-${krel}-${key}.cpio.gz"
@@ -153,6 +179,11 @@ for m in "${mods[@]}"; do
   esac
   printf '%s\n' "${name}" >>"${stage}/etc/vgpu-e2e/modules"
 done
+for e in "${extra[@]}"; do
+  dst="${stage}${e#*=}"
+  mkdir -p -- "$(dirname "${dst}")"
+  cp -p -- "${e%%=*}" "${dst}"
+done
 
 cat >"${stage}/init" <<'INIT'
 #!/bin/busybox sh
@@ -170,10 +201,14 @@ say "init started, kernel $(uname -r)"
 
 hold=0
 wait_s=30
+cases=""
+step_timeout=300
 for arg in $(cat /proc/cmdline); do
   case "${arg}" in
     vgpu_e2e.hold=*) hold="${arg#*=}" ;;
     vgpu_e2e.wait=*) wait_s="${arg#*=}" ;;
+    vgpu_e2e.cases=*) cases="$(echo "${arg#*=}" | tr , ' ')" ;;
+    vgpu_e2e.step_timeout=*) step_timeout="${arg#*=}" ;;
   esac
 done
 
@@ -212,6 +247,15 @@ for c in /sys/class/drm/card0-*; do
   say "connector ${c##*/card0-} $(cat "${c}/status") modes: $(head -n 3 "${c}/modes" | tr '\n' ' ')"
 done
 [ -e /dev/fb0 ] && say "fb0 present: $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
+for c in ${cases}; do
+  if [ ! -x /bin/vgpu-draw ]; then
+    say "${c} FAIL /bin/vgpu-draw is not in the initramfs"
+    continue
+  fi
+  say "case ${c} start"
+  /bin/vgpu-draw "${c}" --timeout "${step_timeout}"
+  say "case ${c} exit $?"
+done
 say "done"
 if [ "${hold}" -gt 0 ] 2>/dev/null; then
   sleep "${hold}"

@@ -128,7 +128,8 @@ bg_start() {
   E2E_BG_PIDFILES+=("${logf}.pgid")
   # shellcheck disable=SC2016 # expanded by the inner shell
   # A TERM to the group ends the command; the shell (trap) and head (ignore) outlive it to flush the log
-  # and record the exit status. KILL ends them all.
+  # and record the exit status. KILL ends them all. head writes through stdio: stdbuf -o0 makes it write
+  # what it reads at once, so that the log can be read while the command runs.
   setsid bash -c '
     echo "$$" >"$1.pgid"
     logf="$1" cap="$2" secs="$3"
@@ -136,7 +137,7 @@ bg_start() {
     trap : TERM
     timeout --foreground -k 5 "${secs}" "$@" </dev/null 2>&1 | (
       trap "" TERM
-      exec head -c "${cap}" >"${logf}"
+      exec stdbuf -o0 head -c "${cap}" >"${logf}"
     )
     echo "${PIPESTATUS[0]}" >"${logf}.rc"
   ' bg "${logf}" "${cap}" "${secs}" "$@" &

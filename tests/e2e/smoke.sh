@@ -37,11 +37,14 @@ binary="${2:-}"
 # --- backend kinds: command line, environment and the proof that GET_DISPLAY_INFO arrived ----------------------
 declare -a backend_cmd=()
 declare -a backend_env=()
+declare -a ours_args=()
 first_cmd_re=""       # regex on the backend log
 first_cmd_required=0  # 1: the backend log must match first_cmd_re
 case "${kind}" in
   ours)
     [[ -n "${binary}" ]] || die "usage: smoke.sh ours BINARY (e.g. build/vhost-gpu)"
+    # Each command is logged at debug level as "controlq: command <NAME>".
+    ours_args=(--log-level debug)
     first_cmd_re='command GET_DISPLAY_INFO'
     first_cmd_required=1
     ;;
@@ -67,11 +70,11 @@ if [[ -n "${VGPU_E2E_FIRST_CMD:-}" ]]; then
 fi
 [[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
 # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
-backend_cmd=("${binary}" --socket-path "@SOCK@" ${VGPU_E2E_BACKEND_ARGS:-})
+backend_cmd=("${binary}" --socket-path "@SOCK@" "${ours_args[@]}" ${VGPU_E2E_BACKEND_ARGS:-})
 
 qemu="${VGPU_QEMU:-qemu-system-x86_64}"
 qver="$(qemu_check_version "${qemu}" 8)"
-need_cmd python3 timeout setsid head grep awk
+need_cmd python3 timeout setsid head stdbuf grep awk
 timeout_s="${VGPU_E2E_TIMEOUT:-120}"
 accel="${VGPU_E2E_ACCEL:-tcg}"
 case "${accel}" in

@@ -24,43 +24,43 @@ uint32_t read_u32(const GpuDevice& dev, uint32_t offset) {
 }
 
 TEST(GpuDevice, Config_TwoOutputs_ReportsNumScanouts) {
-  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 2});
+  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 2}, nullptr);
   EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_scanouts)), 2u);
 }
 
 TEST(GpuDevice, Config_Default_NoCapsets) {
-  GpuDevice dev(GpuDeviceConfig{});
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_capsets)), 0u);
 }
 
 TEST(GpuDevice, ReadConfig_PastEnd_Refused) {
-  GpuDevice dev(GpuDeviceConfig{});
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   std::array<std::byte, 8> buf{};
   EXPECT_FALSE(dev.read_config(sizeof(virtio_gpu_config) - 4, buf));
 }
 
 TEST(GpuDevice, ReadConfig_HugeOffset_Refused) {
-  GpuDevice dev(GpuDeviceConfig{});
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   std::array<std::byte, 4> buf{};
   EXPECT_FALSE(dev.read_config(0xfffffffeu, buf));
 }
 
 TEST(GpuDevice, WriteConfig_NumScanouts_Refused) {
-  GpuDevice dev(GpuDeviceConfig{});
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   std::array<std::byte, 4> one{std::byte{1}};
   EXPECT_FALSE(dev.write_config(offsetof(virtio_gpu_config, num_scanouts), one));
 }
 
 TEST(GpuDevice, WriteConfig_EventsClear_Accepted) {
-  GpuDevice dev(GpuDeviceConfig{});
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   std::array<std::byte, 4> one{std::byte{1}};
   EXPECT_TRUE(dev.write_config(offsetof(virtio_gpu_config, events_clear), one));
 }
 
-TEST(GpuDevice, Features_Foundation_OfferOnlyTransportBits) {
-  GpuDevice dev(GpuDeviceConfig{});
+TEST(GpuDevice, Features_2d_OfferTransportBitsAndEdidOnly) {
+  GpuDevice dev(GpuDeviceConfig{}, nullptr);
   const uint64_t expected = (uint64_t{1} << VIRTIO_F_VERSION_1) | (uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC) |
-                            (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
+                            (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX) | (uint64_t{1} << VIRTIO_GPU_F_EDID);
   EXPECT_EQ(dev.features(), expected);
 }
 

@@ -97,6 +97,14 @@ UniqueFd make_memfd(size_t size) {
   return fd;
 }
 
+// One end of a fresh socketpair (the other end is closed).
+UniqueFd make_socket() {
+  int sv[2] = {-1, -1};
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  ::close(sv[1]);
+  return UniqueFd(sv[0]);
+}
+
 // The eventfd's counter (0 when not signalled); clears it.
 uint64_t eventfd_count(int fd) {
   uint64_t v = 0;
@@ -255,9 +263,11 @@ TEST_F(SessionTest, SetFeatures_SubsetOfOffered_PassesDeviceBitsToBackend) {
   EXPECT_EQ(session_->acked_features(), kVersion1Feature | kFeatureProtocolFeatures);
 }
 
-TEST_F(SessionTest, SetFeatures_BitNotOffered_BreaksWithInvalidPayload) {
-  EXPECT_EQ(deliver(FrontendRequest::SetFeatures, bytes_of(uint64_t{1} << 40)).error(), SessionError::InvalidPayload);
-  EXPECT_TRUE(session_->broken());
+TEST_F(SessionTest, SetFeatures_BitNotOffered_IgnoredAndMaskedOff) {
+  EXPECT_CALL(backend_, set_acked_features(kVersion1Feature));
+  ASSERT_TRUE(deliver(FrontendRequest::SetFeatures, bytes_of(kVersion1Feature | (uint64_t{1} << 40))));
+  EXPECT_EQ(session_->acked_features(), kVersion1Feature);
+  EXPECT_FALSE(session_->broken());
 }
 
 TEST_F(SessionTest, GetProtocolFeatures_Always_OffersImplementedSet) {
@@ -634,12 +644,27 @@ TEST_F(SessionTest, SetVringKick_AddressesOutsideMemory_BreaksWithRingStart) {
             SessionError::RingStart);
 }
 
-TEST_F(SessionTest, SetVringKick_KickFdNotPollable_BreaksWithRingStart) {
-  FakeVirtqueue vq(guest_, {.size = kRingSize});
-  configure_ring(0, vq, kVersion1Feature);
+TEST_F(SessionTest, SetVringKick_MemfdInsteadOfEventfd_BreaksWithInvalidPayload) {
   const UniqueFd regular_file = make_memfd(8);
   EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {regular_file.get()}).error(),
-            SessionError::RingStart);
+            SessionError::InvalidPayload);
+}
+
+// Found by fuzz/vhost_user_message.cc: a socket (peer closed) as kick fd got the injected first kick written
+// to it, and the process died of SIGPIPE.
+TEST_F(SessionTest, SetVringKick_SocketWithClosedPeer_RejectedBeforeAnyWrite) {
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  configure_ring(0, vq, kVersion1Feature);
+  const UniqueFd socket = make_socket();
+  EXPECT_EQ(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {socket.get()}).error(),
+            SessionError::InvalidPayload);
+  EXPECT_FALSE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, SetVringCall_SocketInsteadOfEventfd_BreaksWithInvalidPayload) {
+  const UniqueFd socket = make_socket();
+  EXPECT_EQ(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{0}), {socket.get()}).error(),
+            SessionError::InvalidPayload);
 }
 
 TEST_F(SessionTest, SetVringKick_NoFdFlagOnRunningRing_StopsRing) {
@@ -909,23 +934,29 @@ TEST_F(SessionTest, SetConfig_UnknownFlags_BreaksWithInvalidPayload) {
 // ---- fds handed on -----------------------------------------------------------------------------------------
 
 TEST_F(SessionTest, GpuSetSocket_SentTwice_BothHandedToBackend) {
-  const UniqueFd a = make_eventfd();
-  const UniqueFd b = make_eventfd();
+  const UniqueFd a = make_socket();
+  const UniqueFd b = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {a.get()}));
   ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {b.get()}));
   EXPECT_EQ(backend_.display_sockets.size(), 2u);
   EXPECT_FALSE(session_->broken());
 }
 
+TEST_F(SessionTest, GpuSetSocket_Eventfd_BreaksWithInvalidPayload) {
+  const UniqueFd fd = make_eventfd();
+  EXPECT_EQ(deliver(FrontendRequest::GpuSetSocket, {}, {fd.get()}).error(), SessionError::InvalidPayload);
+  EXPECT_TRUE(backend_.display_sockets.empty());
+}
+
 TEST_F(SessionTest, SetBackendReqFd_Negotiated_KeepsFd) {
   negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
-  const UniqueFd fd = make_eventfd();
+  const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
   EXPECT_GE(session_->backend_req_fd(), 0);
 }
 
 TEST_F(SessionTest, SetBackendReqFd_NotNegotiated_RefusedAndFdClosed) {
-  const UniqueFd fd = make_eventfd();
+  const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
   EXPECT_EQ(session_->backend_req_fd(), -1);
   EXPECT_FALSE(session_->broken());
@@ -1009,7 +1040,7 @@ TEST_F(SessionTest, Close_FullySetUpSession_ClosesEveryFdItReceived) {
   start_ring0(vq);
   const UniqueFd err = make_eventfd();
   ASSERT_TRUE(deliver(FrontendRequest::SetVringErr, bytes_of(uint64_t{0}), {err.get()}));
-  const UniqueFd req = make_eventfd();
+  const UniqueFd req = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {req.get()}));
   session_->close();
   EXPECT_EQ(open_fd_count(), before + 2 - 1);  // + err and req here, - the session's own socket
@@ -1033,7 +1064,7 @@ TEST_F(SessionTest, QemuLikeSequence_FullNegotiationAndStart_BothRingsRun) {
   FakeVirtqueue cursor(guest_, {.size = kRingSize, .event_idx = true});
   const UniqueFd kick1 = make_eventfd();
   const UniqueFd call1 = make_eventfd();
-  const UniqueFd display = make_eventfd();
+  const UniqueFd display = make_socket();
   const uint32_t ack = kVersion1 | kFlagNeedReply;
   EXPECT_CALL(backend_, on_queue_started(_, _)).Times(2);
   ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));

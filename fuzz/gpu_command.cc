@@ -1,0 +1,84 @@
+// libFuzzer target: virtio-gpu command decoding and handling on soft2d (STYLE.md practice 14).
+//
+// Input: byte 0 picks the negotiated features (bit 0: EDID) and bytes 1 the number of scanouts; then a
+// sequence of operations, each starting with an op byte:
+//   0: a control command:  [type index][len][len bytes]  (type index < table size overrides hdr.type with a
+//      real command type, so the fuzzer reaches handlers quickly; the rest of the bytes are the request,
+//      including any backing entries)
+//   1: a cursor command, same layout
+//   2: write guest memory:  [u16 page][len][len bytes]  (backing contents for later transfers)
+//   3: the display's layout changes (raises the config event; answers a command waiting for it)
+// The device must never crash, hang or leak, and every chain must come back.
+#include <linux/virtio_gpu.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "gpu/command_table.h"
+#include "support/fake_display.h"
+#include "support/gpu_harness.h"
+
+namespace {
+
+class Input {
+ public:
+  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool empty() const { return pos_ >= size_; }
+  uint8_t byte() { return pos_ < size_ ? data_[pos_++] : 0; }
+  std::vector<std::byte> bytes(size_t n) {
+    n = std::min(n, size_ - std::min(pos_, size_));
+    std::vector<std::byte> out(n);
+    if (n > 0) std::memcpy(out.data(), data_ + pos_, n);
+    pos_ += n;
+    return out;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace vgpu;
+  using namespace vgpu::test;
+  Input in(data, size);
+  const uint64_t features = (in.byte() & 1) != 0 ? uint64_t{1} << VIRTIO_GPU_F_EDID : 0;
+  const uint32_t scanouts = 1 + in.byte() % kMaxScanouts;
+  GpuHarness h(GpuDeviceConfig{.num_scanouts = scanouts, .max_resource_memory = 8ull << 20}, features, 4ull << 20);
+  auto display = std::make_unique<FakeDisplay>(scanouts, 640, 480);
+  FakeDisplay* fake = display.get();
+  h.device().install_display(std::move(display));
+  const auto table = command_table();
+
+  int ops = 0;
+  while (!in.empty() && ops++ < 64) {
+    const uint8_t op = in.byte() % 4;
+    switch (op) {
+      case 0:
+      case 1: {
+        const size_t queue = op == 0 ? GpuDevice::kControlQueue : GpuDevice::kCursorQueue;
+        const uint8_t type_index = in.byte();
+        auto request = in.bytes(in.byte());
+        if (type_index < table.size() && request.size() >= 4) {
+          std::memcpy(request.data(), &table[type_index].type, 4);
+        }
+        (void)h.send(queue, request, sizeof(virtio_gpu_resp_edid));
+        break;
+      }
+      case 2: {
+        // Above the rings and chain buffers the harness allocates first (the low 256 KiB).
+        const uint32_t page = 64 + (in.byte() | in.byte() << 8) % 960;
+        auto bytes = in.bytes(in.byte());
+        h.guest().write(GuestAddress{uint64_t{page} * 4096}, bytes);
+        break;
+      }
+      case 3: fake->set_layout({scanouts, ScanoutMode{true, {0, 0, 320u + in.byte(), 200u + in.byte()}}}); break;
+    }
+  }
+  return 0;
+}

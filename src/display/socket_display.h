@@ -1,0 +1,153 @@
+// The vhost-user-gpu display socket to QEMU (docs/interop/vhost-user-gpu.rst, protocol.h). Built from the
+// fd QEMU sends with VHOST_USER_GPU_SET_SOCKET; QEMU re-sends a socket on every DRIVER_OK, and the device
+// then simply builds a new SocketDisplay.
+//
+// Nothing blocks. Requests are queued in order and written as the socket accepts them (write-through while
+// the queue is empty, then on EPOLLOUT). QEMU answers only GET_PROTOCOL_FEATURES, GET_DISPLAY_INFO and
+// GET_EDID; their replies are read on EPOLLIN and matched against the requests still expected:
+//
+//   GET_PROTOCOL_FEATURES -> SET_PROTOCOL_FEATURES (EDID if offered; never DMABUF2: no dma-buf path yet)
+//   -> GET_DISPLAY_INFO -> for each scanout, when EDID was negotiated: GET_EDID + GET_PROTOCOL_FEATURES
+//
+// QEMU does not answer a GET_EDID for a scanout at or above its own max_outputs, so each GET_EDID is followed
+// by a GET_PROTOCOL_FEATURES "fence": when the fence's reply comes first, that scanout has no EDID.
+//
+// The outgoing queue is bounded: SCANOUT drops the scanout's unsent SCANOUT/UPDATEs (QEMU starts a new
+// surface anyway), a cursor message drops the unsent cursor messages it supersedes, and when a scanout's
+// unsent UPDATEs pass kMaxQueuedFrames frames they are dropped and the new update grows to their bounding box.
+//
+// A malformed reply, EOF or a socket error makes the display dead: one log line, alive() false, every call
+// ignored from then on. Remove fd() from the loop and drop the object.
+//
+//   SocketDisplay display(std::move(fd), num_scanouts);
+//   loop.add(display.fd(), {Token::DisplaySocket}, display.wanted_events());
+//   display.set_listener([&] { if (!display.pending()) answer_guest(); });
+//   ... on a DisplaySocket event: display.on_event(ev.events); loop.modify(display.fd(), ..., display.wanted_events());
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "display/display.h"
+#include "display/protocol.h"
+
+namespace vgpu {
+
+class SocketDisplay final : public Display {
+ public:
+  // Unsent UPDATE bytes allowed per scanout, in frames of its current size, before they are coalesced.
+  static constexpr uint64_t kMaxQueuedFrames = 3;
+  // Replies handled per on_event() call, so a flooding peer cannot starve the loop (epoll is level-triggered).
+  static constexpr uint32_t kMaxRepliesPerEvent = 64;
+
+  // Takes the socket and starts the negotiation. `num_scanouts` is the device's (clamped to kMaxScanouts).
+  // A socket that cannot be made non-blocking, or is not a stream socket, gives a dead display.
+  SocketDisplay(UniqueFd socket, uint32_t num_scanouts);
+  ~SocketDisplay() override = default;
+  SocketDisplay(const SocketDisplay&) = delete;
+  SocketDisplay& operator=(const SocketDisplay&) = delete;
+
+  [[nodiscard]] std::optional<std::vector<ScanoutMode>> display_info() const override;
+  [[nodiscard]] bool edid_supported() const override;
+  [[nodiscard]] std::optional<std::vector<uint8_t>> edid(uint32_t scanout) const override;
+  [[nodiscard]] bool pending() const override;
+  void refresh() override;
+
+  void set_scanout(uint32_t scanout, uint32_t width, uint32_t height) override;
+  void update(uint32_t scanout, const Rect& damage, const ImageView& image, uint32_t src_x, uint32_t src_y) override;
+  void cursor_update(uint32_t scanout, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y,
+                     std::span<const uint32_t> pixels) override;
+  void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
+  void cursor_hide(uint32_t scanout) override;
+
+  void set_listener(std::function<void()> on_change) override;
+  void on_event(uint32_t events) override;
+  [[nodiscard]] int fd() const override { return socket_.get(); }
+  [[nodiscard]] uint32_t wanted_events() const override;
+  [[nodiscard]] bool alive() const override { return alive_; }
+
+  // The protocol features we set (a subset of kProtocolFeatureEdid); 0 until QEMU answered.
+  [[nodiscard]] uint64_t protocol_features() const { return features_; }
+  // Bytes waiting to be written, for tests and statistics.
+  [[nodiscard]] size_t queued_bytes() const { return queued_bytes_; }
+
+ private:
+  struct Outgoing {
+    std::unique_ptr<std::byte[]> bytes;
+    size_t size = 0;
+    display::Request request = display::Request::None;
+    uint32_t scanout = 0;
+    Rect rect;  // UPDATE: the rectangle it carries
+  };
+  // What a reply we still wait for means; GET_EDID is optional (QEMU may not answer it, see the fence).
+  enum class Role : uint8_t { Features, Fence, DisplayInfo, Edid };
+  struct Expected {
+    display::Request request;
+    Role role;
+    uint32_t scanout = 0;
+  };
+  struct ScanoutState {
+    uint32_t width = 0;
+    uint32_t height = 0;
+    uint32_t cursor_x = 0;
+    uint32_t cursor_y = 0;
+  };
+
+  // Outgoing side.
+  static Outgoing make_message(display::Request request, uint32_t scanout, size_t payload_size);
+  template <class Payload>
+  void send_struct(display::Request request, uint32_t scanout, const Payload& payload);
+  void push(Outgoing message);
+  void flush();
+  // Drops queued messages that `drop` selects and that have not started to go out; returns the bounding box
+  // of the dropped UPDATE rectangles (empty when none).
+  template <class Pred>
+  Rect drop_unsent(Pred drop);
+  void send_update(uint32_t scanout, const Rect& rect, const ImageView& image, uint32_t src_x, uint32_t src_y);
+
+  // Incoming side.
+  void read_replies();
+  void handle_reply(const display::MessageHeader& header, std::span<const std::byte> payload);
+  void on_features(std::span<const std::byte> payload);
+  void on_display_info(std::span<const std::byte> payload);
+  void on_edid(uint32_t scanout, std::span<const std::byte> payload);
+  void start_info_cycle();
+  void finish_if_settled();
+
+  void fail(std::string_view reason);
+  [[nodiscard]] bool scanout_ok(uint32_t scanout) const { return alive_ && scanout < num_scanouts_; }
+
+  UniqueFd socket_;
+  uint32_t num_scanouts_;
+  bool alive_ = true;
+  bool death_reported_ = false;
+  bool changed_ = false;
+  std::function<void()> listener_;
+
+  std::deque<Outgoing> queue_;
+  size_t head_sent_ = 0;  // bytes of queue_.front() already written
+  size_t queued_bytes_ = 0;
+  std::array<uint64_t, kMaxScanouts> queued_update_bytes_{};
+  std::array<ScanoutState, kMaxScanouts> scanouts_{};
+
+  std::deque<Expected> expected_;
+  bool features_known_ = false;
+  uint64_t features_ = 0;
+  bool refresh_wanted_ = false;
+  std::optional<std::vector<ScanoutMode>> info_;
+  std::array<std::optional<std::vector<uint8_t>>, kMaxScanouts> edids_{};
+
+  std::array<std::byte, sizeof(display::MessageHeader) + display::kMaxReplySize> rx_{};
+  size_t rx_len_ = 0;
+};
+
+}  // namespace vgpu

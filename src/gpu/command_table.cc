@@ -1,0 +1,62 @@
+#include "gpu/command_table.h"
+
+#include <array>
+#include <cstring>
+
+#include "gpu/device.h"
+
+namespace vgpu {
+
+namespace {
+
+// Copies the request bytes into the handler's struct (the dispatcher read exactly sizeof(Req) bytes).
+template <class Req, CommandResult (GpuDevice::*Handler)(const Req&, Reader&)>
+CommandResult thunk(GpuDevice& device, std::span<const std::byte> request, Reader& rest) {
+  static_assert(std::is_trivially_copyable_v<Req>);
+  Req req;
+  std::memcpy(&req, request.data(), sizeof(Req));
+  return (device.*Handler)(req, rest);
+}
+
+template <class Req, CommandResult (GpuDevice::*Handler)(const Req&, Reader&)>
+constexpr CommandInfo entry(uint32_t type, std::string_view name, QueueKind queue, int feature = -1) {
+  static_assert(sizeof(Req) <= 128, "raise kMaxRequestSize in device.cc");
+  return CommandInfo{type, name, sizeof(Req), queue, feature, &thunk<Req, Handler>};
+}
+
+using D = GpuDevice;
+constexpr auto kControl = QueueKind::Control;
+constexpr auto kCursor = QueueKind::Cursor;
+
+constexpr auto kTable = std::to_array<CommandInfo>({
+    entry<virtio_gpu_ctrl_hdr, &D::on_get_display_info>(VIRTIO_GPU_CMD_GET_DISPLAY_INFO, "GET_DISPLAY_INFO", kControl),
+    entry<virtio_gpu_resource_create_2d, &D::on_resource_create_2d>(VIRTIO_GPU_CMD_RESOURCE_CREATE_2D,
+                                                                    "RESOURCE_CREATE_2D", kControl),
+    entry<virtio_gpu_resource_unref, &D::on_resource_unref>(VIRTIO_GPU_CMD_RESOURCE_UNREF, "RESOURCE_UNREF", kControl),
+    entry<virtio_gpu_set_scanout, &D::on_set_scanout>(VIRTIO_GPU_CMD_SET_SCANOUT, "SET_SCANOUT", kControl),
+    entry<virtio_gpu_resource_flush, &D::on_resource_flush>(VIRTIO_GPU_CMD_RESOURCE_FLUSH, "RESOURCE_FLUSH", kControl),
+    entry<virtio_gpu_transfer_to_host_2d, &D::on_transfer_to_host_2d>(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D,
+                                                                      "TRANSFER_TO_HOST_2D", kControl),
+    entry<virtio_gpu_resource_attach_backing, &D::on_resource_attach_backing>(VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING,
+                                                                              "RESOURCE_ATTACH_BACKING", kControl),
+    entry<virtio_gpu_resource_detach_backing, &D::on_resource_detach_backing>(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING,
+                                                                              "RESOURCE_DETACH_BACKING", kControl),
+    entry<virtio_gpu_cmd_get_edid, &D::on_get_edid>(VIRTIO_GPU_CMD_GET_EDID, "GET_EDID", kControl, VIRTIO_GPU_F_EDID),
+    entry<virtio_gpu_update_cursor, &D::on_update_cursor>(VIRTIO_GPU_CMD_UPDATE_CURSOR, "UPDATE_CURSOR", kCursor),
+    entry<virtio_gpu_update_cursor, &D::on_move_cursor>(VIRTIO_GPU_CMD_MOVE_CURSOR, "MOVE_CURSOR", kCursor),
+});
+
+}  // namespace
+
+const CommandInfo* find_command(uint32_t type) {
+  for (const auto& info : kTable) {
+    if (info.type == type) return &info;
+  }
+  return nullptr;
+}
+
+std::span<const CommandInfo> command_table() {
+  return kTable;
+}
+
+}  // namespace vgpu

@@ -1,0 +1,55 @@
+// The device's bookkeeping of 2D resources: id → format, size, backing. Pixels live in the renderer; this
+// table owns the guest-visible state and the host-memory budget a guest can make us spend
+// (--max-resource-memory).
+//
+//   ResourceTable t(512 << 20);
+//   if (!t.reserve(bytes)) return fail(GpuError::OutOfMemory);
+//   t.insert(id, {...});
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+
+#include "memory/scatter_list.h"
+#include "renderer/image.h"
+
+namespace vgpu {
+
+struct Resource {
+  PixelFormat format = PixelFormat::B8G8R8X8;
+  uint32_t width = 0;
+  uint32_t height = 0;
+  uint64_t host_bytes = 0;                  // charged against the budget
+  std::optional<GuestScatterList> backing;  // RESOURCE_ATTACH_BACKING
+  [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
+};
+
+class ResourceTable {
+ public:
+  explicit ResourceTable(uint64_t max_host_bytes) : max_host_bytes_(max_host_bytes) {}
+
+  [[nodiscard]] Resource* find(uint32_t id);
+  [[nodiscard]] const Resource* find(uint32_t id) const;
+  [[nodiscard]] bool contains(uint32_t id) const { return resources_.contains(id); }
+  [[nodiscard]] size_t size() const { return resources_.size(); }
+
+  // Charges `bytes` against the budget; false (nothing charged) when it would exceed it.
+  [[nodiscard]] bool reserve(uint64_t bytes);
+  // Refunds bytes charged with reserve() that no resource holds (a failed create, a detached backing).
+  void release(uint64_t bytes) { used_bytes_ -= bytes < used_bytes_ ? bytes : used_bytes_; }
+  void insert(uint32_t id, Resource resource);
+  // Removes the resource and refunds its host bytes.
+  void erase(uint32_t id);
+  void clear();
+
+  [[nodiscard]] uint64_t used_bytes() const { return used_bytes_; }
+  [[nodiscard]] uint64_t max_bytes() const { return max_host_bytes_; }
+
+ private:
+  uint64_t max_host_bytes_;
+  uint64_t used_bytes_ = 0;
+  std::unordered_map<uint32_t, Resource> resources_;
+};
+
+}  // namespace vgpu

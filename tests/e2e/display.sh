@@ -1,0 +1,529 @@
+#!/usr/bin/env bash
+# End-to-end display test: Linux guest programs draw through DRM/KMS on the vhost-user GPU, the host checks
+# the pixels of QMP screendumps (binary PPM), every pixel, tolerance 0.
+#
+#   display.sh ours BINARY [--screenshot PATH]       our backend (e.g. build/vhost-gpu)
+#   display.sh qemu-c [BINARY] [--screenshot PATH]   QEMU's C backend, the reference
+#
+# Cases (VGPU_E2E_CASES, default all, in this order):
+#   modeset      Virtual-1 at its preferred mode (must be VGPU_E2E_SIZE, 1280x800), quad-a pattern, full DIRTYFB
+#   partial      after a checked quad-a frame, a 64x64 gradient at (100,100) is drawn and only that clip is
+#                reported (DIRTYFB); a 16x16 canary drawn elsewhere but not reported must not reach the screen
+#   cursor       a 64x64 ARGB cursor (CURSOR2, hotspot 4,6) moved to (300,200): the frame must stay quad-a, and
+#                the backend must send QEMU CURSOR_UPDATE with exactly the drawn image and hotspot and leave the
+#                cursor at (300,200) (seen by vu_proxy.py on the display channel; QEMU's screendump never
+#                contains the cursor)
+#   two-outputs  with 2 outputs (QEMU max_outputs=2; ours also --outputs 2), Virtual-1 shows quad-a, Virtual-2
+#                quad-b; screendump device gpu0 head 0 and head 1
+#   mode-change  after a checked frame at the preferred mode, SETCRTC to 1024x768 (VGPU_E2E_MODE2) with a new
+#                quad-a frame: the screendump must be 1024x768
+# The cases that need one output share one boot, two-outputs boots again with two.
+#
+# Prints a PASS/FAIL table (stdout) and the time from QEMU's start to the first correct screendump; exits 0
+# only when every selected case passed. --screenshot PATH writes the modeset screendump as a PNG.
+#
+# Environment:
+#   VGPU_E2E_CASES        cases to run (space or comma separated)
+#   VGPU_QEMU             QEMU binary (default qemu-system-x86_64; >= 8)
+#   VGPU_E2E_TIMEOUT      seconds from QEMU's start to the first case's marker (default 120)
+#   VGPU_E2E_STEP_TIMEOUT seconds for each later marker and for each screendump check (default 30)
+#   VGPU_E2E_SIZE         expected preferred mode (default 1280x800); VGPU_E2E_MODE2 the mode-change target
+#   VGPU_E2E_ACCEL        tcg (default) or kvm
+#   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
+#   VGPU_E2E_PROXY        1 (default): put vu_proxy.py between QEMU and the backend (needed by the cursor
+#                         check); 0: connect them directly, the cursor case then checks the backend log
+#   VGPU_E2E_CURSOR_UPDATE_RE / VGPU_E2E_CURSOR_MOVE_RE  extended regexes the backend log must match in the
+#                         cursor case when VGPU_E2E_PROXY=0 or VGPU_E2E_CURSOR_LOG=1. Defaults: ours
+#                         'cursor update' / 'cursor move'; qemu-c 'vg_process_cursor_cmd: update' / '...: move'
+#   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps, proxy events)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  sed -n '2,6p' "$0" >&2
+  exit 2
+}
+
+kind=""
+binary=""
+screenshot=""
+while (($# > 0)); do
+  case "$1" in
+    --screenshot)
+      (($# >= 2)) || usage
+      screenshot="$2"
+      shift 2
+      ;;
+    --screenshot=*)
+      screenshot="${1#*=}"
+      shift
+      ;;
+    -h | --help) usage ;;
+    -*) die "unknown option $1" ;;
+    *)
+      if [[ -z "${kind}" ]]; then
+        kind="$1"
+      elif [[ -z "${binary}" ]]; then
+        binary="$1"
+      else
+        usage
+      fi
+      shift
+      ;;
+  esac
+done
+[[ -n "${kind}" ]] || usage
+[[ -z "${screenshot}" || "${screenshot}" == /* ]] || screenshot="${PWD}/${screenshot}"
+
+all_cases=(modeset partial cursor two-outputs mode-change)
+read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${all_cases[*]}}")"
+for c in "${cases[@]}"; do
+  [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
+done
+((${#cases[@]} > 0)) || die "VGPU_E2E_CASES selects no case"
+
+# --- backend kinds ----------------------------------------------------------------------------------------------
+declare -a backend_env=()
+case "${kind}" in
+  ours)
+    [[ -n "${binary}" ]] || die "usage: display.sh ours BINARY (e.g. build/vhost-gpu)"
+    cursor_update_re="${VGPU_E2E_CURSOR_UPDATE_RE:-cursor update}"
+    cursor_move_re="${VGPU_E2E_CURSOR_MOVE_RE:-cursor move}"
+    ;;
+  qemu-c)
+    if [[ -z "${binary}" || ! -x "${binary}" ]]; then
+      [[ -z "${binary}" ]] || note "${binary} is not there; using fetch-qemu-backend.sh's"
+      binary="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
+    fi
+    backend_env=(G_MESSAGES_DEBUG=all) # GLib debug: each command, vg_process_cursor_cmd: update / move
+    cursor_update_re="${VGPU_E2E_CURSOR_UPDATE_RE:-vg_process_cursor_cmd: update}"
+    cursor_move_re="${VGPU_E2E_CURSOR_MOVE_RE:-vg_process_cursor_cmd: move}"
+    ;;
+  *) die "unknown backend kind '${kind}' (use 'ours' or 'qemu-c')" ;;
+esac
+[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+
+qemu="${VGPU_QEMU:-qemu-system-x86_64}"
+qver="$(qemu_check_version "${qemu}" 8)"
+need_cmd python3 timeout setsid head stdbuf grep awk mkfifo
+boot_timeout="${VGPU_E2E_TIMEOUT:-120}"
+step_timeout="${VGPU_E2E_STEP_TIMEOUT:-30}"
+size="${VGPU_E2E_SIZE:-1280x800}"
+mode2="${VGPU_E2E_MODE2:-1024x768}"
+use_proxy="${VGPU_E2E_PROXY:-1}"
+accel="${VGPU_E2E_ACCEL:-tcg}"
+case "${accel}" in
+  tcg) accel_args=(-accel tcg -cpu max) ;;
+  kvm) accel_args=(-accel kvm -cpu host) ;;
+  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
+esac
+check_py="${E2E_DIR}/ppm_check.py"
+log "backend: ${kind} ${binary}; QEMU ${qver}, accel ${accel}; cases: ${cases[*]}; proxy: ${use_proxy}"
+
+# --- guest kernel, programs and initramfs --------------------------------------------------------------------------
+t="$(now_s)"
+kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
+progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
+initrd="$("${E2E_DIR}/build-initramfs.sh" --add "${progs}/vgpu-draw=/bin/vgpu-draw" \
+  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+t_prep="$(secs_since "${t}")"
+
+e2e_tmpdir
+tmp="${E2E_TMP}"
+
+# --- results ------------------------------------------------------------------------------------------------------
+declare -A result=() detail=() when=()
+t_first_match=""
+t_qemu_first=""
+for c in "${cases[@]}"; do
+  result[${c}]="NOT RUN"
+done
+case_fail() { # CASE MESSAGE
+  log "FAIL ${1}: ${2}"
+  if [[ "${result[$1]}" != FAIL ]]; then
+    result[$1]=FAIL
+    detail[$1]="$2"
+  fi
+}
+case_note() { # CASE MESSAGE: keep the first useful detail of a passing case
+  [[ -n "${detail[$1]:-}" ]] || detail[$1]="$2"
+}
+
+# --- one boot -----------------------------------------------------------------------------------------------------
+# Globals of the current boot: dir, console, qmp_sock, backend_log, qemu_log, proxy_log, events, ctl_fd, t_qemu.
+
+boot_alive() { # both QEMU and the backend still run
+  bg_running "${qemu_log}" && bg_running "${backend_log}"
+}
+
+# wait_marker CASE STEP TIMEOUT: 0 when `VGPU-E2E: CASE[:STEP] ok ...` is on the console (its details in
+# marker), 1 when the guest reported the case failed or moved on (the line in marker), 2 when time ran out or
+# QEMU/the backend ended.
+marker=""
+wait_marker() {
+  local c="$1" step="$2" secs="$3" name deadline line
+  name="${c}${step:+:${step}}"
+  deadline=$(($(date +%s) + secs))
+  while true; do
+    line="$(grep -aE "^VGPU-E2E: ${name} ok( |\$)" "${console}" | head -n 1 || true)"
+    line="${line%$'\r'}"
+    if [[ -n "${line}" ]]; then
+      marker="${line#*ok }"
+      [[ "${marker}" != "${line}" ]] || marker=""
+      return 0
+    fi
+    line="$(grep -aE "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)" "${console}" | head -n 1 || true)"
+    line="${line%$'\r'}"
+    if [[ -n "${line}" ]]; then
+      marker="${line#VGPU-E2E: }"
+      return 1
+    fi
+    if ! boot_alive; then
+      bg_running "${backend_log}" || marker="the backend ended (exit status $(bg_rc "${backend_log}"))"
+      bg_running "${qemu_log}" || marker="QEMU ended (exit status $(bg_rc "${qemu_log}"))"
+      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
+      return 2
+    fi
+    if (($(date +%s) >= deadline)); then
+      marker="no '${name} ok' marker within ${secs}s"
+      return 2
+    fi
+    sleep 0.05
+  done
+}
+
+# next_step: let the guest go on.
+next_step() {
+  printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
+}
+
+# check_frame CASE LABEL WxH [--device D --head N] -- DRAW...: poll screendumps until the frame matches.
+check_frame() {
+  local c="$1" label="$2" sz="$3" out rc msg
+  shift 3
+  local -a extra=()
+  while (($# > 0)) && [[ "$1" != -- ]]; do
+    extra+=("$1")
+    shift
+  done
+  shift
+  local -a draws=()
+  local d
+  for d in "$@"; do
+    draws+=(--draw "${d}")
+  done
+  out="${dir}/${label}.ppm"
+  rc=0
+  msg="$(python3 "${check_py}" poll --qmp "${qmp_sock}" --out "${out}" "${extra[@]}" --timeout "${step_timeout}" \
+    --size "${sz}" "${draws[@]}" --save-expected "${dir}/${label}.expected.ppm" 2>&1)" || rc=$?
+  if ((rc == 0)); then
+    log "${c}: ${label}: ${msg}"
+    if [[ -z "${t_first_match}" ]]; then
+      t_first_match="$(awk -v a="${t_qemu_first}" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.2f", b - a }')"
+      log "first correct screendump ${t_first_match}s after QEMU started (${label})"
+    fi
+    return 0
+  fi
+  case_fail "${c}" "${label}: ${msg}"
+  return 1
+}
+
+# size_ok CASE WHAT GOT WANT
+size_ok() {
+  if [[ "$3" != "$4" ]]; then
+    case_fail "$1" "$2 is $3, expected $4"
+    return 1
+  fi
+}
+
+run_case() {
+  local c="$1" w rc
+  result[${c}]=RUNNING
+  case "${c}" in
+    modeset)
+      if wait_marker modeset "" "${first_wait}"; then
+        w="${marker%% *}"
+        size_ok modeset "the preferred mode" "${w}" "${size}" || true
+        check_frame modeset modeset "${w}" -- quad-a || true
+        if [[ -s "${dir}/modeset.ppm" ]]; then
+          screenshot_src="${dir}/modeset.ppm"
+        fi
+        next_step
+      else
+        case_fail modeset "guest: ${marker}"
+      fi
+      ;;
+    partial)
+      if wait_marker partial base "${first_wait}"; then
+        w="${marker%% *}"
+        check_frame partial partial-base "${w}" -- quad-a || true
+        next_step
+        if wait_marker partial "" "${step_timeout}"; then
+          # marker: WxH+X+Y canary ...
+          local r="${marker%% *}" rw rh rx ry
+          IFS='x+' read -r rw rh rx ry <<<"${r}"
+          check_frame partial partial "${w}" -- quad-a "gradient:${rx},${ry},${rw},${rh}" || true
+          next_step
+        else
+          case_fail partial "guest: ${marker}"
+        fi
+      else
+        case_fail partial "guest: ${marker}"
+      fi
+      ;;
+    cursor)
+      if wait_marker cursor "" "${first_wait}"; then
+        # marker: WxH cursor 64x64 hot X,Y at X,Y
+        w="${marker%% *}"
+        local hot pos out
+        hot="$(sed -nE 's/.* hot ([0-9]+,[0-9]+) .*/\1/p' <<<"${marker}")"
+        pos="$(sed -nE 's/.* at ([0-9]+,[0-9]+).*/\1/p' <<<"${marker}")"
+        check_frame cursor cursor-frame "${w}" -- quad-a || true
+        if [[ "${use_proxy}" == 1 ]]; then
+          rc=0
+          out="$(python3 "${check_py}" cursor --events "${events}" --scanout 0 --hot "${hot}" --pos "${pos}" \
+            --timeout "${step_timeout}" 2>&1)" || rc=$?
+          if ((rc == 0)); then
+            log "cursor: display channel: ${out}"
+            case_note cursor "${out}"
+          else
+            case_fail cursor "display channel: ${out}"
+          fi
+        fi
+        # The cursor queue is processed asynchronously: when required, give the backend log time to show both.
+        local re log_required=0 log_wait=0
+        if [[ "${use_proxy}" != 1 || "${VGPU_E2E_CURSOR_LOG:-0}" == 1 ]]; then
+          log_required=1
+          log_wait="${step_timeout}"
+        fi
+        for re in "${cursor_update_re}" "${cursor_move_re}"; do
+          if wait_for_line "${backend_log}" "${re}" "${log_wait}" "${backend_log}"; then
+            log "cursor: backend log matches '${re}'"
+          elif [[ "${log_required}" == 1 ]]; then
+            case_fail cursor "backend log never matched '${re}'"
+          else
+            note "cursor: backend log does not match '${re}' (not required: the proxy saw the messages)"
+          fi
+        done
+        next_step
+      else
+        case_fail cursor "guest: ${marker}"
+      fi
+      ;;
+    two-outputs)
+      if wait_marker two-outputs "" "${first_wait}"; then
+        # marker: W1xH1 W2xH2 (Virtual-2 STATE)
+        local w2
+        read -r w w2 _ <<<"${marker}"
+        case_note two-outputs "guest: ${marker}"
+        check_frame two-outputs two-outputs-head0 "${w}" --device gpu0 --head 0 -- quad-a || true
+        check_frame two-outputs two-outputs-head1 "${w2}" --device gpu0 --head 1 -- quad-b || true
+        next_step
+      else
+        case_fail two-outputs "guest: ${marker}"
+      fi
+      ;;
+    mode-change)
+      if wait_marker mode-change base "${first_wait}"; then
+        w="${marker%% *}"
+        check_frame mode-change mode-change-base "${w}" -- quad-a || true
+        next_step
+        if wait_marker mode-change "" "${step_timeout}"; then
+          w="${marker%% *}"
+          size_ok mode-change "the second mode" "${w}" "${mode2}" || true
+          check_frame mode-change mode-change "${w}" -- quad-a || true
+          next_step
+        else
+          case_fail mode-change "guest: ${marker}"
+        fi
+      else
+        case_fail mode-change "guest: ${marker}"
+      fi
+      ;;
+  esac
+  if [[ "${result[${c}]}" == RUNNING ]]; then
+    result[${c}]=PASS
+    when[${c}]="$(secs_since "${t_qemu}")"
+  fi
+  first_wait="${step_timeout}"
+}
+
+# boot NAME OUTPUTS CASE...
+boot() {
+  local name="$1" outputs="$2" c
+  shift 2
+  dir="${tmp}/${name}"
+  mkdir -p "${dir}"
+  console="${dir}/console.log"
+  qmp_sock="${dir}/qmp.sock"
+  backend_log="${dir}/backend.log"
+  qemu_log="${dir}/qemu.log"
+  proxy_log="${dir}/proxy.log"
+  events="${dir}/events.jsonl"
+  local sock="${dir}/gpu.sock" qemu_sock ctl="${dir}/ctl"
+  : >"${console}"
+  : >"${events}"
+
+  local -a bcmd=("${binary}" --socket-path "${sock}")
+  if [[ "${kind}" == ours && "${outputs}" -gt 1 ]]; then
+    bcmd+=(--outputs "${outputs}")
+  fi
+  # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+  bcmd+=(${VGPU_E2E_BACKEND_ARGS:-})
+  local budget=$((boot_timeout + (${#@} * 3 + 2) * step_timeout))
+  bg_start "backend (${name})" "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
+  if ! wait_for_socket "${sock}" 15 "${backend_log}"; then
+    show_tail "backend log" "${backend_log}"
+    for c in "$@"; do case_fail "${c}" "the backend did not create its socket"; done
+    return 0
+  fi
+  qemu_sock="${sock}"
+  if [[ "${use_proxy}" == 1 ]]; then
+    qemu_sock="${dir}/proxy.sock"
+    bg_start "vu_proxy (${name})" "${proxy_log}" 1M $((budget + 45)) \
+      python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
+    if ! wait_for_socket "${qemu_sock}" 15 "${proxy_log}"; then
+      show_tail "proxy log" "${proxy_log}"
+      for c in "$@"; do case_fail "${c}" "vu_proxy.py did not start"; done
+      return 0
+    fi
+  fi
+
+  rm -f -- "${ctl}.in" "${ctl}.out"
+  mkfifo -- "${ctl}.in" "${ctl}.out"
+  exec {ctl_fd}<>"${ctl}.in"
+  exec {ctl_out_fd}<>"${ctl}.out" # keeps the pipe open; the guest's port is raw and silent
+
+  local cases_arg
+  cases_arg="$(IFS=,; echo "$*")"
+  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+  local -a qemu_args=(
+    "${accel_args[@]}"
+    -m 512M
+    -object memory-backend-memfd,id=mem,size=512M,share=on
+    -machine q35,memory-backend=mem
+    -nodefaults -no-user-config -display none -vga none
+    -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
+    -qmp "unix:${qmp_sock},server=on,wait=off"
+    -chardev "socket,id=gpu,path=${qemu_sock}"
+    -device "vhost-user-gpu-pci,chardev=gpu,id=gpu0,max_outputs=${outputs}"
+    -kernel "${kernel}" -initrd "${initrd}"
+    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.hold=$((budget + 30))"
+    -no-reboot
+  )
+  t_qemu="$(now_s)"
+  [[ -n "${t_qemu_first}" ]] || t_qemu_first="${t_qemu}"
+  bg_start "qemu (${name})" "${qemu_log}" 5M "${budget}" "${qemu}" "${qemu_args[@]}"
+
+  first_wait="${boot_timeout}"
+  for c in "$@"; do
+    if ! boot_alive; then
+      case_fail "${c}" "not run: $(bg_running "${backend_log}" || echo "the backend ended (exit status $(bg_rc "${backend_log}"))") $(bg_running "${qemu_log}" || echo "QEMU ended (exit status $(bg_rc "${qemu_log}"))")"
+      continue
+    fi
+    run_case "${c}"
+  done
+  if boot_alive; then
+    wait_for_line "${console}" '^VGPU-E2E: done' 15 "${qemu_log}" || warn "guest did not reach 'VGPU-E2E: done'"
+  fi
+
+  # Wrap up: the backend must have survived; QEMU quits through QMP.
+  local backend_alive=0
+  bg_running "${backend_log}" && backend_alive=1
+  if bg_running "${qemu_log}"; then
+    qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
+  fi
+  local i
+  for ((i = 0; i < 50; i++)); do
+    bg_running "${qemu_log}" || break
+    sleep 0.1
+  done
+  bg_stop "${qemu_log}" 3
+  bg_stop "${backend_log}" 3
+  if [[ "${use_proxy}" == 1 ]]; then
+    bg_stop "${proxy_log}" 2
+  fi
+  exec {ctl_fd}>&- {ctl_out_fd}>&-
+
+  local failed=0
+  for c in "$@"; do
+    if [[ "${backend_alive}" != 1 ]]; then
+      case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
+    fi
+    if grep -aqE 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "${backend_log}"; then
+      case_fail "${c}" "sanitizer report in the backend log"
+    fi
+    [[ "${result[${c}]}" == PASS ]] || failed=1
+  done
+  if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
+    for c in "$@"; do case_fail "${c}" "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 1)"; done
+    failed=1
+  fi
+  if ((failed)); then
+    log "boot '${name}' had failures; logs follow"
+    show_tail "guest console (${name})" "${console}" 50
+    show_tail "backend log (${name})" "${backend_log}" 30
+    show_tail "QEMU log (${name})" "${qemu_log}" 15
+    if [[ "${use_proxy}" == 1 ]]; then
+      show_tail "vu_proxy log (${name})" "${proxy_log}" 10
+      log "display channel messages (${name}): $(python3 -c '
+import collections, json, sys
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("dir") == "gpu" and "req" in e:
+        c[str(e["req"])] += 1
+print(", ".join("%s %d" % kv for kv in c.most_common()) or "none")
+' "${events}")"
+    fi
+  fi
+}
+
+# --- run --------------------------------------------------------------------------------------------------------
+declare -a single=() dual=()
+for c in "${cases[@]}"; do
+  if [[ "${c}" == two-outputs ]]; then
+    dual+=("${c}")
+  else
+    single+=("${c}")
+  fi
+done
+screenshot_src=""
+((${#single[@]} == 0)) || boot one-output 1 "${single[@]}"
+((${#dual[@]} == 0)) || boot two-outputs 2 "${dual[@]}"
+
+if [[ -n "${screenshot}" ]]; then
+  if [[ -n "${screenshot_src}" && -s "${screenshot_src}" ]]; then
+    python3 "${check_py}" topng "${screenshot_src}" "${screenshot}" >/dev/null &&
+      log "screenshot (modeset screendump) written to ${screenshot}"
+  else
+    warn "--screenshot: no modeset screendump to save (case modeset not run or no screendump taken)"
+  fi
+fi
+
+# --- report ------------------------------------------------------------------------------------------------------
+failures=0
+for c in "${cases[@]}"; do
+  [[ "${result[${c}]}" == PASS ]] || failures=$((failures + 1))
+done
+{
+  printf '\ndisplay e2e (%s, QEMU %s, %s)\n' "${kind}" "${qver}" "${accel}"
+  printf '%-12s %-7s %-9s %s\n' case result "time [s]" detail
+  for c in "${cases[@]}"; do
+    printf '%-12s %-7s %-9s %s\n' "${c}" "${result[${c}]}" "${when[${c}]:--}" "$(cut -c1-240 <<<"${detail[${c}]:-}")"
+  done
+  printf 'time: QEMU start to first correct screendump %s; preparation %ss; total %ss\n' \
+    "${t_first_match:-never}${t_first_match:+s}" "${t_prep}" "$(e2e_elapsed)"
+  printf '(case times: seconds from the start of that case'"'"'s boot to its last check)\n'
+} | tee "${tmp}/report.txt"
+if ((failures > 0)); then
+  [[ "${VGPU_KEEP:-0}" == 1 ]] || note "rerun with VGPU_KEEP=1 to keep ${tmp} (screendumps, expected frames, logs)"
+  log "DISPLAY FAILED (${failures} of ${#cases[@]} cases; backend ${kind})"
+  exit 1
+fi
+log "DISPLAY PASSED (${#cases[@]} cases; backend ${kind})"

@@ -1,0 +1,525 @@
+/* vgpu-draw: draws known pixels through DRM/KMS on the e2e guest's virtio-gpu, for display.sh to screendump.
+ *
+ *   vgpu-draw CASE [--ctl DEV] [--timeout SECONDS]
+ *   CASE: modeset | partial | cursor | two-outputs | mode-change
+ *
+ * Raw ioctls on /dev/dri/card0 (no libdrm): GETRESOURCES, GETCONNECTOR, GETENCODER, CREATE_DUMB, MAP_DUMB +
+ * mmap, ADDFB, SETCRTC, DIRTYFB, CURSOR/CURSOR2. Built static on the host (build-guest-programs.sh).
+ *
+ * Protocol with the host (display.sh): after each step the program prints a marker on stdout (the serial
+ * console, ttyS0), `VGPU-E2E: <case>[:<step>] ok <details>`, then blocks reading a line from the control
+ * tty (--ctl, default /dev/ttyS1, which QEMU connects to a pipe the host writes): `next` goes on, `quit`
+ * ends the program. On an error it prints `VGPU-E2E: <case> FAIL <what>: <errno text>` and exits 1. The
+ * control tty is opened (raw, no echo, input flushed) before the first marker: the host writes only after a
+ * marker, so nothing it sends can be lost to a closed port.
+ *
+ * The pixels (tests/e2e/ppm_check.py draws the same, keep them in sync):
+ *   quad-a / quad-b  four solid quadrants split at (W/2, H/2) and a 1-pixel white border; the X byte of the
+ *                    XRGB8888 pixels is 0 (an X channel taken for alpha would show)
+ *                    quad-a: TL ff0000, TR 00ff00, BL 0000ff, BR c08040
+ *                    quad-b: TL 00ffff, TR ff00ff, BL ffff00, BR 4080c0
+ *   gradient         at absolute (x, y): R = 3x mod 256, G = 5y mod 256, B = (x + y) mod 256 xor 0xa5
+ *   cursor (ARGB)    64x64; left half x < 32: ffff0000 for y < 32, 00000000 (transparent) below; right half:
+ *                    8000ff00 for y < 32, ff0000ff below; the diagonal x == y is ffffffff
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "drm_uapi.h"
+
+#define MAX_MODES 256
+#define MAX_OUTPUTS 16
+
+static const char *g_case = "?";
+static int g_ctl = -1;
+static int g_timeout_s = 300;
+
+static void say(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("VGPU-E2E: ");
+  vprintf(fmt, ap);
+  printf("\n");
+  fflush(stdout);
+  va_end(ap);
+}
+
+__attribute__((noreturn)) static void fail(const char *fmt, ...) {
+  int err = errno;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (err != 0) {
+    say("%s FAIL %s: %s", g_case, msg, strerror(err));
+  } else {
+    say("%s FAIL %s", g_case, msg);
+  }
+  exit(1);
+}
+
+static int xioctl(int fd, unsigned long req, void *arg) {
+  int r;
+  do {
+    r = ioctl(fd, req, arg);
+  } while (r == -1 && (errno == EINTR || errno == EAGAIN));
+  return r;
+}
+
+/* --- host control channel --------------------------------------------------------------------------------- */
+
+static void ctl_open(const char *dev) {
+  struct termios t;
+  g_ctl = open(dev, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (g_ctl < 0) fail("open control tty %s", dev);
+  if (tcgetattr(g_ctl, &t) != 0) fail("tcgetattr %s", dev);
+  cfmakeraw(&t);
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  if (tcsetattr(g_ctl, TCSANOW, &t) != 0) fail("tcsetattr %s", dev);
+  tcflush(g_ctl, TCIOFLUSH);
+}
+
+/* Prints the step's marker, then waits for the host's `next` (returns) or `quit` (exits 0). */
+static void step_done(const char *step, const char *fmt, ...) {
+  char details[256];
+  char line[64];
+  size_t n = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(details, sizeof details, fmt, ap);
+  va_end(ap);
+  if (step != NULL) {
+    say("%s:%s ok %s", g_case, step, details);
+  } else {
+    say("%s ok %s", g_case, details);
+  }
+  time_t deadline = time(NULL) + g_timeout_s;
+  for (;;) {
+    struct pollfd p = {.fd = g_ctl, .events = POLLIN};
+    int left = (int)(deadline - time(NULL));
+    if (left <= 0) {
+      errno = 0;
+      fail("no word from the host within %d s after %s", g_timeout_s, step ? step : "the last step");
+    }
+    int r = poll(&p, 1, left * 1000);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail("poll control tty");
+    if (r == 0) continue;
+    char c;
+    ssize_t got = read(g_ctl, &c, 1);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got <= 0) fail("read control tty");
+    if (c == '\r' || c == '\n') {
+      line[n] = 0;
+      if (n == 0) continue;
+      if (strcmp(line, "next") == 0) return;
+      if (strcmp(line, "quit") == 0) {
+        say("%s quit by the host", g_case);
+        exit(0);
+      }
+      say("%s ignoring control line '%s'", g_case, line);
+      n = 0;
+      continue;
+    }
+    if (n + 1 < sizeof line) line[n++] = c;
+  }
+}
+
+/* --- KMS objects ------------------------------------------------------------------------------------------- */
+
+struct output {
+  char name[32];
+  uint32_t connector_id;
+  uint32_t connection;
+  uint32_t crtc_id;
+  int nmodes;
+  struct drm_mode_modeinfo modes[MAX_MODES];
+};
+
+struct fb {
+  uint32_t width, height, pitch, handle, fb_id;
+  uint64_t size;
+  uint8_t *map;
+};
+
+static int g_fd = -1;
+static uint32_t g_crtcs[MAX_OUTPUTS];
+static uint32_t g_ncrtcs;
+static struct output g_outputs[MAX_OUTPUTS];
+static int g_noutputs;
+
+static const char *connection_name(uint32_t c) {
+  return c == DRM_MODE_CONNECTED ? "connected" : c == DRM_MODE_DISCONNECTED ? "disconnected" : "unknown";
+}
+
+static void probe(void) {
+  struct drm_mode_card_res res;
+  uint32_t connectors[MAX_OUTPUTS];
+  uint32_t used_crtcs = 0;
+
+  g_fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
+  if (g_fd < 0) fail("open /dev/dri/card0");
+  if (xioctl(g_fd, DRM_IOCTL_SET_MASTER, NULL) != 0) {
+    say("%s note: SET_MASTER: %s", g_case, strerror(errno));
+  }
+  memset(&res, 0, sizeof res);
+  if (xioctl(g_fd, DRM_IOCTL_MODE_GETRESOURCES, &res) != 0) fail("GETRESOURCES");
+  if (res.count_crtcs > MAX_OUTPUTS || res.count_connectors > MAX_OUTPUTS) {
+    errno = 0;
+    fail("too many crtcs/connectors (%u/%u)", res.count_crtcs, res.count_connectors);
+  }
+  g_ncrtcs = res.count_crtcs;
+  uint32_t nconn = res.count_connectors;
+  memset(&res, 0, sizeof res);
+  res.count_crtcs = g_ncrtcs;
+  res.crtc_id_ptr = (uintptr_t)g_crtcs;
+  res.count_connectors = nconn;
+  res.connector_id_ptr = (uintptr_t)connectors;
+  if (xioctl(g_fd, DRM_IOCTL_MODE_GETRESOURCES, &res) != 0) fail("GETRESOURCES (ids)");
+
+  for (uint32_t i = 0; i < nconn; i++) {
+    struct output *o = &g_outputs[g_noutputs];
+    struct drm_mode_get_connector c;
+    uint32_t encoders[8];
+    memset(o, 0, sizeof *o);
+    memset(&c, 0, sizeof c);
+    c.connector_id = connectors[i];
+    if (xioctl(g_fd, DRM_IOCTL_MODE_GETCONNECTOR, &c) != 0) fail("GETCONNECTOR %u", connectors[i]);
+    uint32_t nmodes = c.count_modes > MAX_MODES ? MAX_MODES : c.count_modes;
+    uint32_t nenc = c.count_encoders > 8 ? 8 : c.count_encoders;
+    memset(&c, 0, sizeof c);
+    c.connector_id = connectors[i];
+    c.count_modes = nmodes;
+    c.modes_ptr = (uintptr_t)o->modes;
+    c.count_encoders = nenc;
+    c.encoders_ptr = (uintptr_t)encoders;
+    if (xioctl(g_fd, DRM_IOCTL_MODE_GETCONNECTOR, &c) != 0) fail("GETCONNECTOR %u (modes)", connectors[i]);
+    o->connector_id = c.connector_id;
+    o->connection = c.connection;
+    o->nmodes = (int)(c.count_modes < nmodes ? c.count_modes : nmodes);
+    snprintf(o->name, sizeof o->name, "%s-%u",
+             c.connector_type == DRM_MODE_CONNECTOR_VIRTUAL ? "Virtual" : "Other", c.connector_type_id);
+    /* The CRTC: the one the current encoder drives, else the first free one the encoders allow. */
+    for (uint32_t e = 0; e < nenc && o->crtc_id == 0; e++) {
+      struct drm_mode_get_encoder enc = {.encoder_id = encoders[e]};
+      if (xioctl(g_fd, DRM_IOCTL_MODE_GETENCODER, &enc) != 0) fail("GETENCODER %u", encoders[e]);
+      if (enc.encoder_id == c.encoder_id && enc.crtc_id != 0) {
+        for (uint32_t k = 0; k < g_ncrtcs; k++) {
+          if (g_crtcs[k] == enc.crtc_id && !(used_crtcs & (1u << k))) {
+            o->crtc_id = enc.crtc_id;
+            used_crtcs |= 1u << k;
+          }
+        }
+      }
+      for (uint32_t k = 0; k < g_ncrtcs && o->crtc_id == 0; k++) {
+        if ((enc.possible_crtcs & (1u << k)) && !(used_crtcs & (1u << k))) {
+          o->crtc_id = g_crtcs[k];
+          used_crtcs |= 1u << k;
+        }
+      }
+    }
+    char modes[160] = "";
+    for (int m = 0; m < o->nmodes && m < 6; m++) {
+      size_t len = strlen(modes);
+      snprintf(modes + len, sizeof modes - len, "%s%ux%u%s", m ? " " : "", o->modes[m].hdisplay,
+               o->modes[m].vdisplay, (o->modes[m].type & DRM_MODE_TYPE_PREFERRED) ? "*" : "");
+    }
+    say("%s connector %s id %u %s, crtc %u, %d modes: %s%s", g_case, o->name, o->connector_id,
+        connection_name(o->connection), o->crtc_id, o->nmodes, modes, o->nmodes > 6 ? " ..." : "");
+    g_noutputs++;
+  }
+}
+
+static struct output *find_output(const char *name) {
+  for (int i = 0; i < g_noutputs; i++) {
+    if (strcmp(g_outputs[i].name, name) == 0) return &g_outputs[i];
+  }
+  return NULL;
+}
+
+static struct output *need_output(const char *name) {
+  struct output *o = find_output(name);
+  errno = 0;
+  if (o == NULL) fail("no connector %s (%d connectors)", name, g_noutputs);
+  if (o->crtc_id == 0) fail("no free CRTC for %s", name);
+  return o;
+}
+
+static const struct drm_mode_modeinfo *preferred_mode(const struct output *o) {
+  for (int m = 0; m < o->nmodes; m++) {
+    if (o->modes[m].type & DRM_MODE_TYPE_PREFERRED) return &o->modes[m];
+  }
+  return o->nmodes > 0 ? &o->modes[0] : NULL;
+}
+
+static void fb_create(struct fb *f, uint32_t w, uint32_t h) {
+  struct drm_mode_create_dumb cd = {.width = w, .height = h, .bpp = 32};
+  struct drm_mode_map_dumb md;
+  struct drm_mode_fb_cmd fc;
+  memset(f, 0, sizeof *f);
+  if (xioctl(g_fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd) != 0) fail("CREATE_DUMB %ux%u", w, h);
+  memset(&md, 0, sizeof md);
+  md.handle = cd.handle;
+  if (xioctl(g_fd, DRM_IOCTL_MODE_MAP_DUMB, &md) != 0) fail("MAP_DUMB");
+  void *p = mmap(NULL, cd.size, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd, (off_t)md.offset);
+  if (p == MAP_FAILED) fail("mmap dumb buffer (%llu bytes)", (unsigned long long)cd.size);
+  memset(&fc, 0, sizeof fc);
+  fc.width = w;
+  fc.height = h;
+  fc.pitch = cd.pitch;
+  fc.bpp = 32;
+  fc.depth = 24;
+  fc.handle = cd.handle;
+  if (xioctl(g_fd, DRM_IOCTL_MODE_ADDFB, &fc) != 0) fail("ADDFB %ux%u", w, h);
+  f->width = w;
+  f->height = h;
+  f->pitch = cd.pitch;
+  f->handle = cd.handle;
+  f->size = cd.size;
+  f->map = p;
+  f->fb_id = fc.fb_id;
+}
+
+static void fb_destroy(struct fb *f) {
+  if (f->map == NULL) return;
+  munmap(f->map, f->size);
+  xioctl(g_fd, DRM_IOCTL_MODE_RMFB, &f->fb_id);
+  struct drm_mode_destroy_dumb dd = {.handle = f->handle};
+  xioctl(g_fd, DRM_IOCTL_MODE_DESTROY_DUMB, &dd);
+  memset(f, 0, sizeof *f);
+}
+
+static inline void put(struct fb *f, uint32_t x, uint32_t y, uint32_t xrgb) {
+  *(uint32_t *)(f->map + (size_t)y * f->pitch + (size_t)x * 4) = xrgb;
+}
+
+/* --- pixels (mirrored in ppm_check.py) ------------------------------------------------------------------- */
+
+static const uint32_t QUAD_A[4] = {0xff0000, 0x00ff00, 0x0000ff, 0xc08040};
+static const uint32_t QUAD_B[4] = {0x00ffff, 0xff00ff, 0xffff00, 0x4080c0};
+
+static void draw_quad(struct fb *f, const uint32_t colours[4]) {
+  uint32_t w = f->width, h = f->height;
+  for (uint32_t y = 0; y < h; y++) {
+    for (uint32_t x = 0; x < w; x++) {
+      uint32_t c;
+      if (x == 0 || y == 0 || x == w - 1 || y == h - 1) {
+        c = 0xffffff;
+      } else {
+        c = colours[(y >= h / 2 ? 2 : 0) + (x >= w / 2 ? 1 : 0)];
+      }
+      put(f, x, y, c);
+    }
+  }
+}
+
+static uint32_t gradient(uint32_t x, uint32_t y) {
+  uint32_t r = (x * 3) & 0xff, g = (y * 5) & 0xff, b = ((x + y) & 0xff) ^ 0xa5;
+  return r << 16 | g << 8 | b;
+}
+
+static uint32_t cursor_pixel(uint32_t x, uint32_t y) {
+  if (x == y) return 0xffffffff;
+  if (x < 32) return y < 32 ? 0xffff0000 : 0x00000000;
+  return y < 32 ? 0x8000ff00 : 0xff0000ff;
+}
+
+/* --- modesetting ------------------------------------------------------------------------------------------ */
+
+static void set_crtc(const struct output *o, const struct fb *f, const struct drm_mode_modeinfo *mode) {
+  struct drm_mode_crtc c;
+  uint32_t conn = o->connector_id;
+  memset(&c, 0, sizeof c);
+  c.crtc_id = o->crtc_id;
+  c.fb_id = f->fb_id;
+  c.set_connectors_ptr = (uintptr_t)&conn;
+  c.count_connectors = 1;
+  c.mode = *mode;
+  c.mode_valid = 1;
+  if (xioctl(g_fd, DRM_IOCTL_MODE_SETCRTC, &c) != 0) {
+    fail("SETCRTC %s crtc %u %ux%u", o->name, o->crtc_id, mode->hdisplay, mode->vdisplay);
+  }
+}
+
+static void dirty(const struct fb *f, uint32_t x, uint32_t y, uint32_t w, uint32_t h) {
+  struct drm_clip_rect clip = {.x1 = (unsigned short)x,
+                               .y1 = (unsigned short)y,
+                               .x2 = (unsigned short)(x + w),
+                               .y2 = (unsigned short)(y + h)};
+  struct drm_mode_fb_dirty_cmd d = {.fb_id = f->fb_id, .num_clips = 1, .clips_ptr = (uintptr_t)&clip};
+  if (xioctl(g_fd, DRM_IOCTL_MODE_DIRTYFB, &d) != 0) fail("DIRTYFB %ux%u+%u+%u", w, h, x, y);
+}
+
+/* SETCRTC with a quad-a frame at the connector's preferred mode, then DIRTYFB of the full frame. */
+static const struct drm_mode_modeinfo *show_quad(const struct output *o, struct fb *f,
+                                                 const struct drm_mode_modeinfo *mode,
+                                                 const uint32_t colours[4]) {
+  if (mode == NULL) {
+    errno = 0;
+    fail("%s has no modes", o->name);
+  }
+  fb_create(f, mode->hdisplay, mode->vdisplay);
+  draw_quad(f, colours);
+  set_crtc(o, f, mode);
+  dirty(f, 0, 0, f->width, f->height);
+  return mode;
+}
+
+/* --- cases ------------------------------------------------------------------------------------------------ */
+
+static void case_modeset(void) {
+  struct output *o = need_output("Virtual-1");
+  struct fb f;
+  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_A);
+  step_done(NULL, "%ux%u", m->hdisplay, m->vdisplay);
+  fb_destroy(&f);
+}
+
+static void case_partial(void) {
+  struct output *o = need_output("Virtual-1");
+  struct fb f;
+  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_A);
+  step_done("base", "%ux%u", m->hdisplay, m->vdisplay);
+  const uint32_t rx = 100, ry = 100, rw = 64, rh = 64;
+  /* The canary: changed in memory, never reported dirty, so it must not reach the screen. */
+  const uint32_t cw = 16, ch = 16, cx = f.width - 200, cy = f.height - 150;
+  for (uint32_t y = ry; y < ry + rh; y++) {
+    for (uint32_t x = rx; x < rx + rw; x++) put(&f, x, y, gradient(x, y));
+  }
+  for (uint32_t y = cy; y < cy + ch; y++) {
+    for (uint32_t x = cx; x < cx + cw; x++) put(&f, x, y, 0x123456);
+  }
+  dirty(&f, rx, ry, rw, rh);
+  step_done(NULL, "%ux%u+%u+%u canary %ux%u+%u+%u", rw, rh, rx, ry, cw, ch, cx, cy);
+  fb_destroy(&f);
+}
+
+static void case_cursor(void) {
+  struct output *o = need_output("Virtual-1");
+  struct fb f, cur;
+  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_A);
+  struct drm_mode_create_dumb cd = {.width = 64, .height = 64, .bpp = 32};
+  if (xioctl(g_fd, DRM_IOCTL_MODE_CREATE_DUMB, &cd) != 0) fail("CREATE_DUMB cursor");
+  struct drm_mode_map_dumb md = {.handle = cd.handle};
+  if (xioctl(g_fd, DRM_IOCTL_MODE_MAP_DUMB, &md) != 0) fail("MAP_DUMB cursor");
+  void *p = mmap(NULL, cd.size, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd, (off_t)md.offset);
+  if (p == MAP_FAILED) fail("mmap cursor");
+  memset(&cur, 0, sizeof cur);
+  cur.width = 64;
+  cur.height = 64;
+  cur.pitch = cd.pitch;
+  cur.map = p;
+  for (uint32_t y = 0; y < 64; y++) {
+    for (uint32_t x = 0; x < 64; x++) put(&cur, x, y, cursor_pixel(x, y));
+  }
+  const int hot_x = 4, hot_y = 6, px = 300, py = 200;
+  struct drm_mode_cursor2 c2 = {.flags = DRM_MODE_CURSOR_BO,
+                                .crtc_id = o->crtc_id,
+                                .width = 64,
+                                .height = 64,
+                                .handle = cd.handle,
+                                .hot_x = hot_x,
+                                .hot_y = hot_y};
+  if (xioctl(g_fd, DRM_IOCTL_MODE_CURSOR2, &c2) != 0) fail("CURSOR2 set 64x64 hot %d,%d", hot_x, hot_y);
+  struct drm_mode_cursor mv = {.flags = DRM_MODE_CURSOR_MOVE, .crtc_id = o->crtc_id, .x = px, .y = py};
+  if (xioctl(g_fd, DRM_IOCTL_MODE_CURSOR, &mv) != 0) fail("CURSOR move to %d,%d", px, py);
+  step_done(NULL, "%ux%u cursor 64x64 hot %d,%d at %d,%d", m->hdisplay, m->vdisplay, hot_x, hot_y, px, py);
+  struct drm_mode_cursor off = {.flags = DRM_MODE_CURSOR_BO, .crtc_id = o->crtc_id};
+  xioctl(g_fd, DRM_IOCTL_MODE_CURSOR, &off);
+  fb_destroy(&f);
+}
+
+static void case_two_outputs(void) {
+  struct output *a = need_output("Virtual-1");
+  struct output *b = find_output("Virtual-2");
+  struct fb fa, fb2;
+  errno = 0;
+  if (b == NULL) fail("no connector Virtual-2: the device offers one output (QEMU: max_outputs=2)");
+  if (b->crtc_id == 0) fail("no free CRTC for Virtual-2");
+  const struct drm_mode_modeinfo *ma = preferred_mode(a);
+  const struct drm_mode_modeinfo *mb = preferred_mode(b);
+  /* A disconnected connector has no modes: drive it with the first one's. */
+  if (mb == NULL) mb = ma;
+  show_quad(a, &fa, ma, QUAD_A);
+  show_quad(b, &fb2, mb, QUAD_B);
+  step_done(NULL, "%ux%u %ux%u (Virtual-2 %s)", ma->hdisplay, ma->vdisplay, mb->hdisplay, mb->vdisplay,
+            connection_name(b->connection));
+  fb_destroy(&fb2);
+  fb_destroy(&fa);
+}
+
+static void case_mode_change(void) {
+  struct output *o = need_output("Virtual-1");
+  struct fb f1, f2;
+  const struct drm_mode_modeinfo *m1 = show_quad(o, &f1, preferred_mode(o), QUAD_A);
+  step_done("base", "%ux%u", m1->hdisplay, m1->vdisplay);
+  const struct drm_mode_modeinfo *m2 = NULL;
+  for (int i = 0; i < o->nmodes && m2 == NULL; i++) {
+    if (o->modes[i].hdisplay == 1024 && o->modes[i].vdisplay == 768) m2 = &o->modes[i];
+  }
+  for (int i = 0; i < o->nmodes && m2 == NULL; i++) {
+    if (o->modes[i].hdisplay != m1->hdisplay || o->modes[i].vdisplay != m1->vdisplay) m2 = &o->modes[i];
+  }
+  errno = 0;
+  if (m2 == NULL) {
+    fail("%s lists no mode other than %ux%u (%d mode(s): with EDID the driver offers only the EDID's modes)",
+         o->name, m1->hdisplay, m1->vdisplay, o->nmodes);
+  }
+  show_quad(o, &f2, m2, QUAD_A);
+  fb_destroy(&f1);
+  step_done(NULL, "%ux%u", m2->hdisplay, m2->vdisplay);
+  fb_destroy(&f2);
+}
+
+int main(int argc, char **argv) {
+  const char *ctl = "/dev/ttyS1";
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change [--ctl DEV] [--timeout S]\n",
+            argv[0]);
+    return 2;
+  }
+  g_case = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--ctl") == 0) {
+      ctl = argv[i + 1];
+    } else if (strcmp(argv[i], "--timeout") == 0) {
+      g_timeout_s = atoi(argv[i + 1]);
+    } else {
+      errno = 0;
+      fail("unknown option %s", argv[i]);
+    }
+  }
+  static const struct {
+    const char *name;
+    void (*run)(void);
+  } cases[] = {{"modeset", case_modeset},
+               {"partial", case_partial},
+               {"cursor", case_cursor},
+               {"two-outputs", case_two_outputs},
+               {"mode-change", case_mode_change}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    if (strcmp(cases[i].name, g_case) == 0) {
+      ctl_open(ctl);
+      probe();
+      cases[i].run();
+      say("%s finished", g_case);
+      return 0;
+    }
+  }
+  errno = 0;
+  fail("unknown case");
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""vhost-user proxy between QEMU and a GPU backend that records what the backend shows QEMU.
+
+    vu_proxy.py --listen PROXY_SOCKET --backend BACKEND_SOCKET --log EVENTS.jsonl
+
+QEMU connects to PROXY_SOCKET (-chardev socket,path=PROXY_SOCKET); the proxy connects to the backend and
+forwards every vhost-user message both ways, file descriptors included (SCM_RIGHTS). When QEMU hands the
+backend its display channel (VHOST_USER_GPU_SET_SOCKET, request 33) the proxy puts itself in the middle of
+that channel too, and writes one JSON line per message the backend sends QEMU on it (SCANOUT, UPDATE,
+CURSOR_POS, CURSOR_POS_HIDE, CURSOR_UPDATE with its 64x64 image as hex, ...). display.sh reads the cursor
+messages there: QEMU keeps the cursor apart from the surface and its screendump never shows it.
+
+Everything else passes unchanged; the proxy ends when either side closes. Python 3.9+ stdlib only.
+"""
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+VHOST_USER_GPU_SET_SOCKET = 33
+HDR = struct.Struct("<III")  # request, flags, size: vhost-user and the vhost-user-gpu display protocol alike
+MAX_FDS = 32
+GPU_REQUESTS = {
+    1: "GET_PROTOCOL_FEATURES", 2: "SET_PROTOCOL_FEATURES", 3: "GET_DISPLAY_INFO", 4: "CURSOR_POS",
+    5: "CURSOR_POS_HIDE", 6: "CURSOR_UPDATE", 7: "SCANOUT", 8: "UPDATE", 9: "DMABUF_SCANOUT",
+    10: "DMABUF_UPDATE", 11: "GET_EDID", 12: "DMABUF_SCANOUT2",
+}
+
+T0 = time.monotonic()
+log_lock = threading.Lock()
+log_file = None
+done = threading.Event()
+
+
+def event(**fields):
+    fields = {"t": round(time.monotonic() - T0, 4), **fields}
+    with log_lock:
+        log_file.write(json.dumps(fields) + "\n")
+        log_file.flush()
+
+
+def recv_exact(sock, n, fds):
+    """n bytes from sock; descriptors that come with them are appended to fds. None on EOF at a boundary."""
+    buf = bytearray()
+    while len(buf) < n:
+        data, got_fds, _, _ = socket.recv_fds(sock, n - len(buf), MAX_FDS)
+        fds.extend(got_fds)
+        if not data:
+            if buf:
+                raise EOFError(f"connection closed inside a message ({len(buf)} of {n} bytes)")
+            return None
+        buf += data
+    return bytes(buf)
+
+
+def send_all(sock, data, fds):
+    sent = socket.send_fds(sock, [data], fds) if fds else sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+    for fd in fds:
+        os.close(fd)
+
+
+def read_message(sock):
+    fds = []
+    hdr = recv_exact(sock, HDR.size, fds)
+    if hdr is None:
+        return None
+    request, flags, size = HDR.unpack(hdr)
+    payload = recv_exact(sock, size, fds) if size else b""
+    if payload is None:
+        raise EOFError("connection closed before the payload")
+    return request, flags, hdr, payload, fds
+
+
+def pump_raw(src, dst, name):
+    """Bytes and descriptors from src to dst, unparsed."""
+    try:
+        while True:
+            data, fds, _, _ = socket.recv_fds(src, 1 << 16, MAX_FDS)
+            if not data:
+                break
+            send_all(dst, data, fds)
+    except OSError as e:
+        event(dir=name, error=str(e))
+    finally:
+        stop(name)
+
+
+def describe_gpu(request, flags, payload):
+    f = {"req": GPU_REQUESTS.get(request, request)}
+    if flags:
+        f["flags"] = flags
+    if request in (4, 5) and len(payload) >= 12:
+        f["scanout"], f["x"], f["y"] = struct.unpack_from("<III", payload)
+    elif request == 6 and len(payload) >= 20 + 64 * 64 * 4:
+        scanout, x, y, hot_x, hot_y = struct.unpack_from("<IIIII", payload)
+        f.update(scanout=scanout, x=x, y=y, hot_x=hot_x, hot_y=hot_y, data=payload[20:20 + 64 * 64 * 4].hex())
+    elif request == 7 and len(payload) >= 12:
+        f["scanout"], f["width"], f["height"] = struct.unpack_from("<III", payload)
+    elif request == 8 and len(payload) >= 20:
+        f["scanout"], f["x"], f["y"], f["width"], f["height"] = struct.unpack_from("<IIIII", payload)
+        f["data_bytes"] = len(payload) - 20
+    else:
+        f["size"] = len(payload)
+    return f
+
+
+def pump_gpu(backend_side, qemu_side):
+    """The display channel, backend to QEMU: parsed and recorded."""
+    try:
+        while True:
+            msg = read_message(backend_side)
+            if msg is None:
+                break
+            request, flags, hdr, payload, fds = msg
+            event(dir="gpu", **describe_gpu(request, flags, payload))
+            send_all(qemu_side, hdr + payload, fds)
+    except (OSError, EOFError) as e:
+        event(dir="gpu", error=str(e))
+    finally:
+        stop("gpu")
+
+
+def pump_frontend(qemu, backend):
+    """vhost-user requests, QEMU to backend: parsed to catch VHOST_USER_GPU_SET_SOCKET."""
+    try:
+        while True:
+            msg = read_message(qemu)
+            if msg is None:
+                break
+            request, flags, hdr, payload, fds = msg
+            if request == VHOST_USER_GPU_SET_SOCKET and len(fds) == 1:
+                qemu_gpu = socket.socket(fileno=fds[0])
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                threading.Thread(target=pump_gpu, args=(ours, qemu_gpu), daemon=True).start()
+                threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies"), daemon=True).start()
+                fds = [os.dup(theirs.fileno())]
+                theirs.close()
+                event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")
+            send_all(backend, hdr + payload, fds)
+    except (OSError, EOFError) as e:
+        event(dir="vu", error=str(e))
+    finally:
+        stop("vu")
+
+
+def stop(name):
+    if not done.is_set():
+        event(dir=name, closed=True)
+    done.set()
+
+
+def main():
+    global log_file
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--listen", required=True)
+    ap.add_argument("--backend", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--connect-timeout", type=float, default=15)
+    a = ap.parse_args()
+    log_file = open(a.log, "a", buffering=1)
+
+    backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + a.connect_timeout
+    while True:
+        try:
+            backend.connect(a.backend)
+            break
+        except OSError as e:
+            if time.monotonic() > deadline:
+                sys.exit(f"vu_proxy: cannot connect to the backend at {a.backend}: {e}")
+            time.sleep(0.05)
+    event(dir="vu", note="connected to the backend")
+
+    tmp = a.listen + ".tmp"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(tmp)
+    listener.listen(1)
+    os.rename(tmp, a.listen)  # appears only once it accepts
+    qemu, _ = listener.accept()
+    listener.close()
+    event(dir="vu", note="QEMU connected")
+    threading.Thread(target=pump_frontend, args=(qemu, backend), daemon=True).start()
+    threading.Thread(target=pump_raw, args=(backend, qemu, "vu-replies"), daemon=True).start()
+    done.wait()
+    time.sleep(0.2)  # let the other direction flush what it holds
+    for s in (qemu, backend):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+#include "support/gpu_harness.h"
+
+#include <cstring>
+
+namespace vgpu::test {
+
+GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t memory_bytes) {
+  // Two adjacent regions, so backings can straddle a region boundary.
+  const uint64_t half = memory_bytes / 2;
+  guest_ = std::make_unique<FakeGuestMemory>(
+      std::vector<FakeRegion>{{GuestAddress{0}, half}, {GuestAddress{half}, memory_bytes - half}});
+  device_ = std::make_unique<GpuDevice>(config, nullptr);
+  device_->set_acked_features(acked_features);
+  for (size_t i = 0; i < device_->num_queues(); ++i) {
+    vqs_.push_back(std::make_unique<FakeVirtqueue>(*guest_, FakeQueueOptions{.size = 64}));
+    auto q = Queue::create(guest_->memory(), vqs_.back()->config(), 0);
+    if (!q) throw std::runtime_error("GpuHarness: Queue::create failed");
+    queues_.push_back(std::make_unique<Queue>(std::move(*q)));
+    device_->on_queue_started(i, *queues_.back());
+  }
+}
+
+GpuHarness::~GpuHarness() {
+  device_.reset();
+  queues_.clear();
+  vqs_.clear();
+}
+
+std::optional<std::vector<std::byte>> GpuHarness::send(size_t queue, std::span<const std::byte> request,
+                                                       uint32_t response_size, std::span<const std::byte> extra) {
+  FakeVirtqueue& vq = *vqs_.at(queue);
+  std::vector<std::byte> readable(request.begin(), request.end());
+  readable.insert(readable.end(), extra.begin(), extra.end());
+  ChainBuilder builder(vq);
+  builder.readable(readable);
+  if (response_size > 0) builder.writable(response_size);
+  const BuiltChain built = builder.build();
+  device_->on_queue_kick(queue, *queues_.at(queue), guest_->memory());
+  std::vector<std::byte> response;
+  if (response_size > 0) response = guest_->read(built.writable.at(0).addr, response_size);
+  auto used = vq.next_used();
+  if (!used || used->id != built.head) return std::nullopt;
+  response.resize(std::min<size_t>(used->len, response.size()));
+  return response;
+}
+
+uint32_t GpuHarness::response_type(const std::optional<std::vector<std::byte>>& response) {
+  if (!response || response->size() < sizeof(virtio_gpu_ctrl_hdr)) return 0;
+  virtio_gpu_ctrl_hdr hdr{};
+  std::memcpy(&hdr, response->data(), sizeof(hdr));
+  return hdr.type;
+}
+
+uint32_t GpuHarness::create_2d(uint32_t id, uint32_t width, uint32_t height, uint32_t format) {
+  virtio_gpu_resource_create_2d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
+  req.resource_id = id;
+  req.format = format;
+  req.width = width;
+  req.height = height;
+  return command_type(req);
+}
+
+uint32_t GpuHarness::attach_backing(uint32_t id, uint64_t bytes, uint32_t pieces) {
+  const GuestAddress base = guest_->alloc(bytes, 4096);
+  backings_.emplace_back(id, base);
+  virtio_gpu_resource_attach_backing req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
+  req.resource_id = id;
+  req.nr_entries = pieces;
+  std::vector<virtio_gpu_mem_entry> entries;
+  const uint64_t piece = bytes / pieces;
+  for (uint32_t i = 0; i < pieces; ++i) {
+    const uint64_t len = i + 1 == pieces ? bytes - piece * i : piece;
+    entries.push_back({raw(base) + piece * i, static_cast<uint32_t>(len), 0});
+  }
+  return command_type(req, std::as_bytes(std::span(entries)));
+}
+
+GuestAddress GpuHarness::backing_address(uint32_t id) const {
+  for (const auto& [rid, addr] : backings_) {
+    if (rid == id) return addr;
+  }
+  return GuestAddress{0};
+}
+
+uint32_t GpuHarness::transfer(uint32_t id, virtio_gpu_rect rect, uint64_t offset) {
+  virtio_gpu_transfer_to_host_2d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D;
+  req.r = rect;
+  req.offset = offset;
+  req.resource_id = id;
+  return command_type(req);
+}
+
+uint32_t GpuHarness::set_scanout(uint32_t scanout, uint32_t id, virtio_gpu_rect rect) {
+  virtio_gpu_set_scanout req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT;
+  req.r = rect;
+  req.scanout_id = scanout;
+  req.resource_id = id;
+  return command_type(req);
+}
+
+uint32_t GpuHarness::flush(uint32_t id, virtio_gpu_rect rect) {
+  virtio_gpu_resource_flush req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH;
+  req.r = rect;
+  req.resource_id = id;
+  return command_type(req);
+}
+
+}  // namespace vgpu::test

@@ -1,0 +1,757 @@
+// SocketDisplay against a fake QEMU on the other end of a socketpair: the negotiation sequence
+// (GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_DISPLAY_INFO, GET_EDID + fence), the listener, UPDATE
+// payloads for every pixel format and only the damaged rectangle, cursor messages, queueing under EPOLLOUT
+// pressure and its bounds, and malformed replies / EOF / EPIPE making the display dead without a crash.
+#include "display/socket_display.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "display/edid.h"
+#include "display/protocol.h"
+
+namespace vgpu {
+namespace {
+
+using display::Request;
+
+struct Message {
+  uint32_t request = 0;
+  uint32_t flags = 0;
+  std::vector<std::byte> payload;
+};
+
+template <class T>
+std::vector<std::byte> bytes_of(const T& value) {
+  std::vector<std::byte> out(sizeof(T));
+  std::memcpy(out.data(), &value, sizeof(T));
+  return out;
+}
+
+template <class T>
+T from_bytes(const std::vector<std::byte>& bytes, size_t offset = 0) {
+  T out{};
+  std::memcpy(&out, bytes.data() + offset, sizeof(T));
+  return out;
+}
+
+uint32_t req(Request r) {
+  return static_cast<uint32_t>(r);
+}
+
+// Reads exactly n bytes (blocking, 2 s per chunk); returns fewer on timeout or EOF.
+std::vector<std::byte> read_exact(int fd, size_t n) {
+  std::vector<std::byte> out(n);
+  size_t got = 0;
+  pollfd p{fd, POLLIN, 0};
+  while (got < n && ::poll(&p, 1, 2000) == 1) {
+    const ssize_t r = ::read(fd, out.data() + got, n - got);
+    got += r > 0 ? static_cast<size_t>(r) : n;  // EOF or error: stop
+  }
+  return out;
+}
+
+// Splits a byte stream into messages.
+std::vector<Message> parse_stream(const std::vector<std::byte>& stream) {
+  std::vector<Message> out;
+  size_t off = 0;
+  while (off + sizeof(display::MessageHeader) <= stream.size()) {
+    const auto h = from_bytes<display::MessageHeader>(stream, off);
+    off += sizeof(h);
+    out.push_back(Message{h.request, h.flags,
+                          std::vector<std::byte>(stream.begin() + static_cast<ptrdiff_t>(off),
+                                                 stream.begin() + static_cast<ptrdiff_t>(off + h.size))});
+    off += h.size;
+  }
+  return out;
+}
+
+std::vector<uint32_t> requests_of(const std::vector<Message>& messages) {
+  std::vector<uint32_t> out;
+  for (const Message& m : messages) out.push_back(m.request);
+  return out;
+}
+
+virtio_gpu_resp_display_info display_info_reply(std::vector<Rect> enabled) {
+  virtio_gpu_resp_display_info info{};
+  info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+  for (size_t i = 0; i < enabled.size(); ++i) {
+    info.pmodes[i].r = {enabled[i].x, enabled[i].y, enabled[i].width, enabled[i].height};
+    info.pmodes[i].enabled = 1;
+  }
+  return info;
+}
+
+virtio_gpu_resp_edid edid_reply(const std::vector<uint8_t>& blob) {
+  virtio_gpu_resp_edid r{};
+  r.hdr.type = VIRTIO_GPU_RESP_OK_EDID;
+  r.size = static_cast<uint32_t>(blob.size());
+  std::memcpy(r.edid, blob.data(), blob.size());
+  return r;
+}
+
+std::vector<uint8_t> test_edid(uint32_t w, uint32_t h) {
+  const auto e = generate_edid({.width = w, .height = h});
+  return {e.begin(), e.end()};
+}
+
+// The QEMU end of the socket, plus the display under test.
+class SocketDisplayTest : public testing::Test {
+ protected:
+  void SetUp() override { start(1); }
+
+  void start(uint32_t num_scanouts) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    qemu_.reset(sv[1]);
+    display_ = std::make_unique<SocketDisplay>(UniqueFd(sv[0]), num_scanouts);
+    display_->set_listener([this] { ++listener_calls_; });
+  }
+
+  Message read_message() {
+    const auto raw = read_exact(qemu_.get(), sizeof(display::MessageHeader));
+    const auto h = from_bytes<display::MessageHeader>(raw);
+    return Message{h.request, h.flags, read_exact(qemu_.get(), h.size)};
+  }
+
+  bool qemu_has_input() {
+    pollfd p{qemu_.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
+
+  void send_raw(const std::vector<std::byte>& bytes) {
+    ASSERT_EQ(::write(qemu_.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+
+  void reply(Request r, const std::vector<std::byte>& payload, uint32_t flags = display::kFlagReply) {
+    auto bytes = bytes_of(display::MessageHeader{req(r), flags, static_cast<uint32_t>(payload.size())});
+    bytes.insert(bytes.end(), payload.begin(), payload.end());
+    send_raw(bytes);
+  }
+
+  void reply_and_pump(Request r, const std::vector<std::byte>& payload) {
+    reply(r, payload);
+    display_->on_event(EPOLLIN);
+  }
+
+  // Answers the first requests: features, then display info with `enabled` scanouts.
+  void negotiate(uint64_t features, std::vector<Rect> enabled) {
+    read_message();  // GET_PROTOCOL_FEATURES
+    reply_and_pump(Request::GetProtocolFeatures, bytes_of(features));
+    read_message();  // SET_PROTOCOL_FEATURES
+    read_message();  // GET_DISPLAY_INFO
+    reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply(std::move(enabled))));
+  }
+
+  // Everything the display writes until its queue is empty, pumping EPOLLOUT as QEMU reads.
+  std::vector<Message> drain() {
+    std::vector<std::byte> stream;
+    std::array<std::byte, 65536> buf{};
+    for (int spins = 0; spins < 100000 && (display_->queued_bytes() > 0 || qemu_has_input()); ++spins) {
+      const ssize_t n = ::recv(qemu_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+      stream.insert(stream.end(), buf.begin(), buf.begin() + (n > 0 ? n : 0));
+      display_->on_event(EPOLLOUT);
+    }
+    return parse_stream(stream);
+  }
+
+  // Shrinks both socket buffers so that a few KiB fill them.
+  void squeeze_buffers() {
+    const int small = 4096;
+    ASSERT_EQ(::setsockopt(display_->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    ASSERT_EQ(::setsockopt(qemu_.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+  }
+
+  UniqueFd qemu_;
+  std::unique_ptr<SocketDisplay> display_;
+  int listener_calls_ = 0;
+};
+
+// ---- negotiation ----
+
+TEST_F(SocketDisplayTest, Constructed_SendsGetProtocolFeatures) {
+  const Message m = read_message();
+
+  EXPECT_EQ(m.request, req(Request::GetProtocolFeatures));
+  EXPECT_EQ(m.flags, 0u);
+  EXPECT_TRUE(m.payload.empty());
+  EXPECT_TRUE(display_->alive());
+  EXPECT_TRUE(display_->pending());
+}
+
+TEST_F(SocketDisplayTest, FeaturesOfferEdidAndDmabuf2_SetsEdidOnly) {
+  read_message();
+
+  reply_and_pump(Request::GetProtocolFeatures,
+                 bytes_of(display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2 | (uint64_t{1} << 40)));
+  const Message set = read_message();
+  const Message info = read_message();
+
+  EXPECT_EQ(set.request, req(Request::SetProtocolFeatures));
+  EXPECT_EQ(from_bytes<uint64_t>(set.payload), display::kProtocolFeatureEdid);
+  EXPECT_EQ(info.request, req(Request::GetDisplayInfo));
+  EXPECT_TRUE(display_->edid_supported());
+  EXPECT_EQ(display_->protocol_features(), display::kProtocolFeatureEdid);
+}
+
+TEST_F(SocketDisplayTest, FeaturesWithoutEdid_SettlesAfterDisplayInfoWithoutEdidRequests) {
+  negotiate(0, {{0, 0, 800, 600}});
+
+  EXPECT_FALSE(display_->pending());
+  EXPECT_FALSE(display_->edid_supported());
+  EXPECT_FALSE(display_->edid(0).has_value());
+  EXPECT_FALSE(qemu_has_input());
+}
+
+TEST_F(SocketDisplayTest, BeforeDisplayInfoReply_InfoUnknownAndPending) {
+  read_message();
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+
+  EXPECT_FALSE(display_->display_info().has_value());
+  EXPECT_TRUE(display_->pending());
+  EXPECT_EQ(listener_calls_, 0);
+}
+
+TEST_F(SocketDisplayTest, DisplayInfoReply_FiresListenerWithModes) {
+  negotiate(0, {{0, 0, 1024, 768}});
+
+  EXPECT_EQ(listener_calls_, 1);
+  EXPECT_EQ(display_->display_info(), (std::vector<ScanoutMode>{{true, {0, 0, 1024, 768}}}));
+}
+
+TEST_F(SocketDisplayTest, EdidNegotiated_AsksEachScanoutWithFence) {
+  start(2);
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+
+  const std::vector<Message> sent = {read_message(), read_message(), read_message(), read_message()};
+
+  EXPECT_EQ(requests_of(sent), (std::vector<uint32_t>{req(Request::GetEdid), req(Request::GetProtocolFeatures),
+                                                      req(Request::GetEdid), req(Request::GetProtocolFeatures)}));
+  EXPECT_EQ(from_bytes<uint32_t>(sent[0].payload), 0u);
+  EXPECT_EQ(from_bytes<uint32_t>(sent[2].payload), 1u);
+  EXPECT_TRUE(display_->pending());
+}
+
+TEST_F(SocketDisplayTest, EdidReply_StoresBlobAndSettles) {
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+  const auto blob = test_edid(1024, 768);
+
+  reply(Request::GetEdid, bytes_of(edid_reply(blob)));
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+
+  EXPECT_EQ(display_->edid(0), blob);
+  EXPECT_FALSE(display_->pending());
+  EXPECT_EQ(listener_calls_, 2);
+}
+
+TEST_F(SocketDisplayTest, EdidRefused_FenceSettlesWithoutBlob) {
+  start(2);
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+  const auto blob = test_edid(1024, 768);
+
+  reply(Request::GetEdid, bytes_of(edid_reply(blob)));
+  reply(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));  // scanout 1: QEMU stayed silent
+
+  EXPECT_EQ(display_->edid(0), blob);
+  EXPECT_FALSE(display_->edid(1).has_value());
+  EXPECT_FALSE(display_->pending());
+  EXPECT_TRUE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, InvalidEdidContent_IgnoredAndStaysAlive) {
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+  auto blob = test_edid(1024, 768);
+  blob[127] ^= 0xff;
+
+  reply(Request::GetEdid, bytes_of(edid_reply(blob)));
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+
+  EXPECT_FALSE(display_->edid(0).has_value());
+  EXPECT_TRUE(display_->alive());
+  EXPECT_FALSE(display_->pending());
+}
+
+TEST_F(SocketDisplayTest, EnabledOutputBeyondOurScanouts_Ignored) {
+  negotiate(0, {{0, 0, 1024, 768}, {1024, 0, 800, 600}});
+
+  EXPECT_EQ(display_->display_info(), (std::vector<ScanoutMode>{{true, {0, 0, 1024, 768}}}));
+  EXPECT_TRUE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, PartialReply_AssembledAcrossEvents) {
+  read_message();
+  auto bytes = bytes_of(display::MessageHeader{req(Request::GetProtocolFeatures), display::kFlagReply, 8});
+  const auto payload = bytes_of(display::kProtocolFeatureEdid);
+  bytes.insert(bytes.end(), payload.begin(), payload.end());
+
+  send_raw(std::vector<std::byte>(bytes.begin(), bytes.begin() + 7));
+  display_->on_event(EPOLLIN);
+  send_raw(std::vector<std::byte>(bytes.begin() + 7, bytes.end()));
+  display_->on_event(EPOLLIN);
+
+  EXPECT_TRUE(display_->edid_supported());
+  EXPECT_EQ(read_message().request, req(Request::SetProtocolFeatures));
+}
+
+TEST_F(SocketDisplayTest, Refresh_AsksAgainAndReportsChange) {
+  negotiate(0, {{0, 0, 1024, 768}});
+
+  display_->refresh();
+  const Message again = read_message();
+  const bool pending_meanwhile = display_->pending();
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply({{0, 0, 1920, 1080}})));
+
+  EXPECT_EQ(again.request, req(Request::GetDisplayInfo));
+  EXPECT_TRUE(pending_meanwhile);
+  EXPECT_FALSE(display_->pending());
+  EXPECT_EQ(display_->display_info(), (std::vector<ScanoutMode>{{true, {0, 0, 1920, 1080}}}));
+  EXPECT_EQ(listener_calls_, 2);
+}
+
+TEST_F(SocketDisplayTest, RefreshDuringNegotiation_AsksOnceMore) {
+  read_message();
+  display_->refresh();
+
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+  read_message();  // SET_PROTOCOL_FEATURES
+  read_message();  // GET_DISPLAY_INFO
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply({{0, 0, 640, 480}})));
+  const Message again = read_message();
+
+  EXPECT_EQ(again.request, req(Request::GetDisplayInfo));
+  EXPECT_TRUE(display_->pending());
+}
+
+// ---- scanouts, updates, cursor ----
+
+TEST_F(SocketDisplayTest, SetScanout_SendsScanoutMessage) {
+  read_message();
+
+  display_->set_scanout(0, 640, 480);
+  const Message m = read_message();
+
+  EXPECT_EQ(m.request, req(Request::Scanout));
+  const auto p = from_bytes<display::ScanoutPayload>(m.payload);
+  EXPECT_EQ(p.scanout_id, 0u);
+  EXPECT_EQ(p.width, 640u);
+  EXPECT_EQ(p.height, 480u);
+}
+
+TEST_F(SocketDisplayTest, SetScanoutOutOfRange_SendsNothing) {
+  read_message();
+
+  display_->set_scanout(1, 640, 480);
+  display_->set_scanout(0, kMaxScanoutDimension + 1, 480);
+
+  EXPECT_FALSE(qemu_has_input());
+}
+
+TEST_F(SocketDisplayTest, Update_SendsOnlyDamagedRectFromSourceOffset) {
+  read_message();
+  display_->set_scanout(0, 4, 4);
+  read_message();
+  // An 8 x 8 B8G8R8X8 image whose pixel (x, y) is 0x00YYXX00 + marker, shown from (2, 3).
+  std::vector<uint32_t> pixels(64);
+  for (uint32_t y = 0; y < 8; ++y)
+    for (uint32_t x = 0; x < 8; ++x) pixels[y * 8 + x] = (y << 16) | (x << 8) | 0x5a;
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{1, 2, 2, 1}, image, 3, 5);
+  const Message m = read_message();
+
+  EXPECT_EQ(m.request, req(Request::Update));
+  ASSERT_EQ(m.payload.size(), sizeof(display::UpdateHeaderPayload) + 2 * 4);
+  const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
+  EXPECT_EQ((std::array<uint32_t, 5>{h.scanout_id, h.x, h.y, h.width, h.height}),
+            (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
+  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 20), 0xff05035au);
+  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 24), 0xff05045au);
+}
+
+TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
+  read_message();
+  display_->set_scanout(0, 4, 4);
+  read_message();
+  std::vector<uint32_t> pixels(64, 0x00123456);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{2, 2, 100, 100}, image, 0, 0);
+  const auto h = from_bytes<display::UpdateHeaderPayload>(read_message().payload);
+
+  EXPECT_EQ((std::array<uint32_t, 4>{h.x, h.y, h.width, h.height}), (std::array<uint32_t, 4>{2, 2, 2, 2}));
+}
+
+TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
+  read_message();
+  display_->set_scanout(0, 64, 64);
+  read_message();
+  std::vector<uint32_t> pixels(16, 0x00123456);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 64, 64}, image, 1, 1);
+  const Message m = read_message();
+  const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
+
+  EXPECT_EQ((std::array<uint32_t, 2>{h.width, h.height}), (std::array<uint32_t, 2>{3, 3}));
+  EXPECT_EQ(m.payload.size(), sizeof(h) + 9 * 4);
+}
+
+TEST_F(SocketDisplayTest, UpdateOfDisabledScanout_SendsNothing) {
+  read_message();
+  std::vector<uint32_t> pixels(16);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
+
+  EXPECT_FALSE(qemu_has_input());
+}
+
+TEST_F(SocketDisplayTest, UpdateWithShortStride_SendsNothing) {
+  read_message();
+  display_->set_scanout(0, 4, 4);
+  read_message();
+  std::vector<uint32_t> pixels(16);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 12, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
+
+  EXPECT_FALSE(qemu_has_input());
+}
+
+struct FormatCase {
+  PixelFormat format;
+  std::array<uint8_t, 4> in;   // one pixel's bytes in memory
+  std::array<uint8_t, 4> out;  // PIXMAN_x8r8g8b8 bytes on a little-endian host: B, G, R, X
+};
+
+class SocketDisplayFormatTest : public SocketDisplayTest, public testing::WithParamInterface<FormatCase> {};
+
+TEST_P(SocketDisplayFormatTest, Update_ConvertsToX8R8G8B8) {
+  read_message();
+  display_->set_scanout(0, 1, 1);
+  read_message();
+  const FormatCase c = GetParam();
+  const ImageView image{reinterpret_cast<const std::byte*>(c.in.data()), 1, 1, 4, c.format};
+
+  display_->update(0, Rect{0, 0, 1, 1}, image, 0, 0);
+  const Message m = read_message();
+
+  using Pixel = std::array<uint8_t, 4>;
+  EXPECT_EQ(from_bytes<Pixel>(m.payload, sizeof(display::UpdateHeaderPayload)), c.out);
+}
+
+// Names give the byte order in memory; bytes here are 0x11, 0x22, 0x33, 0x44 in that order.
+INSTANTIATE_TEST_SUITE_P(
+    AllFormats, SocketDisplayFormatTest,
+    testing::Values(FormatCase{PixelFormat::B8G8R8A8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0xff}},
+                    FormatCase{PixelFormat::B8G8R8X8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0xff}},
+                    FormatCase{PixelFormat::A8R8G8B8, {0x11, 0x22, 0x33, 0x44}, {0x44, 0x33, 0x22, 0xff}},
+                    FormatCase{PixelFormat::X8R8G8B8, {0x11, 0x22, 0x33, 0x44}, {0x44, 0x33, 0x22, 0xff}},
+                    FormatCase{PixelFormat::R8G8B8A8, {0x11, 0x22, 0x33, 0x44}, {0x33, 0x22, 0x11, 0xff}},
+                    FormatCase{PixelFormat::R8G8B8X8, {0x11, 0x22, 0x33, 0x44}, {0x33, 0x22, 0x11, 0xff}},
+                    FormatCase{PixelFormat::A8B8G8R8, {0x11, 0x22, 0x33, 0x44}, {0x22, 0x33, 0x44, 0xff}},
+                    FormatCase{PixelFormat::X8B8G8R8, {0x11, 0x22, 0x33, 0x44}, {0x22, 0x33, 0x44, 0xff}}));
+
+TEST_F(SocketDisplayTest, CursorUpdate_Sends64x64WithHotSpot) {
+  read_message();
+  std::vector<uint32_t> image(64 * 64);
+  for (uint32_t i = 0; i < image.size(); ++i) image[i] = 0xff000000u | i;
+
+  display_->cursor_update(0, 10, 20, 3, 4, image);
+  const Message m = read_message();
+
+  EXPECT_EQ(m.request, req(Request::CursorUpdate));
+  ASSERT_EQ(m.payload.size(), sizeof(display::CursorUpdatePayload));
+  const auto p = std::make_unique<display::CursorUpdatePayload>(from_bytes<display::CursorUpdatePayload>(m.payload));
+  EXPECT_EQ((std::array<uint32_t, 5>{p->pos.scanout_id, p->pos.x, p->pos.y, p->hot_x, p->hot_y}),
+            (std::array<uint32_t, 5>{0, 10, 20, 3, 4}));
+  EXPECT_EQ(std::vector<uint32_t>(p->data, p->data + 64 * 64), image);
+}
+
+TEST_F(SocketDisplayTest, CursorWrongSize_SendsNothing) {
+  read_message();
+  std::vector<uint32_t> image(32 * 32);
+
+  display_->cursor_update(0, 10, 20, 3, 4, image);
+
+  EXPECT_FALSE(qemu_has_input());
+}
+
+TEST_F(SocketDisplayTest, CursorMoveThenHide_SendPosThenHideAtLastPosition) {
+  read_message();
+
+  display_->cursor_move(0, 100, 200);
+  display_->cursor_hide(0);
+  const Message move = read_message();
+  const Message hide = read_message();
+
+  EXPECT_EQ(move.request, req(Request::CursorPos));
+  EXPECT_EQ(hide.request, req(Request::CursorPosHide));
+  const auto p = from_bytes<display::CursorPosPayload>(hide.payload);
+  EXPECT_EQ((std::array<uint32_t, 3>{p.scanout_id, p.x, p.y}), (std::array<uint32_t, 3>{0, 100, 200}));
+}
+
+// ---- queueing ----
+
+TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
+  read_message();
+  squeeze_buffers();
+  std::vector<uint32_t> pixels(256 * 256, 0x00abcdef);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+
+  display_->set_scanout(0, 256, 256);
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  display_->cursor_move(0, 1, 2);
+  const bool queued = display_->queued_bytes() > 0;
+  const uint32_t events = display_->wanted_events();
+  const auto sent = drain();
+
+  EXPECT_TRUE(queued);
+  EXPECT_EQ(events, static_cast<uint32_t>(EPOLLIN | EPOLLOUT));
+  EXPECT_EQ(requests_of(sent),
+            (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
+  EXPECT_EQ(sent[1].payload.size(), sizeof(display::UpdateHeaderPayload) + 256 * 256 * 4);
+  EXPECT_EQ(from_bytes<uint32_t>(sent[1].payload, sent[1].payload.size() - 4), 0xffabcdefu);
+  EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
+}
+
+TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
+  read_message();
+  squeeze_buffers();
+  std::vector<uint32_t> pixels(64 * 64);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  display_->set_scanout(0, 64, 64);
+  const size_t frame = 64 * 64 * 4;
+  size_t peak = 0;
+
+  for (uint32_t i = 0; i < 50; ++i) {
+    std::fill(pixels.begin(), pixels.end(), i);
+    display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+    peak = std::max(peak, display_->queued_bytes());
+  }
+  const auto sent = drain();
+
+  EXPECT_LE(peak, (SocketDisplay::kMaxQueuedFrames + 1) * (frame + 64));
+  EXPECT_EQ(sent.back().request, req(Request::Update));
+  EXPECT_EQ(from_bytes<uint32_t>(sent.back().payload, sizeof(display::UpdateHeaderPayload)), 0xff000000u | 49);
+}
+
+TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
+  read_message();
+  squeeze_buffers();
+  std::vector<uint32_t> pixels(64 * 64, 0x00112233);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  display_->set_scanout(0, 64, 64);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);  // fills the socket
+
+  for (uint32_t i = 0; i < 400; ++i) {
+    display_->update(0, Rect{4, 4, 8, 8}, image, 4, 4);
+    display_->update(0, Rect{32, 40, 8, 8}, image, 32, 40);
+  }
+  const auto sent = drain();
+  const auto covers_both = [](const Message& m) {  // scanout 0, x 4, y 4, 36 x 44: both rectangles
+    return m.request == req(Request::Update) &&
+           from_bytes<std::array<uint32_t, 5>>(m.payload) == std::array<uint32_t, 5>{0, 4, 4, 36, 44};
+  };
+
+  EXPECT_LT(sent.size(), 400u);
+  EXPECT_GE(std::count_if(sent.begin(), sent.end(), covers_both), 1);
+}
+
+TEST_F(SocketDisplayTest, SetScanoutWhileBacklogged_DropsUnsentUpdates) {
+  read_message();
+  squeeze_buffers();
+  std::vector<uint32_t> pixels(64 * 64);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  display_->set_scanout(0, 64, 64);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  const size_t before = display_->queued_bytes();
+
+  display_->set_scanout(0, 32, 32);
+
+  EXPECT_LT(display_->queued_bytes(), before - 64 * 64 * 4);
+  EXPECT_EQ(requests_of(drain()).back(), req(Request::Scanout));
+}
+
+TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
+  read_message();
+  squeeze_buffers();
+  std::vector<uint32_t> pixels(64 * 64);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  display_->set_scanout(0, 64, 64);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+
+  for (uint32_t i = 0; i < 1000; ++i) display_->cursor_move(0, i, i);
+  const auto sent = drain();
+
+  EXPECT_EQ(requests_of(sent),
+            (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
+  EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent.back().payload).x, uint32_t{999});
+}
+
+// ---- failures ----
+
+struct MalformedCase {
+  const char* name;
+  uint32_t request;
+  uint32_t flags;
+  uint32_t size;
+};
+
+class SocketDisplayMalformedTest : public SocketDisplayTest, public testing::WithParamInterface<MalformedCase> {};
+
+TEST_P(SocketDisplayMalformedTest, FeaturesReply_DeadAndListenerFiresOnce) {
+  read_message();
+  const MalformedCase c = GetParam();
+  auto bytes = bytes_of(display::MessageHeader{c.request, c.flags, c.size});
+  bytes.resize(bytes.size() + std::min<uint32_t>(c.size, 4096));
+
+  send_raw(bytes);
+  display_->on_event(EPOLLIN);
+  display_->on_event(EPOLLIN);
+
+  EXPECT_FALSE(display_->alive());
+  EXPECT_FALSE(display_->pending());
+  EXPECT_EQ(display_->wanted_events(), 0u);
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Replies, SocketDisplayMalformedTest,
+    testing::Values(MalformedCase{"WrongSize", req(Request::GetProtocolFeatures), display::kFlagReply, 4},
+                    MalformedCase{"UnexpectedRequest", req(Request::GetDisplayInfo), display::kFlagReply, 408},
+                    MalformedCase{"UnknownRequest", 99, display::kFlagReply, 8},
+                    MalformedCase{"Oversized", req(Request::GetProtocolFeatures), display::kFlagReply, 2000},
+                    MalformedCase{"HugeSize", req(Request::GetProtocolFeatures), display::kFlagReply, 0xffffffffu},
+                    MalformedCase{"NoReplyFlag", req(Request::GetProtocolFeatures), 0, 8},
+                    MalformedCase{"UnblockReply", req(Request::DmabufUpdate), display::kFlagReply, 0}),
+    [](const testing::TestParamInfo<MalformedCase>& param) { return param.param.name; });
+
+TEST_F(SocketDisplayTest, DisplayInfoWithWrongType_Dead) {
+  read_message();
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+  auto info = display_info_reply({{0, 0, 640, 480}});
+  info.hdr.type = VIRTIO_GPU_RESP_ERR_UNSPEC;
+
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(info));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, DisplayInfoWithBadEnabledValue_Dead) {
+  read_message();
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+  auto info = display_info_reply({{0, 0, 640, 480}});
+  info.pmodes[0].enabled = 2;
+
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(info));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, DisplayInfoWithWrappingRect_Dead) {
+  read_message();
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply({{0xfffffff0u, 0, 640, 480}})));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, DisplayInfoWithEmptyEnabledRect_Dead) {
+  read_message();
+  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{0}));
+
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply({{0, 0, 0, 480}})));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, EdidSizeOver1024_Dead) {
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+  auto r = edid_reply(test_edid(1024, 768));
+  r.size = 1025;
+
+  reply_and_pump(Request::GetEdid, bytes_of(r));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, EdidWithWrongType_Dead) {
+  negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
+  auto r = edid_reply(test_edid(1024, 768));
+  r.hdr.type = VIRTIO_GPU_RESP_OK_NODATA;
+
+  reply_and_pump(Request::GetEdid, bytes_of(r));
+
+  EXPECT_FALSE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, PeerClosed_DeadAndListenerFires) {
+  read_message();
+
+  qemu_.reset();
+  display_->on_event(EPOLLIN | EPOLLHUP);
+
+  EXPECT_FALSE(display_->alive());
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST_F(SocketDisplayTest, WriteAfterPeerClosed_DeadWithoutSigpipe) {
+  read_message();
+  qemu_.reset();
+
+  display_->set_scanout(0, 64, 64);
+  display_->on_event(EPOLLHUP);
+
+  EXPECT_FALSE(display_->alive());
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST_F(SocketDisplayTest, DeadDisplay_IgnoresEveryCall) {
+  read_message();
+  qemu_.reset();
+  display_->on_event(EPOLLHUP);
+  std::vector<uint32_t> pixels(64 * 64);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+
+  display_->set_scanout(0, 64, 64);
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  display_->cursor_update(0, 1, 1, 0, 0, pixels);
+  display_->cursor_move(0, 1, 1);
+  display_->cursor_hide(0);
+  display_->refresh();
+  display_->on_event(EPOLLIN | EPOLLOUT);
+
+  EXPECT_EQ(display_->queued_bytes(), 0u);
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST(SocketDisplay, NotASocket_Dead) {
+  SocketDisplay display(UniqueFd(::eventfd(0, EFD_CLOEXEC)), 1);
+
+  EXPECT_FALSE(display.alive());
+  EXPECT_EQ(display.wanted_events(), 0u);
+}
+
+TEST(SocketDisplay, NoFd_Dead) {
+  SocketDisplay display(UniqueFd(), 1);
+
+  EXPECT_FALSE(display.alive());
+}
+
+}  // namespace
+}  // namespace vgpu
