@@ -1,6 +1,7 @@
 #include "app/options.h"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 
@@ -15,13 +16,13 @@ constexpr uint32_t kMaxOutputs = 16;  // VIRTIO_GPU_MAX_SCANOUTS
 
 // "1280x800" → 1280, 800. Bounds: what a display and an EDID detailed timing can describe.
 bool parse_resolution(const std::string& text, uint32_t& width, uint32_t& height) {
-  unsigned w = 0, h = 0;
-  char x = 0;
-  int consumed = 0;
-  if (std::sscanf(text.c_str(), "%u%c%u%n", &w, &x, &h, &consumed) != 3 || x != 'x' ||
-      static_cast<size_t>(consumed) != text.size()) {
-    return false;
-  }
+  const char* const end = text.data() + text.size();
+  uint32_t w = 0;
+  uint32_t h = 0;
+  auto [after_w, ec_w] = std::from_chars(text.data(), end, w);
+  if (ec_w != std::errc() || after_w == end || *after_w != 'x') return false;
+  auto [after_h, ec_h] = std::from_chars(after_w + 1, end, h);
+  if (ec_h != std::errc() || after_h != end) return false;
   if (w < 16 || h < 16 || w > 16384 || h > 16384) return false;
   width = w;
   height = h;

@@ -58,7 +58,8 @@ Timing cvt_reduced_blanking(uint32_t w, uint32_t h, uint32_t refresh_hz) {
   // CVT steps the clock down to 0.25 MHz; modes under 25 MHz keep 10 kHz precision (a step would cost them a
   // large part of their refresh rate), and the clock never reaches 0, which marks a display descriptor.
   const uint64_t units = clock_hz / 10000;
-  const uint64_t stepped = units >= 100 * kClockStep10khz ? units / kClockStep10khz * kClockStep10khz : units;
+  const uint64_t step = kClockStep10khz;
+  const uint64_t stepped = units >= 100 * step ? units / step * step : units;
   t.pixel_clock_10khz = static_cast<uint32_t>(std::max<uint64_t>(stepped, 1));
   return t;
 }

@@ -73,3 +73,30 @@ TEST(Options, Capabilities_Always_DeclareGpuType) {
 
 }  // namespace
 }  // namespace vgpu
+
+namespace vgpu {
+namespace {
+
+TEST(Options, Resolution_Valid_Parsed) {
+  auto r = parse({"-s", "/tmp/x", "--resolution", "1920x1080"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_EQ(std::get<Options>(r).width, 1920u);
+  EXPECT_EQ(std::get<Options>(r).height, 1080u);
+}
+
+TEST(Options, Resolution_TrailingGarbage_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--resolution", "1920x1080p"})), 2);
+}
+
+TEST(Options, Resolution_TooSmall_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--resolution", "8x8"})), 2);
+}
+
+TEST(Options, MaxResourceMemory_WithSuffix_Parsed) {
+  auto r = parse({"-s", "/tmp/x", "--max-resource-memory", "64M"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_EQ(std::get<Options>(r).max_resource_memory, 64ull << 20);
+}
+
+}  // namespace
+}  // namespace vgpu
