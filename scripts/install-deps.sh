@@ -19,6 +19,7 @@ build_pkgs=(
   clang clang-14 libclang-rt-14-dev clang-format clang-tidy
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev libpixman-1-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libvirglrenderer-dev libepoxy-dev virgl-server libegl1 libegl-mesa0 libgl1-mesa-dri
   linux-libc-dev
 )
 # End-to-end: a busybox initramfs and a Debian kernel run under QEMU 10.0 (bookworm-backports), and QEMU's

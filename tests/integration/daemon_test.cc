@@ -4,6 +4,7 @@
 #include <linux/virtio_gpu.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <csignal>
 #include <cstring>
@@ -166,6 +167,22 @@ TEST_F(Daemon, InheritedConnectedFd_Negotiates) {
   ASSERT_TRUE(p);
   auto client = VhostUserClient::adopt(UniqueFd(pair[0]));
   EXPECT_TRUE(client.get_u64(FrontendRequest::GetFeatures).has_value()) << p->log();
+}
+
+TEST_F(Daemon, InheritedListeningFd_AcceptsFrontends) {
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM, 0));  // no CLOEXEC: the child inherits it
+  ASSERT_TRUE(listener);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, sock_.path().c_str(), sock_.path().size() + 1);
+  // SAFETY: sockaddr_un is the AF_UNIX member of the sockaddr family.
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  auto p = BackendProcess::start({VGPU_BINARY, "--fd", std::to_string(listener.get())});
+  ASSERT_TRUE(p);
+  backend_.emplace(std::move(*p));
+  auto fe = negotiated();
+  EXPECT_TRUE(fe);
 }
 
 TEST_F(Daemon, SocketPathInUse_Started_ExitsOne) {

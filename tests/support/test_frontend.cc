@@ -4,8 +4,14 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <numeric>
+#include <stdexcept>
+
+#include "support/display_server.h"
 
 namespace vgpu::test {
 
@@ -17,8 +23,20 @@ namespace {
 constexpr uint64_t kStatusDriverOk =
     VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
 
-vhost_user::MemoryRegion wire_region(const RegionDesc& d) {
-  return {raw(d.guest_phys), d.size, raw(d.frontend_virt), d.mmap_offset};
+constexpr uint64_t kPage = 4096;
+// Where fake_guest.cc puts each region within its first file page (its kFileGap). With page_aligned_regions the
+// regions start this far into a page of guest memory too, and the wire regions start at the page boundary.
+constexpr uint64_t kFakeRegionSkew = 0x300;
+
+vhost_user::MemoryRegion wire_region(const RegionDesc& d, bool page_aligned) {
+  if (!page_aligned) return {raw(d.guest_phys), d.size, raw(d.frontend_virt), d.mmap_offset};
+  // Widen the region down to the page boundary: the few bytes before it are file bytes nobody uses.
+  const uint64_t skew = d.mmap_offset % kPage;
+  const uint64_t gpa = raw(d.guest_phys) - skew;
+  if (gpa % kPage != 0 || (raw(d.frontend_virt) - skew) % kPage != 0) {
+    throw std::runtime_error("page_aligned_regions: the fake guest memory's layout changed (see kFakeRegionSkew)");
+  }
+  return {gpa, d.size + skew, raw(d.frontend_virt) - skew, d.mmap_offset - skew};
 }
 
 }  // namespace
@@ -33,8 +51,9 @@ TestFrontend::TestFrontend(VhostUserClient client, TestFrontendOptions options)
     : client_(std::move(client)), options_(options) {
   // Two regions with a hole between them, like QEMU's RAM split around the PCI hole.
   const uint64_t half = options_.memory_size / 2;
-  guest_ = std::make_unique<FakeGuestMemory>(
-      std::vector<FakeRegion>{{GuestAddress{0}, half}, {GuestAddress{0x1'0000'0000}, options_.memory_size - half}});
+  const uint64_t skew = options_.page_aligned_regions ? kFakeRegionSkew : 0;
+  guest_ = std::make_unique<FakeGuestMemory>(std::vector<FakeRegion>{
+      {GuestAddress{skew}, half - skew}, {GuestAddress{0x1'0000'0000 + skew}, options_.memory_size - half - skew}});
   for (size_t i = 0; i < kNumQueues; ++i) {
     queues_[i] = std::make_unique<FakeVirtqueue>(
         *guest_,
@@ -73,7 +92,7 @@ bool TestFrontend::send_memory() {
   const auto& regions = guest_->regions();
   if (options_.add_mem_reg) {
     for (const auto& r : regions) {
-      vhost_user::SingleMemoryRegion msg{0, wire_region(r)};
+      vhost_user::SingleMemoryRegion msg{0, wire_region(r, options_.page_aligned_regions)};
       const int fd = guest_->fd();
       if (!request_ack(FrontendRequest::AddMemReg, bytes_of(msg), std::span<const int>(&fd, 1))) return false;
     }
@@ -85,7 +104,7 @@ bool TestFrontend::send_memory() {
   std::memcpy(payload.data(), &hdr, sizeof(hdr));
   std::vector<int> fds;
   for (size_t i = 0; i < regions.size(); ++i) {
-    auto wire = wire_region(regions[i]);
+    auto wire = wire_region(regions[i], options_.page_aligned_regions);
     std::memcpy(payload.data() + sizeof(hdr) + i * sizeof(wire), &wire, sizeof(wire));
     fds.push_back(guest_->fd());
   }
@@ -137,6 +156,9 @@ bool TestFrontend::negotiate() {
   auto slots = client_.get_u64(FrontendRequest::GetMaxMemSlots);
   if (!slots || *slots < guest_->regions().size()) return failed("GET_MAX_MEM_SLOTS");
   if (!get_config()) return failed("GET_CONFIG");
+  // QEMU (hw/display/vhost-user-gpu.c, set_status on DRIVER_OK): the display socket first, then
+  // vhost_user_backend_start() with features, memory and vrings.
+  if (options_.display != nullptr && !send_display_socket(*options_.display)) return false;
 
   uint64_t acked = backend_features_ & ((uint64_t{1} << VIRTIO_F_VERSION_1) | vhost_user::kFeatureProtocolFeatures);
   if (options_.event_idx) acked |= backend_features_ & (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
@@ -146,6 +168,9 @@ bool TestFrontend::negotiate() {
   for (size_t i = 0; i < kNumQueues; ++i) {
     if (!setup_queue(i)) return false;
   }
+  // QEMU sends SET_STATUS only when the STATUS protocol feature was negotiated (QEMU 7.2's libvhost-user
+  // lacks it).
+  if ((protocol_features_ & bit(ProtocolFeature::Status)) == 0) return true;
   return request_ack(FrontendRequest::SetStatus, bytes_of(kStatusDriverOk));
 }
 
@@ -159,6 +184,70 @@ std::optional<virtio_gpu_config> TestFrontend::get_config() {
   if (!reply || reply->payload.size() != sizeof(msg)) return std::nullopt;
   std::memcpy(&msg, reply->payload.data(), sizeof(msg));
   return msg.config;
+}
+
+bool TestFrontend::send_display_socket(DisplayServer& display) {
+  UniqueFd backend_end = display.connect();
+  if (!backend_end) return failed("display socketpair");
+  const int fd = backend_end.get();
+  if (!client_.send(FrontendRequest::GpuSetSocket, {}, std::span<const int>(&fd, 1))) {
+    return failed("send GPU_SET_SOCKET");
+  }
+  return true;  // our end closes here, as QEMU closes sv[1] after sending it
+}
+
+GuestBacking TestFrontend::alloc_backing(uint64_t size, BackingLayout layout) {
+  GuestBacking out;
+  if (layout == BackingLayout::OneEntry) {
+    if (size > UINT32_MAX) throw std::runtime_error("alloc_backing: one entry holds at most 4 GiB - 1");
+    out.size = size;
+    out.base = guest_->alloc(size, kPage);
+    out.entries.push_back(
+        virtio_gpu_mem_entry{.addr = raw(out.base), .length = static_cast<uint32_t>(size), .padding = 0});
+    return out;
+  }
+  const uint64_t pages = (size + kPage - 1) / kPage;
+  out.size = pages * kPage;
+  out.base = guest_->alloc(out.size, kPage);
+  std::vector<uint64_t> order(pages);
+  std::iota(order.begin(), order.end(), uint64_t{0});
+  if (layout == BackingLayout::ScatteredPages && pages > 1) {
+    // A fixed permutation in which no two consecutive entries are adjacent pages: the second half of the
+    // pages interleaved with the first, reversed ([n-1, n/2-1, n-2, n/2-2, ...]).
+    std::vector<uint64_t> scattered;
+    scattered.reserve(pages);
+    const uint64_t half = pages / 2;
+    for (uint64_t i = 0; i < pages - half; ++i) {
+      scattered.push_back(pages - 1 - i);
+      if (i < half) scattered.push_back(half - 1 - i);
+    }
+    order = std::move(scattered);
+  }
+  out.entries.reserve(pages);
+  for (uint64_t page : order) {
+    out.entries.push_back(virtio_gpu_mem_entry{.addr = raw(out.base) + page * kPage, .length = kPage, .padding = 0});
+  }
+  return out;
+}
+
+void TestFrontend::free_backing(const GuestBacking& backing) {
+  guest_->free(backing.base);
+}
+
+void TestFrontend::write_backing(const GuestBacking& backing, uint64_t offset, std::span<const std::byte> data) {
+  if (offset > backing.size || data.size() > backing.size - offset) {
+    throw std::runtime_error("write_backing: outside the backing");
+  }
+  // Entries are equal-sized (pages) or one: the entry of a resource offset is offset / entry length.
+  const uint64_t entry_len = backing.entries.front().length;
+  while (!data.empty()) {
+    const virtio_gpu_mem_entry& e = backing.entries[offset / entry_len];
+    const uint64_t within = offset % entry_len;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size(), e.length - within));
+    guest_->write(GuestAddress{e.addr + within}, data.first(n));
+    data = data.subspan(n);
+    offset += n;
+  }
 }
 
 void TestFrontend::kick(size_t queue) {
@@ -186,9 +275,17 @@ std::optional<std::vector<std::byte>> TestFrontend::command(size_t queue, std::s
   const BuiltChain built = builder.build();
   const GuestAddress response_addr = response_size > 0 ? built.writable.at(0).addr : GuestAddress{0};
   // Like a driver that consumed everything so far: ask to be notified for the very next used entry.
-  if (options_.event_idx) q.set_used_event(q.used_idx());
+  const uint16_t used_before = q.used_idx();
+  if (options_.event_idx) q.set_used_event(used_before);
   kick(queue);
-  if (!wait_call(queue, timeout_ms)) return std::nullopt;
+  // A call can come without a used entry: libvhost-user signals every call eventfd it is given (SET_VRING_CALL,
+  // "in case of I/O hang after reconnecting"). Wait for the entry itself.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (q.used_idx() == used_before) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !wait_call(queue, static_cast<int>(left.count()))) return std::nullopt;
+  }
   // Read the response before next_used() hands the buffers back to the fake's allocator.
   std::vector<std::byte> response;
   if (response_size > 0) response = guest_->read(response_addr, response_size);
@@ -197,6 +294,175 @@ std::optional<std::vector<std::byte>> TestFrontend::command(size_t queue, std::s
   if (response_size > 0 && used->len == 0) return std::nullopt;
   response.resize(used->len);
   return response;
+}
+
+// ---- CommandPipeline ----
+
+CommandPipeline::CommandPipeline(TestFrontend& frontend, size_t queue, uint16_t depth, uint32_t max_request,
+                                 uint32_t max_response)
+    : frontend_(&frontend), queue_(queue), max_request_(max_request), max_response_(max_response) {
+  FakeVirtqueue& q = frontend.queue(queue);
+  FakeGuestMemory& guest = frontend.guest();
+  slot_of_head_.assign(q.size(), -1);
+  const std::vector<uint16_t> descs = q.take_descriptors(size_t{depth} * 2);
+  slots_.resize(depth);
+  for (uint16_t i = 0; i < depth; ++i) {
+    Slot& s = slots_[i];
+    s.request_desc = descs[size_t{i} * 2];
+    s.response_desc = descs[size_t{i} * 2 + 1];
+    s.request = guest.alloc(max_request, 64);
+    s.response = guest.alloc(max_response, 64);
+    slot_of_head_[s.request_desc] = i;
+    free_.push_back(static_cast<uint16_t>(depth - 1 - i));
+  }
+  last_used_ = q.used_idx();  // everything before was consumed by the frontend's own calls
+}
+
+CommandPipeline::~CommandPipeline() {
+  for (const Slot& s : slots_) {
+    frontend_->guest().free(s.request);
+    frontend_->guest().free(s.response);
+  }
+}
+
+bool CommandPipeline::submit(std::span<const std::byte> request, uint32_t response_size, uint32_t tag) {
+  if (free_.empty() || request.size() > max_request_ || response_size > max_response_ || request.empty()) {
+    return false;
+  }
+  FakeVirtqueue& q = frontend_->queue(queue_);
+  // Idle: TestFrontend::command() may have consumed used entries since; it consumes all of its own, so the
+  // used index is where reaping starts (our chains are not published yet: none of their entries can be there).
+  if (in_flight() == 0) last_used_ = q.used_idx();
+  const uint16_t index = free_.back();
+  free_.pop_back();
+  Slot& s = slots_[index];
+  s.response_size = response_size;
+  s.tag = tag;
+  frontend_->guest().write(s.request, request);
+  const bool has_response = response_size > 0;
+  q.write_desc(s.request_desc, vring_desc{.addr = raw(s.request),
+                                          .len = static_cast<uint32_t>(request.size()),
+                                          .flags = static_cast<uint16_t>(has_response ? VRING_DESC_F_NEXT : 0),
+                                          .next = s.response_desc});
+  if (has_response) {
+    q.write_desc(s.response_desc,
+                 vring_desc{.addr = raw(s.response), .len = response_size, .flags = VRING_DESC_F_WRITE, .next = 0});
+  }
+  q.publish(s.request_desc);
+  return true;
+}
+
+void CommandPipeline::kick() {
+  if (frontend_->options().event_idx) frontend_->queue(queue_).set_used_event(last_used_);
+  frontend_->kick(queue_);
+}
+
+size_t CommandPipeline::reap(std::vector<Completion>& out) {
+  FakeVirtqueue& q = frontend_->queue(queue_);
+  size_t n = 0;
+  for (;;) {
+    while (auto used = q.next_used()) {
+      ++last_used_;
+      const int32_t index = used->id < slot_of_head_.size() ? slot_of_head_[used->id] : -1;
+      if (index < 0) throw std::runtime_error("CommandPipeline: a used entry for a chain it did not submit");
+      const Slot& s = slots_[static_cast<size_t>(index)];
+      Completion c{.tag = s.tag, .len = used->len, .response_type = 0};
+      if (used->len >= sizeof(virtio_gpu_ctrl_hdr) && s.response_size >= sizeof(virtio_gpu_ctrl_hdr)) {
+        c.response_type = frontend_->guest().read_value<virtio_gpu_ctrl_hdr>(s.response).type;
+      }
+      out.push_back(c);
+      free_.push_back(static_cast<uint16_t>(index));
+      ++n;
+    }
+    // EVENT_IDX: ask for a call on the next entry, then look again, or an entry published in between would
+    // neither be seen nor be announced (the same dance as the Linux driver's virtqueue_enable_cb).
+    if (!frontend_->options().event_idx) break;
+    q.set_used_event(last_used_);
+    if (q.used_idx() == last_used_) break;
+  }
+  return n;
+}
+
+std::optional<std::vector<CommandPipeline::Completion>> CommandPipeline::collect(size_t count, int timeout_ms) {
+  std::vector<Completion> out;
+  out.reserve(count);
+  reap(out);
+  while (out.size() < count) {
+    if (!frontend_->wait_call(queue_, timeout_ms)) return std::nullopt;
+    reap(out);
+  }
+  return out;
+}
+
+// ---- request builders ----
+
+std::vector<std::byte> get_display_info_request() {
+  virtio_gpu_ctrl_hdr req{};
+  req.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
+  return request_bytes(req);
+}
+
+std::vector<std::byte> resource_create_2d_request(uint32_t resource_id, uint32_t format, uint32_t width,
+                                                  uint32_t height) {
+  virtio_gpu_resource_create_2d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
+  req.resource_id = resource_id;
+  req.format = format;
+  req.width = width;
+  req.height = height;
+  return request_bytes(req);
+}
+
+std::vector<std::byte> attach_backing_request(uint32_t resource_id, std::span<const virtio_gpu_mem_entry> entries) {
+  virtio_gpu_resource_attach_backing req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
+  req.resource_id = resource_id;
+  req.nr_entries = static_cast<uint32_t>(entries.size());
+  // One allocation and two copies (GCC 12's -Warray-bounds misreads a vector insert here at -O3).
+  std::vector<std::byte> out(sizeof(req) + entries.size_bytes());
+  std::memcpy(out.data(), &req, sizeof(req));
+  if (!entries.empty()) std::memcpy(out.data() + sizeof(req), entries.data(), entries.size_bytes());
+  return out;
+}
+
+std::vector<std::byte> set_scanout_request(uint32_t scanout_id, uint32_t resource_id, const virtio_gpu_rect& rect) {
+  virtio_gpu_set_scanout req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT;
+  req.r = rect;
+  req.scanout_id = scanout_id;
+  req.resource_id = resource_id;
+  return request_bytes(req);
+}
+
+std::vector<std::byte> transfer_to_host_2d_request(uint32_t resource_id, const virtio_gpu_rect& rect, uint64_t offset) {
+  virtio_gpu_transfer_to_host_2d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D;
+  req.r = rect;
+  req.offset = offset;
+  req.resource_id = resource_id;
+  return request_bytes(req);
+}
+
+std::vector<std::byte> resource_flush_request(uint32_t resource_id, const virtio_gpu_rect& rect) {
+  virtio_gpu_resource_flush req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH;
+  req.r = rect;
+  req.resource_id = resource_id;
+  return request_bytes(req);
+}
+
+std::vector<std::byte> resource_unref_request(uint32_t resource_id) {
+  virtio_gpu_resource_unref req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_UNREF;
+  req.resource_id = resource_id;
+  return request_bytes(req);
+}
+
+uint32_t response_type(std::span<const std::byte> response) {
+  virtio_gpu_ctrl_hdr hdr{};
+  if (response.size() < sizeof(hdr)) return 0;
+  std::memcpy(&hdr, response.data(), sizeof(hdr));
+  return hdr.type;
 }
 
 }  // namespace vgpu::test

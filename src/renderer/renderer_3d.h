@@ -1,0 +1,179 @@
+// The device's view of a 3D renderer (STYLE.md practice 8): capsets, 3D contexts, 3D resources and their
+// transfers, command submission, and fences on the global timeline or per (context, ring). A 3D renderer also
+// implements Renderer2D (2D commands on 3D-capable builds, RESOURCE_UNREF, scanout readback), so the device
+// holds one object through both interfaces. Every call comes from the device's event-loop thread.
+//
+// The device validates ids, sizes and feature bits before calling; a renderer still treats every argument as
+// guest-controlled (the library behind it is large and its own checks use 32-bit arithmetic).
+//
+//   for (const CapsetInfo& c : r.capsets()) ...;                       // GET_CAPSET_INFO, num_capsets
+//   auto caps = r.capset(kCapsetVirgl2, 2);                            // GET_CAPSET
+//   r.set_fence_callback([&](FenceRing ring, uint64_t id) { complete_chains(ring, id); });
+//   r.create_context(1, /*context_init=*/0, "glxgears");               // CTX_CREATE
+//   r.create_resource_3d(5, args);  r.attach_resource(1, 5);           // RESOURCE_CREATE_3D, CTX_ATTACH_RESOURCE
+//   r.attach_backing(5, mem, backing);                                 // RESOURCE_ATTACH_BACKING
+//   r.transfer_to_host_3d(1, 5, transfer, mem, backing);               // TRANSFER_TO_HOST_3D
+//   r.submit_3d(1, command_bytes);                                     // SUBMIT_3D
+//   r.create_fence(FenceRing::context(1, 0), fence_id);                // any command with VIRTIO_GPU_FLAG_FENCE
+//   loop.add(r.poll_fd(), {Token::RendererPoll}, EPOLLIN);  ...  r.poll();   // callbacks fire from poll()
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "memory/guest_memory.h"
+#include "memory/scatter_list.h"
+
+namespace vgpu {
+
+// Capset ids (virtio spec 5.7.6.8 "VIRTIO_GPU_CAPSET_*"; Debian 12's <linux/virtio_gpu.h> lacks VENUS).
+constexpr uint32_t kCapsetVirgl = 1;
+constexpr uint32_t kCapsetVirgl2 = 2;
+constexpr uint32_t kCapsetVenus = 4;
+
+// One capset the renderer really initialised (VIRTIO_GPU_RESP_OK_CAPSET_INFO's fields).
+struct CapsetInfo {
+  uint32_t id = 0;
+  uint32_t max_version = 0;
+  uint32_t max_size = 0;  // bytes GET_CAPSET returns
+  bool operator==(const CapsetInfo&) const = default;
+};
+
+enum class Renderer3DError {
+  OutOfMemory,      // the host (or the GL driver) could not allocate         → ERR_OUT_OF_MEMORY
+  InvalidResource,  // no such resource                                       → ERR_INVALID_RESOURCE_ID
+  InvalidContext,   // no such context, or the id is taken                    → ERR_INVALID_CONTEXT_ID
+  InvalidArgument,  // a box, level, size, capset or command stream rejected  → ERR_INVALID_PARAMETER
+  GuestMemory,      // the backing no longer resolves to guest memory         → ERR_UNSPEC
+  Failed,           // the library failed without saying why                  → ERR_UNSPEC
+};
+
+constexpr std::string_view to_string(Renderer3DError e) {
+  switch (e) {
+    case Renderer3DError::OutOfMemory: return "out of host memory";
+    case Renderer3DError::InvalidResource: return "no such resource";
+    case Renderer3DError::InvalidContext: return "no such context (or id in use)";
+    case Renderer3DError::InvalidArgument: return "argument rejected";
+    case Renderer3DError::GuestMemory: return "backing not in guest memory";
+    case Renderer3DError::Failed: return "renderer failed";
+  }
+  return "unknown renderer error";
+}
+
+// virtio_gpu_resource_create_3d's fields after the id (gallium's pipe_resource description).
+struct Resource3DArgs {
+  uint32_t target = 0;  // PIPE_BUFFER 0, PIPE_TEXTURE_1D 1, PIPE_TEXTURE_2D 2, 3D 3, CUBE 4, RECT 5, arrays 6-8
+  uint32_t format = 0;  // virgl format (the 2D virtio formats keep their numbers)
+  uint32_t bind = 0;    // VIRGL_BIND_* / VIRGL_RES_BIND_*
+  uint32_t width = 0;
+  uint32_t height = 0;
+  uint32_t depth = 0;
+  uint32_t array_size = 0;
+  uint32_t last_level = 0;
+  uint32_t nr_samples = 0;
+  uint32_t flags = 0;  // VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP
+};
+
+struct Box3D {
+  uint32_t x = 0, y = 0, z = 0;
+  uint32_t w = 0, h = 0, d = 0;
+};
+
+// virtio_gpu_transfer_host_3d's fields after the resource id. The backing holds the box's first byte at
+// `offset`; stride and layer_stride 0 mean "the resource's own" for that level.
+struct Transfer3D {
+  Box3D box;
+  uint64_t offset = 0;
+  uint32_t level = 0;
+  uint32_t stride = 0;
+  uint32_t layer_stride = 0;
+};
+
+// Where a fence signals: the global timeline (a fenced command without VIRTIO_GPU_FLAG_INFO_RING_IDX, whatever
+// its ctx_id), or ring `ring_idx` of context `ctx_id` (with INFO_RING_IDX, feature CONTEXT_INIT).
+struct FenceRing {
+  enum class Kind : uint8_t { Global, Context };
+  Kind kind = Kind::Global;
+  uint32_t ctx_id = 0;
+  uint32_t ring_idx = 0;
+
+  static constexpr FenceRing global() { return FenceRing{}; }
+  static constexpr FenceRing context(uint32_t ctx, uint32_t ring) { return FenceRing{Kind::Context, ctx, ring}; }
+  bool operator==(const FenceRing&) const = default;
+};
+
+// Called once per created fence, in creation order per ring, from poll() (never from another thread, never
+// from inside the library). The callback may call back into the renderer.
+using FenceCallback = std::function<void(FenceRing ring, uint64_t fence_id)>;
+
+class Renderer3D {
+ public:
+  virtual ~Renderer3D() = default;
+
+  // The capsets that initialised, in id order: what GET_CAPSET_INFO reports and num_capsets counts.
+  [[nodiscard]] virtual const std::vector<CapsetInfo>& capsets() const = 0;
+  // GET_CAPSET: max_size bytes. InvalidArgument: a capset not in capsets(), or version > max_version.
+  [[nodiscard]] virtual Result<std::vector<std::byte>, Renderer3DError> capset(uint32_t id, uint32_t version) const = 0;
+
+  // CTX_CREATE. `context_init` is the request's context_init field (capset id in its low 8 bits; 0 picks
+  // VIRGL2, as for a guest without CONTEXT_INIT). InvalidContext: id 0 or already in use. InvalidArgument: a
+  // capset not in capsets() or unknown flag bits.
+  virtual Result<void, Renderer3DError> create_context(uint32_t ctx_id, uint32_t context_init,
+                                                       std::string_view debug_name) = 0;
+  // CTX_DESTROY. Unknown ids are ignored. Fences still pending on the context's rings are dropped without a
+  // callback: the device completes the chains it holds for them.
+  virtual void destroy_context(uint32_t ctx_id) = 0;
+  // CTX_ATTACH_RESOURCE / CTX_DETACH_RESOURCE (detach of unknown ids is ignored).
+  virtual Result<void, Renderer3DError> attach_resource(uint32_t ctx_id, uint32_t resource_id) = 0;
+  virtual void detach_resource(uint32_t ctx_id, uint32_t resource_id) = 0;
+
+  // RESOURCE_CREATE_3D. InvalidArgument: id 0 or in use, or args the library rejects. Freed by
+  // Renderer2D::destroy_resource (RESOURCE_UNREF).
+  virtual Result<void, Renderer3DError> create_resource_3d(uint32_t resource_id, const Resource3DArgs& args) = 0;
+  // RESOURCE_ATTACH_BACKING / DETACH_BACKING: the renderer keeps host views of `backing` (GuestMemory::slices)
+  // for commands that read or write it on their own (queries, COPY_TRANSFER3D staging, memory info), and may
+  // read through them when detaching. They are valid only while the memory table keeps its mappings, so around
+  // any change to it (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG) the device calls release_backings() while the
+  // old mappings are still mapped, then refresh_backings() on the new table, before any other renderer call.
+  // A second attach replaces the first. `mem` must outlive the attachment (the device's one GuestMemory).
+  virtual Result<void, Renderer3DError> attach_backing(uint32_t resource_id, const GuestMemory& mem,
+                                                       const GuestScatterList& backing) = 0;
+  virtual void detach_backing(uint32_t resource_id) = 0;
+  // Lets the renderer's views go, keeping each backing on record.
+  virtual void release_backings() = 0;
+  // Re-resolves every backing on record against the current memory table (releasing first if needed: then
+  // the old mappings must still be mapped during this call). A backing that no longer resolves is dropped
+  // (the resource then has none, and commands that need it fail for the guest).
+  virtual void refresh_backings() = 0;
+
+  // TRANSFER_TO_HOST_3D / TRANSFER_FROM_HOST_3D between `backing` (resolved afresh on every call) and the
+  // resource. ctx_id 0 is the host context; otherwise the resource must be attached to that context.
+  virtual Result<void, Renderer3DError> transfer_to_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
+                                                            const GuestMemory& mem,
+                                                            const GuestScatterList& backing) = 0;
+  virtual Result<void, Renderer3DError> transfer_from_host_3d(uint32_t ctx_id, uint32_t resource_id,
+                                                              const Transfer3D& t, const GuestMemory& mem,
+                                                              const GuestScatterList& backing) = 0;
+
+  // SUBMIT_3D: a command stream (a host copy) for the context's renderer. InvalidArgument: empty is fine, but
+  // a size that is not a multiple of 4 or above the renderer's cap, or a stream the renderer rejects.
+  virtual Result<void, Renderer3DError> submit_3d(uint32_t ctx_id, std::span<const std::byte> commands) = 0;
+
+  // Fences. The callback is delivered from poll() for each fence, in creation order per ring.
+  virtual void set_fence_callback(FenceCallback callback) = 0;
+  virtual Result<void, Renderer3DError> create_fence(FenceRing ring, uint64_t fence_id) = 0;
+  // An fd that becomes readable when poll() has work, or -1: then the device must call poll() periodically
+  // (e.g. every millisecond while fences are pending). It may change across Renderer2D::reset(): re-read it.
+  [[nodiscard]] virtual int poll_fd() const = 0;
+  // A context's own fd (Venus contexts on a render server signal through it), or -1 (use poll_fd / a timer).
+  [[nodiscard]] virtual int context_poll_fd(uint32_t ctx_id) const = 0;
+  // Retires finished work and delivers fence callbacks.
+  virtual void poll() = 0;
+};
+
+}  // namespace vgpu

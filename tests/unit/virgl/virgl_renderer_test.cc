@@ -1,0 +1,653 @@
+// VirglRenderer on whatever EGL the machine has (Mesa llvmpipe in CI, surfaceless): init, capsets, contexts,
+// 3D resources and their transfers through fake guest memory, SUBMIT_3D (a real clear, garbage), fences on
+// the global timeline and on context rings, scanout readback, backings across memory changes, reset, Venus.
+//
+// virglrenderer has process-wide state, so every test shares one renderer, created on first use and
+// destroyed by a global environment; each test resets it on the way out, so tests run alone or in any order.
+#include "renderer/virgl/virgl_renderer.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "support/fake_guest.h"
+
+// The test reads the library's own numbers to compare (plain C header, no extern "C" guards).
+extern "C" {
+#include <virglrenderer.h>
+}
+
+namespace vgpu {
+namespace {
+
+using test::FakeGuestMemory;
+
+// gallium / virgl protocol numbers (virglrenderer's src/virgl_protocol.h and p_defines.h; not installed).
+constexpr uint32_t kPipeTexture2D = 2;
+constexpr uint32_t kVirglFormatB8G8R8X8 = 2;
+constexpr uint32_t kBindRenderTarget = 1u << 1;
+constexpr uint32_t kBindSamplerView = 1u << 3;
+constexpr uint32_t kCcmdCreateObject = 1;
+constexpr uint32_t kCcmdSetFramebufferState = 5;
+constexpr uint32_t kCcmdClear = 7;
+constexpr uint32_t kObjectSurface = 8;
+constexpr uint32_t kPipeClearColor0 = 1u << 2;
+constexpr uint32_t cmd0(uint32_t cmd, uint32_t obj, uint32_t len) {
+  return cmd | obj << 8 | len << 16;
+}
+
+// The one renderer of this process.
+std::unique_ptr<VirglRenderer>& shared_slot() {
+  static std::unique_ptr<VirglRenderer> renderer;
+  return renderer;
+}
+std::string& init_error() {
+  static std::string error;
+  return error;
+}
+
+class VirglEnvironment : public ::testing::Environment {
+ public:
+  // Before static destruction: the library logs through spdlog while cleaning up.
+  void TearDown() override { shared_slot().reset(); }
+};
+[[maybe_unused]] const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new VirglEnvironment);
+
+void create_shared() {
+  // Venus on: it falls back to virgl alone when virgl_render_server cannot start.
+  auto created = VirglRenderer::create(VirglOptions{.venus = true});
+  if (created) {
+    shared_slot() = std::move(*created);
+  } else {
+    init_error() = created.error();
+  }
+}
+
+// The shared renderer, created on first use (and again after a test replaced it).
+VirglRenderer* shared_renderer() {
+  if (!shared_slot()) create_shared();
+  return shared_slot().get();
+}
+
+// A pattern with no zero byte and the X byte of each pixel at 0xff (what a GL BGRX texture reads back).
+std::vector<std::byte> pixels(size_t n, uint32_t seed) {
+  std::vector<std::byte> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = (i % 4 == 3) ? std::byte{0xff} : static_cast<std::byte>((i * 131 + seed) % 251 + 1);
+  }
+  return out;
+}
+
+Resource3DArgs texture_args(uint32_t width, uint32_t height) {
+  return Resource3DArgs{.target = kPipeTexture2D,
+                        .format = kVirglFormatB8G8R8X8,
+                        .bind = kBindRenderTarget | kBindSamplerView,
+                        .width = width,
+                        .height = height,
+                        .depth = 1,
+                        .array_size = 1,
+                        .last_level = 0,
+                        .nr_samples = 0,
+                        .flags = 0};
+}
+
+Transfer3D whole(uint32_t width, uint32_t height) {
+  return Transfer3D{.box = {.x = 0, .y = 0, .z = 0, .w = width, .h = height, .d = 1}};
+}
+
+std::span<const std::byte> bytes_of(const std::vector<uint32_t>& words) {
+  return std::as_bytes(std::span(words));
+}
+
+class VirglRendererTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kWidth = 64;
+  static constexpr uint32_t kHeight = 32;
+  static constexpr uint64_t kFrameBytes = uint64_t{kWidth} * kHeight * 4;
+
+  void SetUp() override {
+    r_ = shared_renderer();
+    if (r_ == nullptr) GTEST_FAIL() << "VirglRenderer::create failed: " << init_error();
+  }
+  void TearDown() override {
+    if (r_ == nullptr) return;
+    r_->set_fence_callback(nullptr);
+    r_->reset();
+  }
+
+  // A backing of `size` bytes in two entries; the first backing of a test straddles the region boundary.
+  GuestScatterList backing(uint64_t size) {
+    const uint64_t first = size / 2;
+    const GuestAddress a = straddled_ ? guest_.alloc(first, 4096) : guest_.alloc_across_regions(first);
+    straddled_ = true;
+    const GuestAddress b = guest_.alloc(size - first, 4096);
+    auto list = GuestScatterList::create(guest_.memory(),
+                                         {{a, static_cast<uint32_t>(first)}, {b, static_cast<uint32_t>(size - first)}});
+    EXPECT_TRUE(list.has_value());
+    return *list;
+  }
+  void fill(const GuestScatterList& list, std::span<const std::byte> data) {
+    ASSERT_TRUE(list.write(0, data).has_value());
+  }
+  std::vector<std::byte> contents(const GuestScatterList& list) {
+    std::vector<std::byte> out(list.size());
+    EXPECT_TRUE(list.read(0, out).has_value());
+    return out;
+  }
+  // A virgl context with a kWidth x kHeight BGRX render target attached to it.
+  void make_context_and_target(uint32_t ctx, uint32_t res) {
+    ASSERT_TRUE(r_->create_context(ctx, 0, "test").has_value());
+    ASSERT_TRUE(r_->create_resource_3d(res, texture_args(kWidth, kHeight)).has_value());
+    ASSERT_TRUE(r_->attach_resource(ctx, res).has_value());
+  }
+  // Polls `r` until `done` or five seconds; waits on poll_fd() when there is one.
+  template <class Done>
+  static bool poll_until(VirglRenderer& r, Done done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      pollfd p{.fd = r.poll_fd(), .events = POLLIN, .revents = 0};
+      if (p.fd >= 0) {
+        ::poll(&p, 1, 10);
+      } else {
+        ::poll(nullptr, 0, 1);
+      }
+      r.poll();
+    }
+    return true;
+  }
+  template <class Done>
+  bool poll_until(Done done) {
+    return poll_until(*r_, done);
+  }
+  // Surface 1 on `res` as the only colour buffer, cleared to (r, g, b, a).
+  static std::vector<uint32_t> clear_stream(uint32_t res, std::array<float, 4> rgba) {
+    std::vector<uint32_t> s = {cmd0(kCcmdCreateObject, kObjectSurface, 5),
+                               1,
+                               res,
+                               kVirglFormatB8G8R8X8,
+                               0,
+                               0,
+                               cmd0(kCcmdSetFramebufferState, 0, 3),
+                               1,
+                               0,
+                               1,
+                               cmd0(kCcmdClear, 0, 8),
+                               kPipeClearColor0};
+    for (float c : rgba) {
+      uint32_t bits = 0;
+      std::memcpy(&bits, &c, sizeof(bits));
+      s.push_back(bits);
+    }
+    s.insert(s.end(), {0, 0, 0});  // depth (a double), stencil
+    return s;
+  }
+
+  VirglRenderer* r_ = nullptr;
+  bool straddled_ = false;
+  FakeGuestMemory guest_{{{GuestAddress{0}, 1 << 20}, {GuestAddress{1 << 20}, 1 << 20}}};
+};
+
+// --- init and capsets ---------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Init_Surfaceless_ReportsVirglCapsetsWithLibrarySizes) {
+  uint32_t v1 = 0, size1 = 0, v2 = 0, size2 = 0;
+  virgl_renderer_get_cap_set(kCapsetVirgl, &v1, &size1);
+  virgl_renderer_get_cap_set(kCapsetVirgl2, &v2, &size2);
+
+  const auto& caps = r_->capsets();
+
+  ASSERT_GE(caps.size(), 2u);
+  EXPECT_EQ(caps[0], (CapsetInfo{.id = kCapsetVirgl, .max_version = v1, .max_size = size1}));
+  EXPECT_EQ(caps[1], (CapsetInfo{.id = kCapsetVirgl2, .max_version = v2, .max_size = size2}));
+  EXPECT_EQ(caps[0].max_size, 308u);   // struct virgl_caps_v1, frozen
+  EXPECT_GE(caps[1].max_size, 1376u);  // struct virgl_caps_v2 of 0.10.4; it grows in later versions
+  EXPECT_TRUE(r_->init_flags() & VIRGL_RENDERER_USE_SURFACELESS);
+}
+
+TEST_F(VirglRendererTest, Capset_Virgl_IsFilledAndStartsWithItsVersion) {
+  auto v1 = r_->capset(kCapsetVirgl, 1);
+  auto v2 = r_->capset(kCapsetVirgl2, 2);
+
+  ASSERT_TRUE(v1.has_value());
+  ASSERT_TRUE(v2.has_value());
+  EXPECT_EQ(v1->size(), 308u);
+  EXPECT_EQ(v2->size(), r_->capsets()[1].max_size);
+  uint32_t first = 0;
+  std::memcpy(&first, v1->data(), 4);  // union virgl_caps starts with max_version
+  EXPECT_EQ(first, 1u);
+  std::memcpy(&first, v2->data(), 4);
+  EXPECT_EQ(first, 2u);
+  EXPECT_GT(std::count_if(v2->begin(), v2->end(), [](std::byte b) { return b != std::byte{0}; }), 100);
+}
+
+TEST_F(VirglRendererTest, Capset_UnknownIdOrNewerVersion_InvalidArgument) {
+  EXPECT_EQ(r_->capset(3, 0).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->capset(kCapsetVirgl, 2).error(), Renderer3DError::InvalidArgument);
+}
+
+TEST_F(VirglRendererTest, Create_WhileOneIsAlive_FailsWithReason) {
+  auto second = VirglRenderer::create({});
+
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().find("another VirglRenderer"), std::string::npos);
+}
+
+TEST_F(VirglRendererTest, Lifecycle_DestroyThenCreateWithOtherOptions_Works) {
+  r_ = nullptr;           // TearDown leaves the renderers of this test alone
+  shared_slot().reset();  // the library is cleaned up: a new renderer may start (the next SetUp makes one)
+
+  auto missing_node = VirglRenderer::create(VirglOptions{.render_node = "/nonexistent/renderD128"});
+  auto polled = VirglRenderer::create(VirglOptions{.thread_sync = false});
+
+  ASSERT_FALSE(missing_node.has_value());
+  EXPECT_NE(missing_node.error().find("cannot open render node /nonexistent/renderD128"), std::string::npos);
+  ASSERT_TRUE(polled.has_value()) << polled.error();
+  VirglRenderer& r = **polled;
+  EXPECT_EQ(r.poll_fd(), -1);  // no fence thread: poll() on a timer
+  EXPECT_FALSE(r.venus());
+  std::vector<uint64_t> seen;
+  r.set_fence_callback([&](FenceRing, uint64_t id) { seen.push_back(id); });
+  ASSERT_TRUE(r.create_fence(FenceRing::global(), 1).has_value());
+  ASSERT_TRUE(r.create_fence(FenceRing::global(), 2).has_value());
+  EXPECT_TRUE(poll_until(r, [&] { return seen.size() == 2; }));
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2}));
+  r.reset();
+}
+
+// --- contexts -------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Context_CreateDestroyRecreate_Succeeds) {
+  EXPECT_TRUE(r_->create_context(1, 0, "one").has_value());
+  EXPECT_TRUE(r_->create_context(2, kCapsetVirgl, "virgl1").has_value());
+  r_->destroy_context(1);
+  EXPECT_TRUE(r_->create_context(1, kCapsetVirgl2, std::string(200, 'n')).has_value());  // name cut to 64
+  r_->destroy_context(1);
+  r_->destroy_context(1);  // unknown: ignored
+  r_->destroy_context(2);
+}
+
+TEST_F(VirglRendererTest, Context_BadIdsAndCapsets_Refused) {
+  ASSERT_TRUE(r_->create_context(1, 0, "one").has_value());
+
+  EXPECT_EQ(r_->create_context(1, 0, "again").error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->create_context(0, 0, "zero").error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->create_context(3, 3, "gfxstream").error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->create_context(4, 0x100 | kCapsetVirgl2, "flags").error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->attach_resource(9, 1).error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->attach_resource(1, 77).error(), Renderer3DError::InvalidResource);
+}
+
+// --- 3D resources and transfers ---------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Transfer3D_ToHostThenFromHost_RoundTripsBytes) {
+  make_context_and_target(1, 10);
+  const GuestScatterList in = backing(kFrameBytes);
+  const GuestScatterList out = backing(kFrameBytes);
+  const auto data = pixels(kFrameBytes, 7);
+  fill(in, data);
+
+  auto up = r_->transfer_to_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), in);
+  auto down = r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), out);
+
+  ASSERT_TRUE(up.has_value()) << to_string(up.error());
+  ASSERT_TRUE(down.has_value()) << to_string(down.error());
+  EXPECT_EQ(contents(out), data);
+}
+
+TEST_F(VirglRendererTest, Transfer3D_SubBoxWithStrideAndOffset_LandsInPlace) {
+  make_context_and_target(1, 10);
+  const GuestScatterList frame = backing(kFrameBytes);
+  const auto base = pixels(kFrameBytes, 3);
+  fill(frame, base);
+  ASSERT_TRUE(r_->transfer_to_host_3d(0, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+  // An 8 x 4 box at (5, 3), rows 40 bytes apart, starting 12 bytes into its own backing.
+  constexpr uint32_t kStride = 40;
+  const GuestScatterList patch = backing(12 + 3 * kStride + 8 * 4);
+  const auto patch_bytes = pixels(patch.size(), 99);
+  fill(patch, patch_bytes);
+  const Transfer3D t{.box = {.x = 5, .y = 3, .z = 0, .w = 8, .h = 4, .d = 1}, .offset = 12, .stride = kStride};
+
+  auto up = r_->transfer_to_host_3d(1, 10, t, guest_.memory(), patch);
+  ASSERT_TRUE(up.has_value()) << to_string(up.error());
+  ASSERT_TRUE(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+
+  auto expected = base;
+  for (uint32_t row = 0; row < 4; ++row) {
+    std::memcpy(expected.data() + ((3 + row) * kWidth + 5) * 4, patch_bytes.data() + 12 + row * kStride, 8 * 4);
+  }
+  EXPECT_EQ(contents(frame), expected);
+}
+
+TEST_F(VirglRendererTest, Transfer3D_BadArguments_RefusedAndNothingBreaks) {
+  make_context_and_target(1, 10);
+  const GuestScatterList frame = backing(kFrameBytes);
+  const GuestScatterList small = backing(kFrameBytes / 2);
+  Transfer3D outside = whole(kWidth, kHeight);
+  outside.box.x = 1;
+  Transfer3D level = whole(kWidth, kHeight);
+  level.level = 1;
+  Transfer3D past_end = whole(1, 1);
+  past_end.offset = kFrameBytes;
+  Transfer3D huge = whole(kWidth, kHeight);
+  huge.box.w = 0x80000000u;
+
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 77, whole(kWidth, kHeight), guest_.memory(), frame).error(),
+            Renderer3DError::InvalidResource);
+  EXPECT_EQ(r_->transfer_to_host_3d(9, 10, whole(kWidth, kHeight), guest_.memory(), frame).error(),
+            Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 10, outside, guest_.memory(), frame).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 10, level, guest_.memory(), frame).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 10, past_end, guest_.memory(), frame).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 10, huge, guest_.memory(), frame).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), small).error(),
+            Renderer3DError::InvalidArgument);
+  EXPECT_TRUE(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+}
+
+TEST_F(VirglRendererTest, Resource3D_BadArgsOrDuplicateId_InvalidArgument) {
+  ASSERT_TRUE(r_->create_resource_3d(10, texture_args(kWidth, kHeight)).has_value());
+  Resource3DArgs bad_target = texture_args(kWidth, kHeight);
+  bad_target.target = 99;
+
+  EXPECT_EQ(r_->create_resource_3d(10, texture_args(4, 4)).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->create_resource_3d(0, texture_args(4, 4)).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->create_resource_3d(11, bad_target).error(), Renderer3DError::InvalidArgument);
+}
+
+// --- 2D commands and scanout readback ---------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Transfer2D_ThenImage_ShowsTheGuestBytes) {
+  ASSERT_TRUE(r_->create_resource(20, PixelFormat::B8G8R8X8, kWidth, kHeight).has_value());
+  const GuestScatterList frame = backing(kFrameBytes);
+  const auto data = pixels(kFrameBytes, 11);
+  fill(frame, data);
+
+  auto up = r_->transfer_to_host_2d(20, Rect{0, 0, kWidth, kHeight}, 0, frame);
+  auto view = r_->image(20);
+
+  ASSERT_TRUE(up.has_value());
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->width, kWidth);
+  EXPECT_EQ(view->height, kHeight);
+  EXPECT_EQ(view->stride, kWidth * 4);
+  EXPECT_EQ(view->format, PixelFormat::B8G8R8X8);
+  EXPECT_EQ(std::vector<std::byte>(view->data, view->data + kFrameBytes), data);
+}
+
+TEST_F(VirglRendererTest, Transfer2D_SubRect_CopiesOnlyTheRect) {
+  ASSERT_TRUE(r_->create_resource(20, PixelFormat::B8G8R8X8, kWidth, kHeight).has_value());
+  const GuestScatterList frame = backing(kFrameBytes);
+  const auto data = pixels(kFrameBytes, 5);
+  fill(frame, data);
+  const Rect rect{3, 2, 10, 5};
+  const uint64_t offset = (uint64_t{rect.y} * kWidth + rect.x) * 4;  // what Linux sends
+
+  ASSERT_TRUE(r_->transfer_to_host_2d(20, rect, offset, frame).has_value());
+  auto view = r_->image(20);
+
+  ASSERT_TRUE(view.has_value());
+  std::vector<std::byte> expected(kFrameBytes, std::byte{0});
+  for (uint32_t row = rect.y; row < rect.y + rect.height; ++row) {
+    const size_t at = (size_t{row} * kWidth + rect.x) * 4;
+    std::memcpy(expected.data() + at, data.data() + at, size_t{rect.width} * 4);
+  }
+  std::vector<std::byte> got(view->data, view->data + kFrameBytes);
+  for (size_t i = 3; i < got.size(); i += 4) got[i] = expected[i] = std::byte{0};  // X bytes: undefined
+  EXPECT_EQ(got, expected);
+}
+
+TEST_F(VirglRendererTest, Transfer2D_Errors_MatchSoft2D) {
+  ASSERT_TRUE(r_->create_resource(20, PixelFormat::B8G8R8X8, kWidth, kHeight).has_value());
+  const GuestScatterList frame = backing(kFrameBytes);
+
+  EXPECT_EQ(r_->transfer_to_host_2d(21, Rect{0, 0, 1, 1}, 0, frame).error(), RendererError::InvalidResource);
+  EXPECT_EQ(r_->transfer_to_host_2d(20, Rect{1, 0, kWidth, 1}, 0, frame).error(), RendererError::InvalidArgument);
+  EXPECT_EQ(r_->transfer_to_host_2d(20, Rect{0, 0, kWidth, kHeight}, 4, frame).error(), RendererError::InvalidArgument);
+  EXPECT_EQ(r_->create_resource(20, PixelFormat::B8G8R8X8, 4, 4).error(), RendererError::InvalidArgument);
+  EXPECT_EQ(r_->create_resource(22, PixelFormat::B8G8R8X8, 0, 4).error(), RendererError::InvalidArgument);
+}
+
+TEST_F(VirglRendererTest, Image_UnknownOrDestroyedOrNonScanoutResource_Nullopt) {
+  ASSERT_TRUE(r_->create_resource(20, PixelFormat::B8G8R8X8, 8, 8).has_value());
+  Resource3DArgs buffer{.target = 0,
+                        .format = 64 /* R8_UNORM */,
+                        .bind = 1u << 4,
+                        .width = 4096,
+                        .height = 1,
+                        .depth = 1,
+                        .array_size = 1};
+  ASSERT_TRUE(r_->create_resource_3d(21, buffer).has_value());
+
+  r_->destroy_resource(20);
+
+  EXPECT_FALSE(r_->image(20).has_value());
+  EXPECT_FALSE(r_->image(21).has_value());
+  EXPECT_FALSE(r_->image(99).has_value());
+}
+
+// --- SUBMIT_3D ----------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Submit3D_ClearOfASurface_ReadsBackTheColour) {
+  make_context_and_target(1, 10);
+  const auto stream = clear_stream(10, {0.0f, 1.0f, 0.0f, 1.0f});
+
+  auto submitted = r_->submit_3d(1, bytes_of(stream));
+  ASSERT_TRUE(submitted.has_value()) << to_string(submitted.error());
+  const GuestScatterList out = backing(kFrameBytes);
+  ASSERT_TRUE(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), out).has_value());
+  auto view = r_->image(10);
+
+  const auto got = contents(out);
+  for (size_t px = 0; px < kFrameBytes / 4; ++px) {  // BGRX: green only
+    ASSERT_EQ(got[px * 4 + 0], std::byte{0x00}) << "pixel " << px;
+    ASSERT_EQ(got[px * 4 + 1], std::byte{0xff}) << "pixel " << px;
+    ASSERT_EQ(got[px * 4 + 2], std::byte{0x00}) << "pixel " << px;
+  }
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(std::vector<std::byte>(view->data, view->data + kFrameBytes), got);
+}
+
+TEST_F(VirglRendererTest, Submit3D_EmptyStream_Succeeds) {
+  ASSERT_TRUE(r_->create_context(1, 0, "empty").has_value());
+
+  EXPECT_TRUE(r_->submit_3d(1, {}).has_value());
+}
+
+TEST_F(VirglRendererTest, Submit3D_Garbage_ErrorThenOtherContextsKeepWorking) {
+  make_context_and_target(1, 10);
+  // A command whose length runs past the end, then an unknown command number.
+  const std::vector<uint32_t> overrun = {cmd0(kCcmdClear, 0, 200), 1, 2};
+  const std::vector<uint32_t> unknown = {cmd0(250, 0, 0)};
+
+  EXPECT_EQ(r_->submit_3d(1, bytes_of(unknown)).error(), Renderer3DError::InvalidArgument);
+  (void)r_->submit_3d(1, bytes_of(overrun));  // 0.10.4 reports this one only through the context's error state
+  ASSERT_TRUE(r_->create_context(2, 0, "healthy").has_value());
+  ASSERT_TRUE(r_->attach_resource(2, 10).has_value());
+  EXPECT_TRUE(r_->submit_3d(2, bytes_of(clear_stream(10, {1.0f, 0.0f, 0.0f, 1.0f}))).has_value());
+  auto view = r_->image(10);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->data[2], std::byte{0xff});  // red
+}
+
+TEST_F(VirglRendererTest, Submit3D_BadSizeOrContext_Refused) {
+  ASSERT_TRUE(r_->create_context(1, 0, "sizes").has_value());
+  const std::vector<std::byte> odd(6);
+  const std::vector<std::byte> too_big(VirglOptions{}.max_submit_bytes + 4);
+
+  EXPECT_EQ(r_->submit_3d(1, odd).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->submit_3d(1, too_big).error(), Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->submit_3d(9, {}).error(), Renderer3DError::InvalidContext);
+}
+
+// --- fences --------------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Fences_Global_EachDeliveredOnceInOrderWith64BitIds) {
+  make_context_and_target(1, 10);
+  std::vector<std::pair<FenceRing, uint64_t>> seen;
+  r_->set_fence_callback([&](FenceRing ring, uint64_t id) { seen.emplace_back(ring, id); });
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 0; i < 6; ++i) {
+    ids.push_back((uint64_t{7} << 40) + 100 + i);
+    ASSERT_TRUE(r_->submit_3d(1, bytes_of(clear_stream(10, {0.5f, 0.5f, 0.5f, 1.0f}))).has_value());
+    ASSERT_TRUE(r_->create_fence(FenceRing::global(), ids.back()).has_value());
+  }
+
+  ASSERT_TRUE(poll_until([&] { return seen.size() == ids.size(); }));
+
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(seen[i].first, FenceRing::global());
+    EXPECT_EQ(seen[i].second, ids[i]);
+  }
+  EXPECT_EQ(r_->pending_fences(), 0u);
+}
+
+TEST_F(VirglRendererTest, Fences_ContextRing0_DeliveredOnTheirRing) {
+  make_context_and_target(1, 10);
+  std::vector<std::pair<FenceRing, uint64_t>> seen;
+  r_->set_fence_callback([&](FenceRing ring, uint64_t id) { seen.emplace_back(ring, id); });
+
+  ASSERT_TRUE(r_->create_fence(FenceRing::context(1, 0), 5).has_value());
+  ASSERT_TRUE(r_->create_fence(FenceRing::global(), 6).has_value());
+  ASSERT_TRUE(r_->create_fence(FenceRing::context(1, 0), 7).has_value());
+  ASSERT_TRUE(poll_until([&] { return seen.size() == 3; }));
+
+  std::vector<uint64_t> ring0;
+  for (const auto& [ring, id] : seen) {
+    if (ring == FenceRing::context(1, 0)) ring0.push_back(id);
+  }
+  EXPECT_EQ(ring0, (std::vector<uint64_t>{5, 7}));
+}
+
+TEST_F(VirglRendererTest, Fences_BadRingOrContext_Refused) {
+  ASSERT_TRUE(r_->create_context(1, 0, "rings").has_value());
+
+  EXPECT_EQ(r_->create_fence(FenceRing::context(1, 1), 1).error(), Renderer3DError::InvalidArgument);  // virgl: ring 0
+  EXPECT_EQ(r_->create_fence(FenceRing::context(9, 0), 1).error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->pending_fences(), 0u);
+}
+
+TEST_F(VirglRendererTest, Fences_CallbackCreatesMoreFences_AllDelivered) {
+  std::vector<uint64_t> seen;
+  r_->set_fence_callback([&](FenceRing, uint64_t id) {
+    seen.push_back(id);
+    if (id < 3) {
+      EXPECT_TRUE(r_->create_fence(FenceRing::global(), id + 1).has_value());
+    }
+  });
+
+  ASSERT_TRUE(r_->create_fence(FenceRing::global(), 1).has_value());
+  ASSERT_TRUE(poll_until([&] { return seen.size() == 3; }));
+
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3}));
+}
+
+TEST_F(VirglRendererTest, PollFd_WithThreadSync_ReadableOnceAFenceSignals) {
+  const int fd = r_->poll_fd();
+  ASSERT_GE(fd, 0) << "THREAD_SYNC did not take: poll() would need a timer";
+  bool done = false;
+  r_->set_fence_callback([&](FenceRing, uint64_t) { done = true; });
+
+  ASSERT_TRUE(r_->create_fence(FenceRing::global(), 1).has_value());
+  pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+  const int ready = ::poll(&p, 1, 5000);
+  r_->poll();
+
+  EXPECT_EQ(ready, 1);
+  EXPECT_TRUE(done);
+}
+
+// --- backings ---------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Backing_ReleaseRefresh_KeepsTransfersWorking) {
+  make_context_and_target(1, 10);
+  const GuestScatterList frame = backing(kFrameBytes);
+  ASSERT_TRUE(r_->attach_backing(10, guest_.memory(), frame).has_value());
+
+  r_->release_backings();
+  r_->refresh_backings();
+  r_->refresh_backings();  // releases by itself
+
+  const auto data = pixels(kFrameBytes, 21);
+  fill(frame, data);
+  EXPECT_TRUE(r_->transfer_to_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+  r_->detach_backing(10);
+  r_->detach_backing(10);
+  EXPECT_EQ(r_->attach_backing(77, guest_.memory(), frame).error(), Renderer3DError::InvalidResource);
+}
+
+TEST_F(VirglRendererTest, Backing_RegionRemoved_DroppedOnRefreshAndTransfersFailCleanly) {
+  make_context_and_target(1, 10);
+  const GuestScatterList frame = backing(kFrameBytes);  // its first entry straddles into the second region
+  ASSERT_TRUE(r_->attach_backing(10, guest_.memory(), frame).has_value());
+
+  r_->release_backings();  // while the old mappings are alive
+  ASSERT_TRUE(guest_.memory().remove_region(guest_.regions()[1]).has_value());
+  r_->refresh_backings();
+
+  EXPECT_EQ(r_->transfer_to_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), frame).error(),
+            Renderer3DError::GuestMemory);
+  r_->destroy_resource(10);
+}
+
+// --- reset ---------------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Reset_DropsEverything_ThenWorksAgain) {
+  make_context_and_target(1, 10);
+  ASSERT_TRUE(r_->create_fence(FenceRing::context(1, 0), 1).has_value());
+
+  r_->reset();
+
+  EXPECT_FALSE(r_->image(10).has_value());
+  EXPECT_EQ(r_->pending_fences(), 0u);
+  EXPECT_EQ(r_->submit_3d(1, {}).error(), Renderer3DError::InvalidContext);
+  make_context_and_target(1, 10);
+  bool done = false;
+  r_->set_fence_callback([&](FenceRing, uint64_t) { done = true; });
+  ASSERT_TRUE(r_->create_fence(FenceRing::global(), 2).has_value());
+  EXPECT_TRUE(poll_until([&] { return done; }));
+}
+
+// --- Venus ---------------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Venus_WithRenderServer_CapsetAndContext) {
+  if (!r_->venus()) GTEST_SKIP() << "Venus did not start: virgl_render_server (package virgl-server) missing?";
+  uint32_t version = 0, size = 0;
+  virgl_renderer_get_cap_set(kCapsetVenus, &version, &size);
+
+  const auto& caps = r_->capsets();
+  auto venus = std::find_if(caps.begin(), caps.end(), [](const CapsetInfo& c) { return c.id == kCapsetVenus; });
+  ASSERT_NE(venus, caps.end());
+  EXPECT_EQ(*venus, (CapsetInfo{.id = kCapsetVenus, .max_version = version, .max_size = size}));
+  auto bytes = r_->capset(kCapsetVenus, venus->max_version);
+  ASSERT_TRUE(bytes.has_value());
+  EXPECT_TRUE(std::any_of(bytes->begin(), bytes->end(), [](std::byte b) { return b != std::byte{0}; }));
+  EXPECT_TRUE(r_->create_context(5, kCapsetVenus, "venus").has_value());
+  r_->destroy_context(5);
+}
+
+TEST_F(VirglRendererTest, Venus_ContextFences_DeliveredInOrderOnRing0) {
+  if (!r_->venus()) GTEST_SKIP() << "Venus did not start: virgl_render_server (package virgl-server) missing?";
+  ASSERT_TRUE(r_->create_context(5, kCapsetVenus, "venus").has_value());
+  std::vector<std::pair<FenceRing, uint64_t>> seen;
+  r_->set_fence_callback([&](FenceRing ring, uint64_t id) { seen.emplace_back(ring, id); });
+
+  // Rings above 0 exist only once the guest created a Venus queue on them (vkr refuses them before).
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(r_->create_fence(FenceRing::context(5, 0), id).has_value());
+  ASSERT_TRUE(poll_until([&] { return seen.size() == 3; }));
+
+  for (uint64_t id = 1; id <= 3; ++id) EXPECT_EQ(seen[id - 1], std::make_pair(FenceRing::context(5, 0), id));
+  EXPECT_GE(r_->context_poll_fd(5), 0);  // Venus contexts on the render server signal through their own fd
+}
+
+}  // namespace
+}  // namespace vgpu
