@@ -6,6 +6,9 @@
 #include "app/server.h"
 #include "common/log.h"
 #include "gpu/device.h"
+#ifdef VGPU_HAVE_VIRGL
+#include "renderer/virgl/virgl_renderer.h"
+#endif
 
 namespace vgpu {
 
@@ -22,12 +25,26 @@ int run_main(int argc, char** argv) {
     VGPU_LOG_ERROR("cannot create the event loop (errno {})", loop.error());
     return 1;
   }
+  std::unique_ptr<Renderer2D> renderer;
+  Renderer3D* renderer_3d = nullptr;
+#ifdef VGPU_HAVE_VIRGL
+  if (opts.virgl) {
+    // Start 3D before accepting any frontend: a daemon that cannot render must not look alive.
+    auto virgl = VirglRenderer::create(VirglOptions{.render_node = opts.render_node, .venus = opts.venus});
+    if (!virgl) {
+      VGPU_LOG_ERROR("--virgl: 3D cannot start: {}", virgl.error());
+      return 1;
+    }
+    renderer_3d = virgl->get();
+    renderer = std::move(*virgl);
+  }
+#endif
   GpuDevice device(GpuDeviceConfig{.num_scanouts = opts.outputs,
                                    .max_resource_memory = opts.max_resource_memory,
                                    .headless = opts.headless,
                                    .headless_width = opts.width,
                                    .headless_height = opts.height},
-                   &*loop);
+                   &*loop, std::move(renderer), renderer_3d);
   auto dump = [&device, dir = opts.screenshot_dir] {
     auto paths = device.dump_frames(dir);
     if (!paths) {

@@ -32,9 +32,13 @@ bool parse_resolution(const std::string& text, uint32_t& width, uint32_t& height
 }  // namespace
 
 std::string capabilities_json() {
-  // No optional GPU features yet: "virgl" and "render-node" appear here once 3D works (libvirt reads this to
-  // decide which options it may pass).
+  // libvirt reads this to decide which options it may pass: "virgl" and "render-node" only in builds with the
+  // virgl renderer.
+#ifdef VGPU_HAVE_VIRGL
+  return "{\n  \"type\": \"gpu\",\n  \"features\": [\n    \"render-node\",\n    \"virgl\"\n  ]\n}\n";
+#else
   return "{\n  \"type\": \"gpu\",\n  \"features\": []\n}\n";
+#endif
 }
 
 std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
@@ -75,6 +79,17 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("BYTES")
       ->transform(CLI::AsSizeValue(false))
       ->default_str("512M");
+#ifdef VGPU_HAVE_VIRGL
+  app.add_flag("--virgl", opts.virgl,
+               "3D acceleration through libvirglrenderer (OpenGL guests via Mesa's virgl driver); the daemon exits "
+               "with an error if 3D cannot start");
+  app.add_option("-r,--render-node", opts.render_node,
+                 "DRM render node for 3D (e.g. /dev/dri/renderD128); default: surfaceless EGL (any GPU driver, or "
+                 "Mesa llvmpipe without a GPU)")
+      ->type_name("PATH")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--venus", opts.venus, "Also offer Vulkan (Venus) contexts; needs --virgl and virgl_render_server");
+#endif
   app.add_flag("--headless", opts.headless,
                "Keep frames here instead of sending them to QEMU's display (also the default until QEMU "
                "sends its display socket)");
@@ -120,6 +135,10 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
   if (!parse_resolution(resolution, opts.width, opts.height)) {
     std::cerr << "vhost-gpu: --resolution: expected WIDTHxHEIGHT between 16x16 and 16384x16384, got '" << resolution
               << "'\nRun with --help for usage.\n";
+    return ExitNow{2};
+  }
+  if ((opts.venus || !opts.render_node.empty()) && !opts.virgl) {
+    std::cerr << "vhost-gpu: --venus and --render-node need --virgl\n";
     return ExitNow{2};
   }
   if (opts.max_resource_memory == 0) {

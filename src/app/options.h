@@ -21,6 +21,9 @@ struct Options {
   uint32_t height = 800;
   uint64_t max_resource_memory = 512ull << 20;
   bool headless = false;
+  bool virgl = false;       // 3D through libvirglrenderer (QEMU's option name)
+  bool venus = false;       // Vulkan (Venus) contexts too; needs --virgl
+  std::string render_node;  // empty: surfaceless EGL
   std::string screenshot_dir = ".";
   std::string log_level = "info";
 };

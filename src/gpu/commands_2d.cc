@@ -183,6 +183,13 @@ CommandResult GpuDevice::on_resource_attach_backing(const virtio_gpu_resource_at
     VGPU_LOG_DEBUG("RESOURCE_ATTACH_BACKING resource {}: {}", req.resource_id, to_string(list.error()));
     return fail(GpuError::InvalidParameter);
   }
+  if (r3d_ != nullptr) {
+    // virglrenderer keeps its own view of the backing (iovecs) for 2D and 3D transfers.
+    if (auto r = r3d_->attach_backing(req.resource_id, *mem_, *list); !r) {
+      resources_.release(host_bytes);
+      return fail(r.error() == Renderer3DError::OutOfMemory ? GpuError::OutOfMemory : GpuError::InvalidParameter);
+    }
+  }
   res->backing.emplace(std::move(*list));
   res->host_bytes += host_bytes;
   return ResponseBytes{};
@@ -193,6 +200,7 @@ CommandResult GpuDevice::on_resource_detach_backing(const virtio_gpu_resource_de
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
   if (!res->backing) return fail(GpuError::InvalidParameter);
   const uint64_t host_bytes = res->backing->entries().size() * sizeof(ScatterEntry);
+  if (r3d_ != nullptr) r3d_->detach_backing(req.resource_id);
   res->backing.reset();
   res->host_bytes -= host_bytes;
   resources_.release(host_bytes);

@@ -36,21 +36,53 @@ std::unique_ptr<Display> make_headless(const GpuDeviceConfig& cfg) {
 
 }  // namespace
 
-GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop)
-    : cfg_(config), loop_(loop), renderer_(std::make_unique<Soft2DRenderer>()), resources_(config.max_resource_memory) {
+GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Renderer2D> renderer,
+                     Renderer3D* renderer_3d)
+    : cfg_(config),
+      loop_(loop),
+      renderer_(renderer ? std::move(renderer) : std::make_shared<Soft2DRenderer>()),
+      r3d_(renderer_3d),
+      resources_(config.max_resource_memory) {
   config_.num_scanouts = cfg_.num_scanouts;
+  if (r3d_ != nullptr) {
+    // num_capsets is what really initialised (spec 5.7.4), never a fixed count.
+    config_.num_capsets = static_cast<uint32_t>(r3d_->capsets().size());
+    // Callbacks come only from r3d_->poll(), which the event loop calls: no lock, no re-entrancy into
+    // virglrenderer (the renderer documents this).
+    r3d_->set_fence_callback([this](FenceRing ring, uint64_t id) { on_fence(ring, id); });
+    register_renderer_poll();
+  }
   install_display(make_headless(cfg_));
 }
 
 GpuDevice::~GpuDevice() {
-  if (loop_ != nullptr && registered_display_fd_ >= 0) loop_->remove(registered_display_fd_);
+  if (loop_ == nullptr) return;
+  if (registered_display_fd_ >= 0) loop_->remove(registered_display_fd_);
+  if (registered_poll_fd_ >= 0) loop_->remove(registered_poll_fd_);
+  for (const auto& [id, ctx] : contexts_) {
+    if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);
+  }
+}
+
+void GpuDevice::register_renderer_poll() {
+  if (loop_ == nullptr || r3d_ == nullptr) return;
+  if (registered_poll_fd_ >= 0) loop_->remove(registered_poll_fd_);
+  registered_poll_fd_ = r3d_->poll_fd();
+  if (registered_poll_fd_ < 0) return;
+  if (auto r = loop_->add(registered_poll_fd_, {Token::RendererPoll, 0}, EPOLLIN); !r) {
+    VGPU_LOG_ERROR("cannot poll the renderer's fence fd (errno {})", r.error());
+    registered_poll_fd_ = -1;
+  }
 }
 
 uint64_t GpuDevice::features() const {
-  // EDID always works: from the display when it negotiated EDID, else generated from the layout.
-  // VIRGL, RESOURCE_UUID, RESOURCE_BLOB and CONTEXT_INIT come with the 3D renderer.
-  return feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_RING_F_INDIRECT_DESC) |
-         feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID);
+  // EDID always works: from the display when it negotiated EDID, else generated from the layout. VIRGL and
+  // CONTEXT_INIT (capset-typed contexts, per-ring fences) only with a 3D renderer. RESOURCE_BLOB and
+  // RESOURCE_UUID are not offered: their commands are not implemented yet.
+  uint64_t f = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_RING_F_INDIRECT_DESC) |
+               feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID);
+  if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
+  return f;
 }
 
 bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
@@ -78,9 +110,13 @@ void GpuDevice::on_queue_stopped(size_t index) {
   if (index >= queues_.size()) return;
   // A stalled chain belongs to the stopping queue: return it unanswered (length 0) so the driver gets its
   // descriptors back; the restarted queue resumes after it.
-  if (index == kControlQueue && stalled_ && queues_[index] != nullptr) {
-    queues_[index]->add_used(std::move(*stalled_), 0);
-    stalled_.reset();
+  if (index == kControlQueue && queues_[index] != nullptr) {
+    if (stalled_) {
+      queues_[index]->add_used(std::move(*stalled_), 0);
+      stalled_.reset();
+    }
+    // Held fenced responses were answered already: hand them back now rather than lose them.
+    release_fences([](const PendingFence&) { return true; });
   }
   queues_[index] = nullptr;
 }
@@ -96,8 +132,13 @@ void GpuDevice::drain(size_t index) {
   if (queue == nullptr) return;
   if (index == kControlQueue && stalled_) {
     uint32_t written = 0;
-    if (!process(index, *stalled_, written)) return;  // still waiting for the display
-    queue->add_used(std::move(*stalled_), written);
+    const Outcome outcome = process(index, *stalled_, written);
+    if (outcome == Outcome::Stall) return;  // still waiting for the display
+    if (outcome == Outcome::Fenced) {
+      pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(*stalled_), written});
+    } else {
+      queue->add_used(std::move(*stalled_), written);
+    }
     stalled_.reset();
   }
   // Drain with notifications disabled, then re-enable and drain again if buffers arrived in between
@@ -113,12 +154,16 @@ void GpuDevice::drain(size_t index) {
       }
       if (!*chain) break;
       uint32_t written = 0;
-      if (!process(index, **chain, written)) {
-        stalled_.emplace(std::move(**chain));
-        stalled = true;
-        break;
+      switch (process(index, **chain, written)) {
+        case Outcome::Stall:
+          stalled_.emplace(std::move(**chain));
+          stalled = true;
+          break;
+        case Outcome::Fenced:
+          pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(**chain), written});
+          break;
+        case Outcome::Done: queue->add_used(std::move(**chain), written); break;
       }
-      queue->add_used(std::move(**chain), written);
     }
   } while (!stalled && queue->enable_notifications() && !queue->broken());
   if (queue->broken()) VGPU_LOG_WARN("queue {} is broken: {}", index, to_string(*queue->broken_reason()));
@@ -148,18 +193,20 @@ bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> requ
   return true;
 }
 
-bool GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written) {
+GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written) {
   Reader reader = chain.reader();
   Writer writer = chain.writer();
   const bool cursor_queue = index == kCursorQueue;
   const char* queue_name = cursor_queue ? "cursorq" : "controlq";
 
   virtio_gpu_ctrl_hdr hdr{};
-  CommandResult result = fail(GpuError::Unspec);
+  // The outcome as two plain values (a CommandResult here trips g++ 12's -Wmaybe-uninitialized).
+  GpuError error = GpuError::Unspec;
+  std::optional<ResponseBytes> answer;
   auto peeked = reader.peek<virtio_gpu_ctrl_hdr>();
   if (!peeked) {
     VGPU_LOG_WARN("{}: request of {} bytes is shorter than a virtio_gpu_ctrl_hdr", queue_name, reader.remaining());
-    result = fail(GpuError::InvalidParameter);
+    error = GpuError::InvalidParameter;
   } else {
     hdr = *peeked;
     const CommandInfo* info = find_command(hdr.type);
@@ -176,36 +223,40 @@ bool GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written)
     } else if (reader.remaining() < info->request_size) {
       VGPU_LOG_WARN("{}: command {} is {} bytes, needs {}", queue_name, info->name, reader.remaining(),
                     info->request_size);
-      result = fail(GpuError::InvalidParameter);
+      error = GpuError::InvalidParameter;
     } else {
       // Copy the request out of the guest once; everything after this reads the host copy.
       alignas(8) std::array<std::byte, kMaxRequestSize> request{};
       const auto request_bytes = std::span(request).first(info->request_size);
       (void)reader.read_bytes(request_bytes);  // cannot fail: remaining() >= request_size
-      if (!display_ready_for(hdr.type, request_bytes)) return false;
+      if (!display_ready_for(hdr.type, request_bytes)) return Outcome::Stall;
       VGPU_LOG_DEBUG("{}: command {}", queue_name, info->name);
       VGPU_LOG_TRACE("{}: {} ({} bytes)", queue_name, command_name(hdr.type), info->request_size);
-      result = info->thunk(*this, request_bytes, reader);
-      if (!result) VGPU_LOG_DEBUG("{}: {} failed: {}", queue_name, info->name, to_string(result.error()));
+      auto result = info->thunk(*this, request_bytes, reader);
+      if (result) {
+        answer = std::move(*result);
+      } else {
+        error = result.error();
+        VGPU_LOG_DEBUG("{}: {} failed: {}", queue_name, info->name, to_string(error));
+      }
     }
   }
 
   // The cursor queue carries no responses (spec 5.7.6.10: the device does not write to it).
   if (cursor_queue) {
     written = 0;
-    return true;
+    return Outcome::Done;
   }
   ResponseBytes response;
-  if (result && !result->empty()) {
-    response = std::move(*result);
+  if (answer && !answer->empty()) {
+    response = std::move(*answer);
   } else {
     response.resize(sizeof(virtio_gpu_ctrl_hdr));
-    const uint32_t type = result ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(result.error());
+    const uint32_t type = answer ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(error);
     std::memcpy(response.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
   }
   // Spec 5.7.6.7: with VIRTIO_GPU_FLAG_FENCE the device MUST set the flag in the response and copy fence_id
-  // (and, with INFO_RING_IDX, ring_idx); ctx_id is echoed too. Every command completes before its
-  // response here, so fences signal in submission order.
+  // (and, with INFO_RING_IDX, ring_idx); ctx_id is echoed too.
   virtio_gpu_ctrl_hdr out{};
   std::memcpy(&out, response.data(), sizeof(out));
   out.flags = hdr.flags & (VIRTIO_GPU_FLAG_FENCE | VIRTIO_GPU_FLAG_INFO_RING_IDX);
@@ -217,10 +268,57 @@ bool GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written)
     VGPU_LOG_WARN("{}: {} bytes of room for a {}-byte response to {}", queue_name, writer.available(), response.size(),
                   command_name(hdr.type));
     written = 0;
-    return true;
+    return Outcome::Done;
   }
   written = static_cast<uint32_t>(writer.written());
+  // Spec 5.7.6.7: a fenced command's completion means its fence signalled. With a 3D renderer the work may
+  // still be running: hold the response until the renderer's fence for it signals.
+  return peeked && fence_command(hdr) ? Outcome::Fenced : Outcome::Done;
+}
+
+bool GpuDevice::fence_command(const virtio_gpu_ctrl_hdr& hdr) {
+  if (r3d_ == nullptr || (hdr.flags & VIRTIO_GPU_FLAG_FENCE) == 0) return false;
+  // With CONTEXT_INIT, VIRTIO_GPU_FLAG_INFO_RING_IDX puts the fence on the context's ring `ring_idx`
+  // (spec 5.7.6.7); otherwise it is on the device's global timeline.
+  const bool per_ring = (hdr.flags & VIRTIO_GPU_FLAG_INFO_RING_IDX) != 0 && has_feature(VIRTIO_GPU_F_CONTEXT_INIT) &&
+                        contexts_.contains(hdr.ctx_id);
+  const FenceRing ring = per_ring ? FenceRing::context(hdr.ctx_id, hdr.ring_idx) : FenceRing::global();
+  if (auto r = r3d_->create_fence(ring, hdr.fence_id); !r) {
+    VGPU_LOG_DEBUG("fence {} not created ({}): completing at once", hdr.fence_id, to_string(r.error()));
+    return false;
+  }
+  pending_fence_ring_ = ring;
+  pending_fence_id_ = hdr.fence_id;
   return true;
+}
+
+void GpuDevice::on_fence(FenceRing ring, uint64_t fence_id) {
+  Queue* queue = queues_[kControlQueue];
+  // Held responses are in submission order; releasing every one of this ring up to fence_id keeps the
+  // per-ring completion order. The race "a fence signals right after creation" cannot lose a completion:
+  // the chain is held before the event loop next calls r3d_->poll(), the only place callbacks run.
+  for (auto it = pending_fences_.begin(); it != pending_fences_.end();) {
+    if (it->ring == ring && it->fence_id <= fence_id) {
+      if (queue != nullptr) queue->add_used(std::move(it->chain), it->written);
+      it = pending_fences_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (queue != nullptr) queue->notify_if_needed();
+}
+
+void GpuDevice::release_fences(const std::function<bool(const PendingFence&)>& which) {
+  Queue* queue = queues_[kControlQueue];
+  for (auto it = pending_fences_.begin(); it != pending_fences_.end();) {
+    if (which(*it)) {
+      if (queue != nullptr) queue->add_used(std::move(it->chain), it->written);
+      it = pending_fences_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (queue != nullptr) queue->notify_if_needed();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -270,6 +368,12 @@ void GpuDevice::on_display_socket(UniqueFd fd) {
 
 void GpuDevice::on_event(Source source, uint32_t events) {
   if (source.token == Token::DisplaySocket) on_display_event(events);
+  if (source.token == Token::RendererPoll && r3d_ != nullptr) r3d_->poll();
+}
+
+void GpuDevice::on_memory_changed() {
+  // The 3D renderer keeps host views of attached backings: resolve them again in the new mappings.
+  if (r3d_ != nullptr) r3d_->refresh_backings();
 }
 
 void GpuDevice::on_display_event(uint32_t events) {
@@ -308,6 +412,13 @@ Result<std::vector<std::string>, std::string> GpuDevice::dump_frames(const std::
 
 void GpuDevice::reset() {
   if (stalled_) stalled_.reset();  // its queue is gone with the session
+  pending_fences_.clear();
+  if (loop_ != nullptr) {
+    for (const auto& [id, ctx] : contexts_) {
+      if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);
+    }
+  }
+  contexts_.clear();
   queues_ = {};
   mem_ = nullptr;
   config_.events_read = 0;
@@ -316,6 +427,7 @@ void GpuDevice::reset() {
   scanouts_ = {};
   resources_.clear();
   renderer_->reset();
+  register_renderer_poll();  // virglrenderer's reset re-initialises it with a new poll fd
   last_layout_.reset();
   display_refresh_requested_ = false;
   install_display(make_headless(cfg_));

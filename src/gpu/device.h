@@ -15,15 +15,19 @@
 #include <array>
 #include <bitset>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/event_loop.h"
 #include "display/display.h"
 #include "gpu/command_table.h"
 #include "gpu/resource_table.h"
 #include "renderer/renderer_2d.h"
+#include "renderer/renderer_3d.h"
 #include "vhost_user/backend.h"
 
 namespace vgpu {
@@ -43,8 +47,12 @@ class GpuDevice final : public Backend {
   // RESOURCE_ATTACH_BACKING entries accepted per resource (16 host bytes each, charged to the budget).
   static constexpr uint32_t kMaxBackingEntries = 1u << 18;
 
-  // `loop` may be null (unit tests, fuzzers): a display socket is then not polled.
-  GpuDevice(GpuDeviceConfig config, EventLoop* loop);
+  // `loop` may be null (unit tests, fuzzers): a display socket is then not polled. Without a renderer the
+  // device uses soft2d (2D only). With a 3D renderer (`renderer_3d` is the same object as `renderer`, e.g.
+  // VirglRenderer), VIRGL and CONTEXT_INIT are offered and the 3D commands work.
+  // The renderer is shared so tests can lend one (virglrenderer allows one instance per process).
+  GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Renderer2D> renderer = nullptr,
+            Renderer3D* renderer_3d = nullptr);
   ~GpuDevice() override;
 
   [[nodiscard]] size_t num_queues() const override { return 2; }
@@ -60,6 +68,7 @@ class GpuDevice final : public Backend {
   void on_queue_stopped(size_t index) override;
   void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) override;
   void on_display_socket(UniqueFd fd) override;
+  void on_memory_changed() override;
   void reset() override;
 
   // Replaces the display (tests inject fakes; the device itself swaps headless and socket displays).
@@ -88,6 +97,19 @@ class GpuDevice final : public Backend {
   CommandResult on_resource_detach_backing(const virtio_gpu_resource_detach_backing& req, Reader& rest);
   CommandResult on_update_cursor(const virtio_gpu_update_cursor& req, Reader& rest);
   CommandResult on_move_cursor(const virtio_gpu_update_cursor& req, Reader& rest);
+  CommandResult on_get_capset_info(const virtio_gpu_get_capset_info& req, Reader& rest);
+  CommandResult on_get_capset(const virtio_gpu_get_capset& req, Reader& rest);
+  CommandResult on_ctx_create(const virtio_gpu_ctx_create& req, Reader& rest);
+  CommandResult on_ctx_destroy(const virtio_gpu_ctx_destroy& req, Reader& rest);
+  CommandResult on_ctx_attach_resource(const virtio_gpu_ctx_resource& req, Reader& rest);
+  CommandResult on_ctx_detach_resource(const virtio_gpu_ctx_resource& req, Reader& rest);
+  CommandResult on_resource_create_3d(const virtio_gpu_resource_create_3d& req, Reader& rest);
+  CommandResult on_transfer_to_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& rest);
+  CommandResult on_transfer_from_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& rest);
+  CommandResult on_submit_3d(const virtio_gpu_cmd_submit& req, Reader& rest);
+
+  [[nodiscard]] size_t pending_fences() const { return pending_fences_.size(); }
+  [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
 
  private:
   struct Scanout {
@@ -95,10 +117,30 @@ class GpuDevice final : public Backend {
     Rect rect;                 // the part of the resource shown (resource coordinates)
   };
 
+  enum class Outcome {
+    Done,    // answered: put the chain on the used ring
+    Stall,   // waits for the display (GET_DISPLAY_INFO / GET_EDID): keep it in stalled_ and stop draining
+    Fenced,  // answered, but the response is released when its fence signals (pending_fences_)
+  };
+  struct PendingFence {
+    FenceRing ring;
+    uint64_t fence_id;
+    DescriptorChain chain;
+    uint32_t written;
+  };
+
   // Drains `index` until empty or until a command must wait for the display (then `stalled_` holds it).
   void drain(size_t index);
-  // Answers one chain; false when it must wait for the display (the chain is then kept in stalled_).
-  bool process(size_t index, DescriptorChain& chain, uint32_t& written);
+  // Answers one chain (writing the response), and says what to do with it.
+  Outcome process(size_t index, DescriptorChain& chain, uint32_t& written);
+  // Creates the renderer fence for a fenced command; false when the command can complete at once.
+  bool fence_command(const virtio_gpu_ctrl_hdr& hdr);
+  // The renderer signalled `fence_id` on `ring`: release every held response of that ring up to it, in order.
+  void on_fence(FenceRing ring, uint64_t fence_id);
+  // Completes every held response now (queue stopping, context destroyed: the renderer drops their fences).
+  void release_fences(const std::function<bool(const PendingFence&)>& which);
+  void register_renderer_poll();
+  [[nodiscard]] Result<const GuestScatterList*, GpuError> backing_of(uint32_t resource_id) const;
   // True when `type` can be answered now (GET_DISPLAY_INFO / GET_EDID wait for the display's answers).
   // Asks the display to refresh its layout for GET_DISPLAY_INFO (once per command).
   bool display_ready_for(uint32_t type, std::span<const std::byte> request);
@@ -114,7 +156,16 @@ class GpuDevice final : public Backend {
   const GuestMemory* mem_ = nullptr;
   std::array<Queue*, 2> queues_{};
   std::optional<DescriptorChain> stalled_;  // a control command waiting for the display
-  std::unique_ptr<Renderer2D> renderer_;
+  std::shared_ptr<Renderer2D> renderer_;
+  Renderer3D* r3d_ = nullptr;  // the same object as renderer_ when 3D is on
+  struct Context {
+    int poll_fd = -1;  // a Venus context's own fence fd, registered as Token::RendererPoll index ctx_id
+  };
+  std::unordered_map<uint32_t, Context> contexts_;
+  std::deque<PendingFence> pending_fences_;
+  FenceRing pending_fence_ring_;  // set by fence_command() for the chain process() just answered
+  uint64_t pending_fence_id_ = 0;
+  int registered_poll_fd_ = -1;
   std::unique_ptr<Display> display_;
   bool display_refresh_requested_ = false;
   int registered_display_fd_ = -1;

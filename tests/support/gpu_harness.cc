@@ -4,12 +4,13 @@
 
 namespace vgpu::test {
 
-GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t memory_bytes) {
+GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t memory_bytes,
+                       std::shared_ptr<Renderer2D> renderer, Renderer3D* renderer_3d) {
   // Two adjacent regions, so backings can straddle a region boundary.
   const uint64_t half = memory_bytes / 2;
   guest_ = std::make_unique<FakeGuestMemory>(
       std::vector<FakeRegion>{{GuestAddress{0}, half}, {GuestAddress{half}, memory_bytes - half}});
-  device_ = std::make_unique<GpuDevice>(config, nullptr);
+  device_ = std::make_unique<GpuDevice>(config, nullptr, std::move(renderer), renderer_3d);
   device_->set_acked_features(acked_features);
   for (size_t i = 0; i < device_->num_queues(); ++i) {
     vqs_.push_back(std::make_unique<FakeVirtqueue>(*guest_, FakeQueueOptions{.size = 64}));
@@ -38,10 +39,13 @@ std::optional<std::vector<std::byte>> GpuHarness::send(size_t queue, std::span<c
   device_->on_queue_kick(queue, *queues_.at(queue), guest_->memory());
   std::vector<std::byte> response;
   if (response_size > 0) response = guest_->read(built.writable.at(0).addr, response_size);
-  auto used = vq.next_used();
-  if (!used || used->id != built.head) return std::nullopt;
-  response.resize(std::min<size_t>(used->len, response.size()));
-  return response;
+  // Skip completions of earlier chains (fenced ones released since): ours is the last one published.
+  while (auto used = vq.next_used()) {
+    if (used->id != built.head) continue;
+    response.resize(std::min<size_t>(used->len, response.size()));
+    return response;
+  }
+  return std::nullopt;
 }
 
 uint32_t GpuHarness::response_type(const std::optional<std::vector<std::byte>>& response) {

@@ -23,7 +23,8 @@ class GpuHarness {
   static constexpr uint64_t kDefaultFeatures = uint64_t{1} << VIRTIO_GPU_F_EDID;
 
   explicit GpuHarness(GpuDeviceConfig config = {}, uint64_t acked_features = kDefaultFeatures,
-                      uint64_t memory_bytes = 64ull << 20);
+                      uint64_t memory_bytes = 64ull << 20, std::shared_ptr<Renderer2D> renderer = nullptr,
+                      Renderer3D* renderer_3d = nullptr);
   ~GpuHarness();
   GpuHarness(const GpuHarness&) = delete;
   GpuHarness& operator=(const GpuHarness&) = delete;

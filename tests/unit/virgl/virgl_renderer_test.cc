@@ -17,9 +17,11 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/fake_guest.h"
+#include "support/gpu_harness.h"
 
 // The test reads the library's own numbers to compare (plain C header, no extern "C" guards).
 extern "C" {
@@ -651,3 +653,203 @@ TEST_F(VirglRendererTest, Venus_ContextFences_DeliveredInOrderOnRing0) {
 
 }  // namespace
 }  // namespace vgpu
+
+// ---------------------------------------------------------------------------------------------------------
+// The device's 3D command set on the real renderer (the device borrows the process's one virgl instance).
+
+namespace vgpu::test {
+namespace {
+
+constexpr uint64_t k3dFeatures = (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
+                                 (uint64_t{1} << VIRTIO_GPU_F_EDID);
+
+class Gpu3dCommands : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    r_ = shared_renderer();
+    if (r_ == nullptr) GTEST_FAIL() << "VirglRenderer::create failed: " << init_error();
+    // Borrowed, not owned: an aliasing shared_ptr with no control block.
+    h_.emplace(GpuDeviceConfig{}, k3dFeatures, 64ull << 20, std::shared_ptr<Renderer2D>(std::shared_ptr<void>(), r_),
+               r_);
+  }
+  void TearDown() override {
+    h_.reset();
+    if (r_ == nullptr) return;
+    r_->set_fence_callback(nullptr);
+    r_->reset();
+  }
+  uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0) {
+    virtio_gpu_ctx_create req{};
+    req.hdr.type = VIRTIO_GPU_CMD_CTX_CREATE;
+    req.hdr.ctx_id = ctx_id;
+    req.nlen = 4;
+    req.context_init = context_init;
+    std::memcpy(req.debug_name, "test", 4);
+    return h_->command_type(req);
+  }
+  // Polls the renderer until no fenced response is held (or 5 s pass).
+  bool drain_fences() {
+    for (int i = 0; i < 500 && h_->device().pending_fences() > 0; ++i) {
+      h_->device().on_event({Token::RendererPoll, 0}, EPOLLIN);
+      if (h_->device().pending_fences() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return h_->device().pending_fences() == 0;
+  }
+
+  VirglRenderer* r_ = nullptr;
+  std::optional<GpuHarness> h_;
+};
+
+TEST_F(Gpu3dCommands, Features_With3d_OfferVirglAndContextInit) {
+  const uint64_t f = h_->device().features();
+  EXPECT_NE(f & (uint64_t{1} << VIRTIO_GPU_F_VIRGL), 0u);
+  EXPECT_NE(f & (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT), 0u);
+  EXPECT_EQ(f & (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB), 0u);
+}
+
+TEST_F(Gpu3dCommands, Config_NumCapsets_MatchesRenderer) {
+  EXPECT_EQ(h_->device().config().num_capsets, r_->capsets().size());
+}
+
+TEST_F(Gpu3dCommands, GetCapsetInfo_Index0_Virgl) {
+  virtio_gpu_get_capset_info req{};
+  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET_INFO;
+  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_resp_capset_info));
+  ASSERT_TRUE(resp);
+  virtio_gpu_resp_capset_info info{};
+  std::memcpy(&info, resp->data(), sizeof(info));
+  EXPECT_EQ(info.hdr.type, VIRTIO_GPU_RESP_OK_CAPSET_INFO);
+  EXPECT_EQ(info.capset_id, kCapsetVirgl);
+  EXPECT_EQ(info.capset_max_size, 308u);
+}
+
+TEST_F(Gpu3dCommands, GetCapsetInfo_IndexPastEnd_InvalidParameter) {
+  virtio_gpu_get_capset_info req{};
+  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET_INFO;
+  req.capset_index = 7;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+}
+
+TEST_F(Gpu3dCommands, GetCapset_Virgl2_ReturnsData) {
+  virtio_gpu_get_capset req{};
+  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET;
+  req.capset_id = kCapsetVirgl2;
+  req.capset_version = 2;
+  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr) + 1376);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(GpuHarness::response_type(resp), VIRTIO_GPU_RESP_OK_CAPSET);
+  EXPECT_EQ(resp->size(), sizeof(virtio_gpu_ctrl_hdr) + 1376);
+}
+
+TEST_F(Gpu3dCommands, GetCapset_UnknownId_InvalidParameter) {
+  virtio_gpu_get_capset req{};
+  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET;
+  req.capset_id = 99;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+}
+
+TEST_F(Gpu3dCommands, CtxCreate_Twice_InvalidContextId) {
+  ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
+  EXPECT_EQ(ctx_create(1), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+}
+
+TEST_F(Gpu3dCommands, CtxCreate_IdZero_InvalidContextId) {
+  EXPECT_EQ(ctx_create(0), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+}
+
+TEST_F(Gpu3dCommands, CtxDestroy_Unknown_InvalidContextId) {
+  virtio_gpu_ctx_destroy req{};
+  req.hdr.type = VIRTIO_GPU_CMD_CTX_DESTROY;
+  req.hdr.ctx_id = 5;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+}
+
+TEST_F(Gpu3dCommands, Submit3d_UnknownContext_InvalidContextId) {
+  virtio_gpu_cmd_submit req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+  req.hdr.ctx_id = 9;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+}
+
+TEST_F(Gpu3dCommands, Submit3d_SizeBeyondChain_InvalidParameter) {
+  ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
+  virtio_gpu_cmd_submit req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+  req.hdr.ctx_id = 1;
+  req.size = 4096;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+}
+
+TEST_F(Gpu3dCommands, Submit3d_GarbageFenced_ErrorAndFenceStillCompletes) {
+  ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
+  virtio_gpu_cmd_submit req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+  req.hdr.ctx_id = 1;
+  req.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
+  req.hdr.fence_id = 1;
+  const std::vector<uint32_t> garbage{0xdeadbeef, 0x12345678};
+  req.size = static_cast<uint32_t>(garbage.size() * 4);
+  auto first = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr), bytes_of(garbage));
+  EXPECT_FALSE(first);  // held until its fence signals
+  EXPECT_TRUE(drain_fences());
+  EXPECT_EQ(ctx_create(2), VIRTIO_GPU_RESP_OK_NODATA);  // the device keeps serving
+}
+
+TEST_F(Gpu3dCommands, FencedCommands_ManyOnGlobalTimeline_AllCompletedAfterPoll) {
+  ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
+  for (uint64_t fence = 1; fence <= 5; ++fence) {
+    virtio_gpu_cmd_submit req{};
+    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+    req.hdr.ctx_id = 1;
+    req.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
+    req.hdr.fence_id = fence;
+    (void)h_->send(0, GpuHarness::as_bytes(req));
+  }
+  ASSERT_TRUE(drain_fences());
+  size_t completed = 0;
+  while (h_->queue(0).next_used()) ++completed;  // the held chains, released by their fences
+  EXPECT_EQ(completed, 5u);
+}
+
+TEST_F(Gpu3dCommands, Resource3d_CreateAttachTransferScanout_FlushReachesDisplay) {
+  virtio_gpu_resource_create_3d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D;
+  req.resource_id = 10;
+  req.target = kPipeTexture2D;
+  req.format = kVirglFormatB8G8R8X8;
+  req.bind = kBindRenderTarget | kBindSamplerView;
+  req.width = 64;
+  req.height = 32;
+  req.depth = 1;
+  req.array_size = 1;
+  ASSERT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_OK_NODATA);
+  ASSERT_EQ(h_->attach_backing(10, 64 * 32 * 4, 2), VIRTIO_GPU_RESP_OK_NODATA);
+  EXPECT_EQ(h_->transfer(10, {0, 0, 64, 32}, 0), VIRTIO_GPU_RESP_OK_NODATA);
+  EXPECT_EQ(h_->set_scanout(0, 10, {0, 0, 64, 32}), VIRTIO_GPU_RESP_OK_NODATA);
+  EXPECT_EQ(h_->flush(10, {0, 0, 64, 32}), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+TEST_F(Gpu3dCommands, Resource3d_HugeDimensions_OutOfMemory) {
+  virtio_gpu_resource_create_3d req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D;
+  req.resource_id = 11;
+  req.target = kPipeTexture2D;
+  req.format = kVirglFormatB8G8R8X8;
+  req.width = 0xffffffffu;
+  req.height = 0xffffffffu;
+  req.depth = 0xffffffffu;
+  req.array_size = 0xffffffffu;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
+}
+
+TEST_F(Gpu3dCommands, CtxAttach_UnknownResource_InvalidResourceId) {
+  ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
+  virtio_gpu_ctx_resource req{};
+  req.hdr.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE;
+  req.hdr.ctx_id = 1;
+  req.resource_id = 77;
+  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+}
+
+}  // namespace
+}  // namespace vgpu::test
