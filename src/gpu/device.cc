@@ -168,6 +168,7 @@ void GpuDevice::drain(size_t index) {
   } while (!stalled && queue->enable_notifications() && !queue->broken());
   if (queue->broken()) VGPU_LOG_WARN("queue {} is broken: {}", index, to_string(*queue->broken_reason()));
   queue->notify_if_needed();
+  layout_fresh_ = false;
   update_display_registration();
 }
 
@@ -175,12 +176,16 @@ bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> requ
   if (type == VIRTIO_GPU_CMD_GET_DISPLAY_INFO) {
     // Like QEMU's backend, ask the display for its current layout on every GET_DISPLAY_INFO (a window may
     // have been resized), once per command, and answer when the reply is in.
+    // One refresh serves every GET_DISPLAY_INFO of the same drain pass: the layout cannot have changed in
+    // between, since the display's messages are only read when the loop next runs.
+    if (layout_fresh_) return display_->display_info().has_value();
     if (!display_refresh_requested_) {
       display_->refresh();
       display_refresh_requested_ = true;
     }
     if (display_->pending() || !display_->display_info()) return false;
     display_refresh_requested_ = false;
+    layout_fresh_ = true;
     return true;
   }
   if (type == VIRTIO_GPU_CMD_GET_EDID && display_->edid_supported()) {

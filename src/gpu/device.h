@@ -168,6 +168,7 @@ class GpuDevice final : public Backend {
   int registered_poll_fd_ = -1;
   std::unique_ptr<Display> display_;
   bool display_refresh_requested_ = false;
+  bool layout_fresh_ = false;  // a refreshed layout arrived during the current drain pass
   int registered_display_fd_ = -1;
   uint32_t registered_display_events_ = 0;
   std::optional<std::vector<ScanoutMode>> last_layout_;
