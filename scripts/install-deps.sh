@@ -20,11 +20,13 @@ build_pkgs=(
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev libpixman-1-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvirglrenderer-dev libepoxy-dev virgl-server libegl1 libegl-mesa0 libgl1-mesa-dri
+  libegl-dev libgles-dev libgbm-dev libdrm-dev
   linux-libc-dev
 )
 # End-to-end: a busybox initramfs and a Debian kernel run under QEMU 10.0 (bookworm-backports), and QEMU's
 # own C backend (/usr/lib/qemu/vhost-user-gpu, package qemu-system-gui) to check the tests against.
-e2e_host_pkgs=(busybox-static cpio gzip python3 xz-utils)
+# The 3D tests boot a Debian sid root with Mesa, made with debootstrap into an ext4 image (e2fsprogs).
+e2e_host_pkgs=(busybox-static cpio gzip python3 xz-utils debootstrap e2fsprogs)
 e2e_backports_pkgs=(qemu-system-x86 qemu-system-gui)
 
 backports_list=/etc/apt/sources.list.d/vhost-gpu-bookworm-backports.sources

@@ -12,6 +12,11 @@
 # /dev/dri/card0, default 30).
 # vgpu_e2e.cases=A,B,... (display.sh): after the report, run `/bin/vgpu-draw CASE` for each case in turn
 # (vgpu_e2e.step_timeout=SECONDS is passed on as its --timeout), then print `VGPU-E2E: done`.
+# vgpu_e2e.root=DEV (virgl.sh): after the report, instead of the cases, wait for the block device DEV (e.g.
+# /dev/vda; modules virtio_blk ext4 crc32c_generic), mount it read-only at /newroot, put tmpfs on its /run and
+# /tmp, copy the initramfs's /vgpu-e2e-root/ (files added with --add SRC=/vgpu-e2e-root/NAME) and busybox to
+# its /run/vgpu-e2e/, move /dev, /proc and /sys into it, print `VGPU-E2E: switch_root ...` and
+# `exec switch_root /newroot INIT` (vgpu_e2e.rootinit=INIT, default /run/vgpu-e2e/init).
 # --add SRC=DST copies the file SRC into the image at DST (an absolute path; mode kept), e.g. the guest
 # programs of build-guest-programs.sh: --add "$dir/vgpu-draw=/bin/vgpu-draw".
 # Extra modules (and their dependencies): VGPU_E2E_MODULES="virtio_blk ext4".
@@ -203,12 +208,16 @@ hold=0
 wait_s=30
 cases=""
 step_timeout=300
+root_dev=""
+root_init=/run/vgpu-e2e/init
 for arg in $(cat /proc/cmdline); do
   case "${arg}" in
     vgpu_e2e.hold=*) hold="${arg#*=}" ;;
     vgpu_e2e.wait=*) wait_s="${arg#*=}" ;;
     vgpu_e2e.cases=*) cases="$(echo "${arg#*=}" | tr , ' ')" ;;
     vgpu_e2e.step_timeout=*) step_timeout="${arg#*=}" ;;
+    vgpu_e2e.root=*) root_dev="${arg#*=}" ;;
+    vgpu_e2e.rootinit=*) root_init="${arg#*=}" ;;
   esac
 done
 
@@ -247,6 +256,32 @@ for c in /sys/class/drm/card0-*; do
   say "connector ${c##*/card0-} $(cat "${c}/status") modes: $(head -n 3 "${c}/modes" | tr '\n' ' ')"
 done
 [ -e /dev/fb0 ] && say "fb0 present: $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
+if [ -n "${root_dev}" ]; then
+  i=0
+  while [ ! -b "${root_dev}" ] && [ "${i}" -lt $((wait_s * 10)) ]; do
+    usleep 100000
+    i=$((i + 1))
+  done
+  mkdir -p /newroot
+  if [ ! -b "${root_dev}" ]; then
+    say "FAIL no block device ${root_dev} after ${wait_s} s"
+  elif ! mount -t ext4 -o ro "${root_dev}" /newroot; then
+    say "FAIL mount -t ext4 -o ro ${root_dev}: $(dmesg | grep -iE 'ext4|EXT4-fs|crc32c' | tail -n 2 | tr '\n' ' ')"
+  elif ! mount -t tmpfs -o mode=755 tmpfs /newroot/run || ! mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp; then
+    say "FAIL tmpfs on /newroot/run or /newroot/tmp"
+  else
+    mkdir -p /newroot/run/vgpu-e2e
+    [ -d /vgpu-e2e-root ] && cp -a /vgpu-e2e-root/. /newroot/run/vgpu-e2e/
+    cp /bin/busybox /newroot/run/vgpu-e2e/busybox
+    if [ ! -x "/newroot${root_init}" ]; then
+      say "FAIL ${root_init} is not an executable in the new root"
+    else
+      mount -o move /dev /newroot/dev && mount -o move /proc /newroot/proc && mount -o move /sys /newroot/sys
+      say "switch_root to ${root_dev} (${root_init}) after $(cut -d' ' -f1 /newroot/proc/uptime) s"
+      exec switch_root /newroot "${root_init}"
+    fi
+  fi
+fi
 for c in ${cases}; do
   if [ ! -x /bin/vgpu-draw ]; then
     say "${c} FAIL /bin/vgpu-draw is not in the initramfs"

@@ -6,14 +6,21 @@
                                                                 screendump through QMP until the frame matches
     ppm_check.py cursor --events EVENTS.jsonl --scanout N --hot X,Y --pos X,Y --timeout S
                                                                 wait for vu_proxy.py to have seen the cursor
+    ppm_check.py busy --qmp SOCK --out FILE.ppm [--size WxH] [--min-colours N] --timeout S
+                                                                screendump until a frame has at least N colours
+                                                                and differs from the one before (an animation
+                                                                such as kmscube runs on the screen)
     ppm_check.py topng FILE.ppm FILE.png                        convert a binary PPM (P6) to PNG
 
 The expected frame is built from --draw SPECs, applied in order on a black canvas of --size:
     quad-a | quad-b              the guest's quadrant patterns (white 1-pixel border), full frame
     gradient:X,Y,W,H             the guest's position-dependent gradient in that rectangle
     fill:X,Y,W,H:RRGGBB          a solid rectangle
-Every pixel is compared, with a tolerance of 0. The patterns mirror tests/e2e/guest/vgpu-draw.c (its header
-comment defines them): change both together.
+    tri:X,Y,W,H:RRGGBB           a solid right triangle (X,Y), (X+W,Y), (X,Y+H): the pixels whose centres are
+                                 strictly inside; refused when a pixel centre lies on the hypotenuse
+    gl-a | gl-b                  the frames of the 3D guest's gl-draw (clear colour, fill, tri), full frame
+Every pixel is compared, with a tolerance of 0. The patterns mirror tests/e2e/guest/vgpu-draw.c and
+tests/e2e/guest/3d/gl-draw.c (their header comments define them): change both together.
 """
 import argparse
 import json
@@ -29,6 +36,11 @@ QUAD = {
     "quad-b": (0x00FFFF, 0xFF00FF, 0xFFFF00, 0x4080C0),
 }
 WHITE = 0xFFFFFF
+# gl-draw.c's frames, drawn in order on a canvas of the mode's size (the first entry is the clear colour).
+GL_FRAMES = {
+    "gl-a": ("fill:0,0,{w},{h}:203040", "fill:160,120,320,200:e0c020", "tri:700,100,128,256:30d070"),
+    "gl-b": ("fill:0,0,{w},{h}:402010", "fill:600,400,256,128:20a0e0", "tri:100,300,100,200:d03070"),
+}
 
 
 def rgb(c):
@@ -123,6 +135,22 @@ class Canvas:
         self.fill(1, h // 2, w // 2 - 1, h - 1 - h // 2, colours[2])
         self.fill(w // 2, h // 2, w - 1 - w // 2, h - 1 - h // 2, colours[3])
 
+    def tri(self, x, y, w, h, colour):
+        # Pixel (x+i, y+j) is inside when its centre is strictly inside the hypotenuse:
+        # (2i+1)*h + (2j+1)*w < 2*w*h (gl-draw.c uses the same rule for its own readback check).
+        c = rgb(colour)
+        for j in range(h):
+            yy = y + j
+            if not 0 <= yy < self.h:
+                continue
+            for i in range(w):
+                edge = (2 * i + 1) * h + (2 * j + 1) * w - 2 * w * h
+                if edge == 0:
+                    raise ValueError(f"tri:{x},{y},{w},{h}: pixel centre ({x + i},{yy}) lies on the hypotenuse")
+                if edge < 0 and 0 <= x + i < self.w:
+                    off = (yy * self.w + x + i) * 3
+                    self.px[off:off + 3] = c
+
     def gradient(self, x, y, w, h):
         for yy in range(max(y, 0), min(y + h, self.h)):
             for xx in range(max(x, 0), min(x + w, self.w)):
@@ -135,11 +163,15 @@ class Canvas:
             self.quad(QUAD[kind])
         elif kind == "gradient":
             self.gradient(*ints(args, 4))
-        elif kind == "fill":
+        elif kind in ("fill", "tri"):
             rect, _, colour = args.partition(":")
-            self.fill(*ints(rect, 4), int(colour, 16))
+            getattr(self, kind)(*ints(rect, 4), int(colour, 16))
+        elif kind in GL_FRAMES and not args:
+            for part in GL_FRAMES[kind]:
+                self.draw(part.format(w=self.w, h=self.h))
         else:
-            raise ValueError(f"bad --draw {spec!r} (quad-a, quad-b, gradient:X,Y,W,H, fill:X,Y,W,H:RRGGBB)")
+            raise ValueError(f"bad --draw {spec!r} (quad-a, quad-b, gl-a, gl-b, gradient:X,Y,W,H, "
+                             f"fill:X,Y,W,H:RRGGBB, tri:X,Y,W,H:RRGGBB)")
 
 
 def ints(text, n):
@@ -270,6 +302,41 @@ def poll(a):
     return 1
 
 
+def busy(a):
+    """Screendumps until one has >= min_colours distinct colours and differs from the previous one."""
+    out = os.path.abspath(a.out)
+    size = parse_size(a.size) if a.size else None
+    t0 = time.monotonic()
+    deadline = t0 + a.timeout
+    qmp = Qmp(a.qmp)
+    n, prev, msg = 0, None, "no screendump taken"
+    while True:
+        n += 1
+        try:
+            if os.path.exists(out):
+                os.unlink(out)
+            qmp.call("screendump", filename=out)
+            w, h, px = read_ppm(out)
+            colours = len({px[i:i + 3] for i in range(0, len(px), 3 * 7)})  # every 7th pixel
+            moved = prev is not None and px != prev
+            msg = f"{w}x{h}, {colours} colours (every 7th pixel), {'changed' if moved else 'unchanged'}"
+            if size and (w, h) != size:
+                msg += f"; expected {size[0]}x{size[1]}"
+            elif colours >= a.min_colours and moved:
+                print(f"busy after {n} screendump(s), {time.monotonic() - t0:.2f}s: {msg}")
+                return 0
+            prev = px
+        except (RuntimeError, OSError, ValueError) as e:
+            msg = f"screendump failed: {e}"
+            if isinstance(e, RuntimeError) and "closed" in str(e):
+                break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(a.interval)
+    print(f"not busy in {n} screendump(s) over {time.monotonic() - t0:.2f}s: last {msg}")
+    return 1
+
+
 # --- cursor (vu_proxy.py's record) --------------------------------------------------------------------------------
 
 def cursor(a):
@@ -345,6 +412,13 @@ def main():
     k.add_argument("--hot", required=True)
     k.add_argument("--pos", required=True)
     k.add_argument("--timeout", type=float, default=20)
+    b = sub.add_parser("busy")
+    b.add_argument("--qmp", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--size")
+    b.add_argument("--min-colours", type=int, default=16)
+    b.add_argument("--timeout", type=float, default=30)
+    b.add_argument("--interval", type=float, default=0.5)
     t = sub.add_parser("topng")
     t.add_argument("ppm")
     t.add_argument("png")
@@ -357,6 +431,8 @@ def main():
         return poll(a)
     if a.cmd == "cursor":
         return cursor(a)
+    if a.cmd == "busy":
+        return busy(a)
     w, h, px = read_ppm(a.ppm)
     write_png(a.png, w, h, px)
     print(f"{a.png}: {w}x{h} PNG")

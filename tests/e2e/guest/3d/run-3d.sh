@@ -1,0 +1,215 @@
+#!/bin/bash
+# PID 1 of the 3D e2e guest after switch_root into the Debian sid root (build-guest-root.sh); virgl.sh's
+# initramfs copies it to /run/vgpu-e2e/init, next to gl-draw and busybox (for poweroff).
+#
+# Runs each case of the kernel command line's vgpu_e2e.cases=a,b,... in turn and prints `VGPU-E2E: ...` markers
+# on the console (ttyS0); steps that need the host (screendumps) wait for `next` on ttyS1, as vgpu-draw does:
+#   renderer  gl-draw info: EGL/GL strings, `renderer ok <GL_RENDERER>`
+#   draw      gl-draw draw: two frames of known geometry, `draw:base ok ...`, `draw ok ...`
+#   kmscube   kmscube runs until the host has seen it on screen: `kmscube:running ok ...`, `kmscube ok exit=N`
+#   igt       every subtest of IGT's drm_virtgpu, one run each: `igt:<subtest> SUCCESS|FAIL|SKIP|... <reason>`,
+#             then `igt ok success=N fail=N skip=N other=N`
+#   glmark2   glmark2-es2-drm on the scenes of vgpu_e2e.glmark2=scene:opt=v,scene...: `glmark2 ok score=N`
+# A case that cannot run prints `VGPU-E2E: <case> SKIP <why>`; failures `VGPU-E2E: <case> FAIL <what>`.
+# Then `VGPU-E2E: done`, a wait of vgpu_e2e.hold seconds, and power-off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp XDG_RUNTIME_DIR=/run/vgpu-e2e/xdg MESA_SHADER_CACHE_DISABLE=true LC_ALL=C.UTF-8 TERM=dumb
+E=/run/vgpu-e2e
+bb="${E}/busybox"
+IGT_DIR=/usr/libexec/igt-gpu-tools
+
+say() { echo "VGPU-E2E: $*"; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+mkdir -p "${XDG_RUNTIME_DIR}"
+chmod 700 "${XDG_RUNTIME_DIR}"
+# devtmpfs has no /dev/fd (bash's process substitution needs it), /dev/shm or /dev/pts; IGT reads debugfs.
+[[ -e /dev/fd ]] || ln -s /proc/self/fd /dev/fd
+for i in 0:stdin 1:stdout 2:stderr; do [[ -e "/dev/${i#*:}" ]] || ln -s "/proc/self/fd/${i%%:*}" "/dev/${i#*:}"; done
+mkdir -p /dev/shm /dev/pts
+mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+
+cases="" hold=0 step_timeout=300 glmark2_scenes=""
+read -r -a cmdline </proc/cmdline
+for arg in "${cmdline[@]}"; do
+  case "${arg}" in
+    vgpu_e2e.cases=*) cases="${arg#*=}" ;;
+    vgpu_e2e.hold=*) hold="${arg#*=}" ;;
+    vgpu_e2e.step_timeout=*) step_timeout="${arg#*=}" ;;
+    vgpu_e2e.glmark2=*) glmark2_scenes="${arg#*=}" ;;
+  esac
+done
+
+os="$(. /etc/os-release && echo "${PRETTY_NAME}")"
+mesa="$(sed -n 's/^package libgallium-[^ ]* //p; s/^package libgl1-mesa-dri //p' /etc/vgpu-e2e-root.txt 2>/dev/null | head -n 1)"
+say "root ok ${os}; mesa ${mesa:-?}; guest uptime $(uptime_s) s"
+
+# ctl_open: fd 3 on the control port, raw, before the marker the host answers (input to a closed port is lost).
+ctl_open() {
+  exec 3<>/dev/ttyS1
+  stty raw -echo <&3
+}
+ctl_wait() { # waits for `next` (0) or gives up after step_timeout (1)
+  local line
+  while IFS= read -r -t "${step_timeout}" line <&3; do
+    line="${line%$'\r'}"
+    [[ "${line}" == next || "${line}" == quit ]] && return 0
+  done
+  return 1
+}
+ctl_close() { exec 3<&-; }
+
+case_renderer() {
+  "${E}/gl-draw" info
+}
+
+case_draw() {
+  "${E}/gl-draw" draw --timeout "${step_timeout}"
+}
+
+case_kmscube() {
+  command -v kmscube >/dev/null || {
+    say "kmscube SKIP kmscube is not installed"
+    return 0
+  }
+  local log=/tmp/kmscube.log pid i rc renderer early=0
+  ctl_open
+  # kmscube ends when its stdin becomes readable ("user interrupted!"); a background job's stdin is /dev/null,
+  # always readable. A FIFO held open for writing by this shell never is, until a line is written to it.
+  rm -f /tmp/kmscube.in
+  mkfifo /tmp/kmscube.in
+  exec 4<>/tmp/kmscube.in
+  kmscube -D /dev/dri/card0 <&4 >"${log}" 2>&1 &
+  pid=$!
+  # It prints its GL strings once EGL is up; the host then screendumps until the cube shows and moves.
+  for ((i = 0; i < step_timeout * 10; i++)); do
+    grep -q 'renderer' "${log}" && break
+    kill -0 "${pid}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "${pid}" 2>/dev/null; then
+    wait "${pid}"
+    rc=$?
+    grep -vE '^ *(client extensions|display extensions|extensions):' "${log}" |
+      sed 's/^/VGPU-E2E: kmscube-log: /' | tail -n 20
+    say "kmscube FAIL kmscube ended at once with status ${rc}"
+    exec 4>&-
+    ctl_close
+    return 1
+  fi
+  renderer="$(sed -n 's/^ *renderer: *//p' "${log}" | head -n 1)"
+  say "kmscube:running ok pid=${pid} renderer=${renderer}"
+  ctl_wait || say "kmscube: no word from the host within ${step_timeout} s"
+  if ! kill -0 "${pid}" 2>/dev/null; then
+    early=1
+  fi
+  echo quit >&4
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "${pid}" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "${pid}" 2>/dev/null
+  wait "${pid}"
+  rc=$?
+  exec 4>&-
+  grep -vE '^ *(client extensions|display extensions|extensions):' "${log}" | sed 's/^/VGPU-E2E: kmscube-log: /' |
+    tail -n 12
+  if ((early)); then
+    say "kmscube FAIL kmscube ended (status ${rc}) before the host had seen it"
+  elif ((rc != 0)); then
+    say "kmscube FAIL exit status ${rc} (expected 0: 'user interrupted!' on its stdin)"
+  else
+    say "kmscube ok exit=${rc}"
+  fi
+  ctl_close
+}
+
+# igt_one SUBTEST: runs it alone; prints `igt:<subtest> RESULT reason`.
+igt_one() {
+  local s="$1" out rc result reason
+  out="$(timeout -k 5 120 "${IGT_DIR}/drm_virtgpu" --run-subtest "${s}" 2>&1)"
+  rc=$?
+  result="$(sed -nE "s/^Subtest ${s}: ([A-Z]+).*/\\1/p" <<<"${out}" | tail -n 1)"
+  if [[ -z "${result}" ]]; then
+    case "${rc}" in
+      0) result=SUCCESS ;;
+      77) result=SKIP ;;
+      78 | 124 | 137) result=TIMEOUT ;;
+      *) result="FAIL(exit ${rc})" ;;
+    esac
+  fi
+  # The reason: IGT's requirement or assertion lines, without their "[time] (test:pid) CRITICAL: " prefix.
+  reason="$(grep -E 'Test requirement:|Failed assertion:|Last errno:|CRITICAL: |Received signal' <<<"${out}" |
+    grep -vE 'Test (assertion failure|requirement not met) (in )?function' |
+    sed -E 's/^\[[0-9.]+\] \([^)]*\) //; s/^CRITICAL: //' | awk '!seen[$0]++' | head -n 4 | paste -sd';' -)"
+  case "${result}" in
+    SUCCESS) reason="" ;;
+    SKIP) ;;
+    *) grep -vE '^(IGT-Version|Using IGT_SRANDOM|Starting subtest|Opened device)|igt_core-INFO: +#' <<<"${out}" |
+         tail -n 12 | sed "s/^/VGPU-E2E: igt-log:${s}: /" ;;
+  esac
+  say "igt:${s} ${result} $(cut -c1-220 <<<"${reason}")"
+  igt_counts["${result%%(*}"]=$((${igt_counts["${result%%(*}"]:-0} + 1))
+}
+
+case_igt() {
+  local t="${IGT_DIR}/drm_virtgpu" s
+  [[ -x "${t}" ]] || {
+    say "igt SKIP ${t} is not installed (package igt-gpu-tools-tests)"
+    return 0
+  }
+  local -a subtests
+  mapfile -t subtests < <("${t}" --list-subtests 2>/dev/null)
+  ((${#subtests[@]} > 0)) || {
+    say "igt FAIL ${t} --list-subtests listed nothing"
+    return 1
+  }
+  say "igt:list ${subtests[*]}"
+  declare -gA igt_counts=()
+  for s in "${subtests[@]}"; do
+    igt_one "${s}"
+  done
+  say "igt ok success=${igt_counts[SUCCESS]:-0} fail=${igt_counts[FAIL]:-0} skip=${igt_counts[SKIP]:-0}" \
+    "other=$((${#subtests[@]} - ${igt_counts[SUCCESS]:-0} - ${igt_counts[FAIL]:-0} - ${igt_counts[SKIP]:-0}))"
+}
+
+case_glmark2() {
+  command -v glmark2-es2-drm >/dev/null || {
+    say "glmark2 SKIP glmark2-es2-drm is not installed (not in this suite)"
+    return 0
+  }
+  local -a args=() scene
+  local log=/tmp/glmark2.log rc score
+  if [[ -n "${glmark2_scenes}" ]]; then
+    for scene in ${glmark2_scenes//,/ }; do args+=(-b "${scene}"); done
+  fi
+  timeout -k 5 $((step_timeout * 2)) glmark2-es2-drm "${args[@]}" >"${log}" 2>&1
+  rc=$?
+  grep -E 'GL_RENDERER|GL_VERSION|\] [a-z]+.*FPS|Score' "${log}" | sed 's/^/VGPU-E2E: glmark2-log: /' | tail -n 20
+  score="$(sed -nE 's/.*glmark2 Score: *([0-9]+).*/\1/p' "${log}" | tail -n 1)"
+  if [[ -n "${score}" && "${rc}" == 0 ]]; then
+    say "glmark2 ok score=${score} renderer=$(sed -nE 's/.*GL_RENDERER: *//p' "${log}" | head -n 1)"
+  else
+    tail -n 10 "${log}" | sed 's/^/VGPU-E2E: glmark2-log: /'
+    say "glmark2 FAIL exit status ${rc}, score '${score}'"
+  fi
+}
+
+for c in ${cases//,/ }; do
+  say "case ${c} start (guest uptime $(uptime_s) s)"
+  case "${c}" in
+    renderer | draw | kmscube | igt | glmark2) "case_${c}" ;;
+    *) say "${c} FAIL unknown case" ;;
+  esac
+  say "case ${c} exit $? (guest uptime $(uptime_s) s)"
+done
+say "done"
+if [[ "${hold}" -gt 0 ]] 2>/dev/null; then
+  sleep "${hold}"
+fi
+sync
+"${bb}" poweroff -f
+echo o >/proc/sysrq-trigger
+sleep 10

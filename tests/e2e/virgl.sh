@@ -1,0 +1,546 @@
+#!/usr/bin/env bash
+# End-to-end 3D test: a Debian sid guest with Mesa renders with OpenGL ES through virgl on the vhost-user GPU
+# backend under QEMU (TCG); the host checks the GL strings, the pixels of QMP screendumps, kmscube on screen,
+# IGT's drm_virtgpu subtests and optionally a glmark2 score.
+#
+#   virgl.sh ours BINARY            our backend with --virgl: the guest must render with virgl
+#   virgl.sh ours-2d BINARY         our backend without --virgl: the guest renders with llvmpipe
+#   virgl.sh qemu-c [BINARY]        QEMU's C backend, 2D (llvmpipe in the guest)
+#   virgl.sh qemu-c-virgl [BINARY]  QEMU's C backend with --virgl (needs a host render node: dies without one)
+#
+# Cases (VGPU_E2E_CASES, default "renderer draw kmscube igt", in this order; glmark2 on request):
+#   renderer  GL_RENDERER (EGL on GBM, GLES 2) matches VGPU_E2E_RENDERER_RE (virgl kinds: 'virgl'; 2D kinds:
+#             'llvmpipe|softpipe'); the driver's `[drm] features:` line has +virgl (virgl kinds; -virgl for 2D),
+#             and for virgl kinds `number of cap sets:` >= 1 with each `cap set` line listed
+#   draw      gl-draw renders frame A (clear, rectangle, triangle), scanout with SETCRTC, then frame B with a
+#             page flip; each must match the guest's own glReadPixels and the screendump, every pixel (the
+#             mode must be VGPU_E2E_SIZE, 1280x800)
+#   kmscube   kmscube runs; screendumps must show at least 16 colours and change (the cube turns)
+#   igt       every subtest of IGT's drm_virtgpu (drm-virtgpu-*), each run alone; prints their table. Fails on a
+#             FAIL, TIMEOUT or crash unless the subtest is in VGPU_E2E_IGT_ALLOW_FAIL, and when a subtest of
+#             VGPU_E2E_IGT_REQUIRE did not pass (defaults below, per kind)
+#   glmark2   glmark2-es2-drm on VGPU_E2E_GLMARK2 scenes (comma separated, default
+#             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
+#
+# The guest: Debian 12's kernel (fetch-kernel.sh), the busybox initramfs (build-initramfs.sh, plus virtio_blk,
+# ext4 and crc32c_generic) and a read-only ext4 disk with Debian sid and Mesa (build-guest-root.sh). The
+# initramfs loads the modules, prints the driver's lines, mounts the disk and switch_roots into run-3d.sh
+# (guest/3d/), which runs the cases with the same marker protocol as display.sh (`VGPU-E2E: <case>[:<step>] ok`,
+# the host answers `next` on the second serial port).
+#
+# Prints a PASS/FAIL/SKIP table (stdout) with per case its duration in the guest and the time since QEMU
+# started, the IGT table, and the times from QEMU's start to switch_root and to the root's first marker;
+# exits 0 only when no selected case failed.
+#
+# Environment:
+#   VGPU_E2E_CASES        cases (space or comma separated)
+#   VGPU_QEMU             QEMU binary (default qemu-system-x86_64; >= 8)
+#   VGPU_E2E_TIMEOUT      seconds from QEMU's start to the root's first marker (default 240)
+#   VGPU_E2E_STEP_TIMEOUT seconds for each later marker and screendump check (default 120)
+#   VGPU_E2E_IGT_TIMEOUT  seconds for the whole igt case (default 600)
+#   VGPU_E2E_SIZE         expected mode (default 1280x800)
+#   VGPU_E2E_MEM          guest memory (default 1G)
+#   VGPU_E2E_RENDERER_RE  extended regex GL_RENDERER must match (default per kind, see above)
+#   VGPU_E2E_IGT_REQUIRE  subtests that must pass, space separated, drm-virtgpu- prefix optional. Default: virgl
+#                         kinds getparam get-caps resource-create resource-info map execbuffer 3d-wait
+#                         3d-transfer-to-host 3d-transfer-from-host; 2D kinds getparam resource-create
+#                         resource-info map 3d-wait 3d-transfer-to-host
+#   VGPU_E2E_IGT_ALLOW_FAIL subtests whose FAIL does not fail the case. Default: virgl kinds resource-create-blob
+#                         context-init (vhost-user-gpu-pci never offers the guest RESOURCE_BLOB or CONTEXT_INIT);
+#                         2D kinds also execbuffer 3d-transfer-from-host get-caps
+#   VGPU_E2E_GLMARK2      glmark2 scenes
+#   VGPU_E2E_ACCEL        tcg (default) or kvm
+#   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
+#   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its display-channel record
+#                         (events.jsonl); default 0
+#   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  sed -n '6,9p' "$0" >&2
+  exit 2
+}
+
+kind="${1:-}"
+binary="${2:-}"
+[[ -n "${kind}" ]] || usage
+
+all_cases=(renderer draw kmscube igt glmark2)
+read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-renderer draw kmscube igt}")"
+for c in "${cases[@]}"; do
+  [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
+done
+((${#cases[@]} > 0)) || die "VGPU_E2E_CASES selects no case"
+
+# --- backend kinds ---------------------------------------------------------------------------------------------
+declare -a backend_env=() backend_extra=()
+virgl=0
+case "${kind}" in
+  ours | ours-2d)
+    [[ -n "${binary}" ]] || die "usage: virgl.sh ${kind} BINARY (e.g. build/vhost-gpu)"
+    if [[ "${kind}" == ours ]]; then
+      virgl=1
+      backend_extra=(--virgl)
+    fi
+    ;;
+  qemu-c | qemu-c-virgl)
+    if [[ -z "${binary}" || ! -x "${binary}" ]]; then
+      [[ -z "${binary}" ]] || note "${binary} is not there; using fetch-qemu-backend.sh's"
+      binary="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
+    fi
+    backend_env=(G_MESSAGES_DEBUG=all)
+    if [[ "${kind}" == qemu-c-virgl ]]; then
+      virgl=1
+      backend_extra=(--virgl)
+    fi
+    ;;
+  -h | --help) usage ;;
+  *) die "unknown backend kind '${kind}' (use ours, ours-2d, qemu-c or qemu-c-virgl)" ;;
+esac
+[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+# IGT drm_virtgpu subtests (named drm-virtgpu-<name>; the lists may leave the prefix out). vhost-user-gpu-pci
+# never passes RESOURCE_BLOB or CONTEXT_INIT to the guest (E2E.md), so those two fail with any backend; a 2D
+# device also fails the ones that need a 3D context or a capset (measured with QEMU's C backend).
+if [[ "${virgl}" == 1 ]]; then
+  renderer_re="${VGPU_E2E_RENDERER_RE:-virgl}"
+  igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-info map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
+  igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-resource-create-blob context-init}"
+else
+  renderer_re="${VGPU_E2E_RENDERER_RE:-llvmpipe|softpipe}"
+  igt_require="${VGPU_E2E_IGT_REQUIRE-getparam resource-create resource-info map 3d-wait 3d-transfer-to-host}"
+  igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-execbuffer 3d-transfer-from-host resource-create-blob get-caps context-init}"
+fi
+igt_require=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_require}") "
+igt_allow_fail=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_allow_fail}") "
+
+qemu="${VGPU_QEMU:-qemu-system-x86_64}"
+qver="$(qemu_check_version "${qemu}" 8)"
+need_cmd python3 timeout setsid head stdbuf grep awk mkfifo
+boot_timeout="${VGPU_E2E_TIMEOUT:-240}"
+step_timeout="${VGPU_E2E_STEP_TIMEOUT:-120}"
+igt_timeout="${VGPU_E2E_IGT_TIMEOUT:-600}"
+size="${VGPU_E2E_SIZE:-1280x800}"
+mem="${VGPU_E2E_MEM:-1G}"
+use_proxy="${VGPU_E2E_PROXY:-0}"
+glmark2_scenes="${VGPU_E2E_GLMARK2:-build:duration=3,texture:duration=3}"
+accel="${VGPU_E2E_ACCEL:-tcg}"
+case "${accel}" in
+  tcg) accel_args=(-accel tcg -cpu max) ;;
+  kvm) accel_args=(-accel kvm -cpu host) ;;
+  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
+esac
+check_py="${E2E_DIR}/ppm_check.py"
+log "backend: ${kind} ${binary}; QEMU ${qver}, accel ${accel}; cases: ${cases[*]}; expect GL_RENDERER =~ /${renderer_re}/"
+
+# --- guest kernel, initramfs, root ------------------------------------------------------------------------------
+t="$(now_s)"
+kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
+gl="$("${E2E_DIR}/build-guest-gl.sh")" || die "build-guest-gl.sh failed"
+initrd="$(VGPU_E2E_MODULES="virtio_blk crc32c_generic ext4" "${E2E_DIR}/build-initramfs.sh" \
+  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+t_root="$(now_s)"
+rootimg="$("${E2E_DIR}/build-guest-root.sh")" || die "build-guest-root.sh failed"
+t_root="$(secs_since "${t_root}")"
+t_prep="$(secs_since "${t}")"
+
+e2e_tmpdir
+tmp="${E2E_TMP}"
+dir="${tmp}"
+console="${dir}/console.log"
+qmp_sock="${dir}/qmp.sock"
+backend_log="${dir}/backend.log"
+qemu_log="${dir}/qemu.log"
+proxy_log="${dir}/proxy.log"
+events="${dir}/events.jsonl"
+: >"${console}"
+
+# --- results -----------------------------------------------------------------------------------------------------
+declare -A result=() detail=() when=() took=()
+for c in "${cases[@]}"; do
+  result[${c}]="NOT RUN"
+done
+case_fail() { # CASE MESSAGE
+  log "FAIL ${1}: ${2}"
+  if [[ "${result[$1]}" != FAIL ]]; then
+    result[$1]=FAIL
+    detail[$1]="$2"
+  fi
+}
+case_note() { # CASE MESSAGE: append to a case's details
+  detail[$1]="${detail[$1]:+${detail[$1]}; }$2"
+}
+
+boot_alive() {
+  bg_running "${qemu_log}" && bg_running "${backend_log}"
+}
+
+# console_line REGEX: the first console line matching REGEX, without the carriage return.
+console_line() {
+  local line
+  line="$(grep -aE -- "$1" "${console}" | head -n 1 || true)"
+  printf '%s\n' "${line%$'\r'}"
+}
+
+# wait_marker CASE STEP TIMEOUT: 0 when `VGPU-E2E: CASE[:STEP] ok ...` is on the console (its details in marker),
+# 3 on `VGPU-E2E: CASE SKIP ...`, 1 when the guest reported the case failed or moved on (the line in marker),
+# 2 when time ran out or QEMU/the backend ended.
+marker=""
+wait_marker() {
+  local c="$1" step="$2" secs="$3" name deadline line
+  name="${c}${step:+:${step}}"
+  deadline=$(($(date +%s) + secs))
+  while true; do
+    line="$(console_line "^VGPU-E2E: ${name} ok( |\$)")"
+    if [[ -n "${line}" ]]; then
+      marker="${line#*ok }"
+      [[ "${marker}" != "${line}" ]] || marker=""
+      return 0
+    fi
+    line="$(console_line "^VGPU-E2E: ${c} SKIP")"
+    if [[ -n "${line}" ]]; then
+      marker="${line#*SKIP }"
+      return 3
+    fi
+    line="$(console_line "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)")"
+    if [[ -n "${line}" ]]; then
+      marker="${line#VGPU-E2E: }"
+      return 1
+    fi
+    if ! boot_alive; then
+      bg_running "${backend_log}" || marker="the backend ended (exit status $(bg_rc "${backend_log}"))"
+      bg_running "${qemu_log}" || marker="QEMU ended (exit status $(bg_rc "${qemu_log}"))"
+      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
+      return 2
+    fi
+    if (($(date +%s) >= deadline)); then
+      marker="no '${name} ok' marker within ${secs}s"
+      return 2
+    fi
+    sleep 0.05
+  done
+}
+
+next_step() {
+  printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
+}
+
+# check_frame CASE LABEL WxH DRAW...: poll screendumps until the frame matches.
+check_frame() {
+  local c="$1" label="$2" sz="$3" out rc msg d
+  shift 3
+  local -a draws=()
+  for d in "$@"; do
+    draws+=(--draw "${d}")
+  done
+  out="${dir}/${label}.ppm"
+  rc=0
+  msg="$(python3 "${check_py}" poll --qmp "${qmp_sock}" --out "${out}" --timeout "${step_timeout}" \
+    --size "${sz}" "${draws[@]}" --save-expected "${dir}/${label}.expected.ppm" 2>&1)" || rc=$?
+  if ((rc == 0)); then
+    log "${c}: ${label}: ${msg}"
+    return 0
+  fi
+  case_fail "${c}" "${label}: ${msg}"
+  return 1
+}
+
+# field NAME DETAILS: the value of NAME=... in a marker's details.
+field() {
+  sed -nE "s/^(.* )?$1=([^ ]*).*/\\2/p" <<<"$2"
+}
+
+# guest_uptime REGEX: the guest's uptime printed in the first console line matching REGEX.
+guest_uptime() {
+  console_line "$1" | sed -nE 's/.*(uptime|after) ([0-9.]+) s.*/\2/p'
+}
+
+declare -a igt_rows=()
+run_case() {
+  local c="$1" w rc rb first_wait="$2"
+  result[${c}]=RUNNING
+  case "${c}" in
+    renderer)
+      rc=0
+      wait_marker renderer "" "${first_wait}" || rc=$?
+      if ((rc == 0)); then
+        local r="${marker}" feats capsets ncap egl gls
+        egl="$(console_line '^VGPU-E2E: renderer:egl ' | sed 's/^VGPU-E2E: renderer:egl //')"
+        gls="$(console_line '^VGPU-E2E: renderer:gl ' | sed 's/^VGPU-E2E: renderer:gl //')"
+        feats="$({ grep -aE '\[drm\] features:' "${console}" || true; } |
+          sed -E 's/.*\[drm\] features: *//; s/\r$//' | sort -u | tr '\n' ' ')"
+        ncap="$({ grep -aE '\[drm\] number of cap sets:' "${console}" || true; } | head -n 1 |
+          sed -E 's/.*cap sets: *([0-9]+).*/\1/')"
+        capsets="$({ grep -aE '\[drm\] cap set [0-9]+:' "${console}" || true; } |
+          sed -E 's/.*\[drm\] cap set //; s/\r$//' | sort -u | tr '\n' ';')"
+        log "renderer: GL_RENDERER '${r}'; ${gls}; EGL ${egl}"
+        log "renderer: driver features: ${feats:-none}; cap sets: ${ncap:-?} ${capsets}"
+        detail[renderer]="GL_RENDERER=${r}; features ${feats:-none}; cap sets ${ncap:-?}${capsets:+ (${capsets%;})}"
+        [[ "${r}" =~ ${renderer_re} ]] || case_fail renderer "GL_RENDERER '${r}' does not match /${renderer_re}/"
+        if [[ "${virgl}" == 1 ]]; then
+          [[ "${feats}" == *+virgl* ]] || case_fail renderer "the driver did not see virgl: features ${feats:-none}"
+          [[ "${ncap:-0}" -ge 1 ]] || case_fail renderer "the driver lists no cap sets (number of cap sets: ${ncap:-none})"
+        elif [[ -n "${feats}" && "${feats}" != *-virgl* ]]; then
+          case_fail renderer "2D backend, but the driver sees virgl: ${feats}"
+        fi
+      elif ((rc == 3)); then
+        result[renderer]=SKIP
+        detail[renderer]="${marker}"
+      else
+        case_fail renderer "guest: ${marker}"
+      fi
+      ;;
+    draw)
+      rc=0
+      wait_marker draw base "${first_wait}" || rc=$?
+      if ((rc == 0)); then
+        w="${marker%% *}"
+        rb="$(field readback "${marker}")"
+        [[ "${w}" == "${size}" ]] || case_fail draw "the mode is ${w}, expected ${size}"
+        [[ "${rb}" == ok ]] || case_fail draw "frame A: the guest's glReadPixels differs: ${rb}"
+        check_frame draw draw-a "${w}" gl-a || true
+        next_step
+        rc=0
+        wait_marker draw "" "${step_timeout}" || rc=$?
+        if ((rc == 0)); then
+          w="${marker%% *}"
+          rb="$(field readback "${marker}")"
+          [[ "${rb}" == ok ]] || case_fail draw "frame B: the guest's glReadPixels differs: ${rb}"
+          check_frame draw draw-b "${w}" gl-b || true
+          case_note draw "${w}, readback ok, frame B by $(field flip "${marker}"), renderer $(sed -nE 's/.* renderer=//p' <<<"${marker}")"
+          next_step
+        else
+          case_fail draw "guest: ${marker}"
+        fi
+      else
+        case_fail draw "guest: ${marker}"
+      fi
+      ;;
+    kmscube)
+      rc=0
+      wait_marker kmscube running "${first_wait}" || rc=$?
+      if ((rc == 0)); then
+        local out
+        rc=0
+        out="$(python3 "${check_py}" busy --qmp "${qmp_sock}" --out "${dir}/kmscube.ppm" --size "${size}" \
+          --min-colours 16 --timeout "${step_timeout}" 2>&1)" || rc=$?
+        if ((rc == 0)); then
+          log "kmscube: ${out}"
+          case_note kmscube "$(sed -nE 's/.* renderer=//p' <<<"${marker}"); ${out#*: }"
+        else
+          case_fail kmscube "screendumps: ${out}"
+        fi
+        next_step
+        rc=0
+        wait_marker kmscube "" "${step_timeout}" || rc=$?
+        ((rc == 0)) || case_fail kmscube "guest: ${marker}"
+      elif ((rc == 3)); then
+        result[kmscube]=SKIP
+        detail[kmscube]="${marker}"
+      else
+        case_fail kmscube "guest: ${marker}"
+      fi
+      ;;
+    igt)
+      rc=0
+      wait_marker igt "" "$((first_wait > igt_timeout ? first_wait : igt_timeout))" || rc=$?
+      if ((rc == 0 || rc == 1 || rc == 2)); then
+        local line s res reason
+        local -A seen=()
+        while IFS= read -r line; do
+          line="${line%$'\r'}"
+          line="${line#VGPU-E2E: igt:}"
+          s="${line%% *}"
+          line="${line#* }"
+          res="${line%% *}"
+          reason="${line#"${res}"}"
+          reason="${reason# }"
+          [[ "${s}" != list ]] || continue
+          s="${s#drm-virtgpu-}"
+          local expect=""
+          [[ "${igt_require}" != *" ${s} "* ]] || expect="required"
+          [[ "${igt_allow_fail}" != *" ${s} "* ]] || expect="may fail"
+          igt_rows+=("$(printf '%-22s %-8s %-9s %s' "${s}" "${res}" "${expect:--}" "${reason}")")
+          seen[${s}]="${res}"
+          if [[ "${res}" != SUCCESS && "${res}" != SKIP && "${igt_allow_fail}" != *" ${s} "* ]]; then
+            case_fail igt "${s}: ${res} ${reason}"
+          fi
+        done < <(grep -aE '^VGPU-E2E: igt:[a-z0-9-]+ ' "${console}" || true)
+        for s in ${igt_require}; do
+          [[ "${seen[${s}]:-}" == SUCCESS ]] || case_fail igt "${s} must pass, got ${seen[${s}]:-no result}"
+        done
+        if ((rc == 0)); then
+          case_note igt "${marker}"
+        else
+          case_fail igt "guest: ${marker}"
+        fi
+      elif ((rc == 3)); then
+        result[igt]=SKIP
+        detail[igt]="${marker}"
+      fi
+      ;;
+    glmark2)
+      rc=0
+      wait_marker glmark2 "" "$((first_wait + 3 * step_timeout))" || rc=$?
+      if ((rc == 0)); then
+        case_note glmark2 "${marker}"
+      elif ((rc == 3)); then
+        result[glmark2]=SKIP
+        detail[glmark2]="${marker}"
+      else
+        case_fail glmark2 "guest: ${marker}"
+      fi
+      ;;
+  esac
+  if [[ "${result[${c}]}" == RUNNING ]]; then
+    result[${c}]=PASS
+  fi
+  when[${c}]="$(secs_since "${t_qemu}")"
+  # The guest's own duration of the case, from its uptime at `case X start` and `case X exit`.
+  wait_for_line "${console}" "^VGPU-E2E: case ${c} exit" 10 "${qemu_log}" || true
+  local a b
+  a="$(guest_uptime "^VGPU-E2E: case ${c} start")"
+  b="$(guest_uptime "^VGPU-E2E: case ${c} exit")"
+  if [[ -n "${a}" && -n "${b}" ]]; then
+    took[${c}]="$(awk -v a="${a}" -v b="${b}" 'BEGIN { printf "%.1f", b - a }')"
+  fi
+}
+
+# --- boot ----------------------------------------------------------------------------------------------------------
+sock="${dir}/gpu.sock"
+ctl="${dir}/ctl"
+# shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+bcmd=("${binary}" --socket-path "${sock}" "${backend_extra[@]}" ${VGPU_E2E_BACKEND_ARGS:-})
+budget=$((boot_timeout + igt_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
+bg_start backend "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
+wait_for_socket "${sock}" 15 "${backend_log}" || {
+  show_tail "backend log" "${backend_log}"
+  die "the backend did not create its socket ${sock}"
+}
+qemu_sock="${sock}"
+if [[ "${use_proxy}" == 1 ]]; then
+  qemu_sock="${dir}/proxy.sock"
+  bg_start vu_proxy "${proxy_log}" 1M $((budget + 45)) \
+    python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
+  wait_for_socket "${qemu_sock}" 15 "${proxy_log}" || die "vu_proxy.py did not start"
+fi
+mkfifo -- "${ctl}.in" "${ctl}.out"
+exec {ctl_fd}<>"${ctl}.in"
+exec {ctl_out_fd}<>"${ctl}.out" # keeps the pipe open; the guest's port is raw and silent
+
+cases_arg="$(IFS=,; echo "${cases[*]}")"
+# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+qemu_args=(
+  "${accel_args[@]}"
+  -m "${mem}"
+  -object "memory-backend-memfd,id=mem,size=${mem},share=on"
+  -machine q35,memory-backend=mem
+  -nodefaults -no-user-config -display none -vga none
+  -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
+  -qmp "unix:${qmp_sock},server=on,wait=off"
+  -chardev "socket,id=gpu,path=${qemu_sock}"
+  -device vhost-user-gpu-pci,chardev=gpu,id=gpu0
+  -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
+  -kernel "${kernel}" -initrd "${initrd}"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.hold=$((budget + 30))"
+  -no-reboot
+)
+t_qemu="$(now_s)"
+bg_start qemu "${qemu_log}" 5M "${budget}" "${qemu}" "${qemu_args[@]}"
+
+# Boot milestones, seen from the host.
+t_switch="" t_rootok=""
+rc=0
+wait_for_line "${console}" '^VGPU-E2E: (switch_root|FAIL)' "${boot_timeout}" "${qemu_log}" || rc=$?
+if grep -aqE '^VGPU-E2E: switch_root' "${console}"; then
+  t_switch="$(secs_since "${t_qemu}")"
+  log "switch_root ${t_switch}s after QEMU started (guest uptime $(guest_uptime '^VGPU-E2E: switch_root') s)"
+  wait_for_line "${console}" '^VGPU-E2E: root ok' "${boot_timeout}" "${qemu_log}" || true
+  if grep -aqE '^VGPU-E2E: root ok' "${console}"; then
+    t_rootok="$(secs_since "${t_qemu}")"
+    log "root: $(console_line '^VGPU-E2E: root ok' | sed 's/^VGPU-E2E: root ok //') (${t_rootok}s after QEMU started)"
+  fi
+fi
+
+if [[ -z "${t_rootok}" ]]; then
+  for c in "${cases[@]}"; do
+    case_fail "${c}" "not run: the guest never reached its root ($(console_line '^VGPU-E2E: .*FAIL' | sed 's/^VGPU-E2E: //')$(boot_alive || echo " QEMU or the backend ended"))"
+  done
+else
+  first_wait="${boot_timeout}"
+  for c in "${cases[@]}"; do
+    if ! boot_alive; then
+      case_fail "${c}" "not run: $(bg_running "${backend_log}" || echo "the backend ended (exit status $(bg_rc "${backend_log}"))") $(bg_running "${qemu_log}" || echo "QEMU ended (exit status $(bg_rc "${qemu_log}"))")"
+      continue
+    fi
+    log "case ${c}"
+    run_case "${c}" "${first_wait}"
+    log "case ${c}: ${result[${c}]} (${when[${c}]}s after QEMU started)"
+    first_wait="${step_timeout}"
+  done
+  if boot_alive; then
+    wait_for_line "${console}" '^VGPU-E2E: done' 30 "${qemu_log}" || warn "guest did not reach 'VGPU-E2E: done'"
+  fi
+fi
+
+# Wrap up: the backend must have survived; QEMU quits through QMP.
+backend_alive=0
+bg_running "${backend_log}" && backend_alive=1
+if bg_running "${qemu_log}"; then
+  qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
+fi
+for ((i = 0; i < 50; i++)); do
+  bg_running "${qemu_log}" || break
+  sleep 0.1
+done
+bg_stop "${qemu_log}" 3
+bg_stop "${backend_log}" 3
+[[ "${use_proxy}" != 1 ]] || bg_stop "${proxy_log}" 2
+exec {ctl_fd}>&- {ctl_out_fd}>&-
+
+for c in "${cases[@]}"; do
+  if [[ "${backend_alive}" != 1 ]]; then
+    case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
+  fi
+  if grep -aqE 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "${backend_log}"; then
+    case_fail "${c}" "sanitizer report in the backend log"
+  fi
+done
+if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
+  for c in "${cases[@]}"; do case_fail "${c}" "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 1)"; done
+fi
+
+# --- report ------------------------------------------------------------------------------------------------------
+failures=0
+for c in "${cases[@]}"; do
+  [[ "${result[${c}]}" == PASS || "${result[${c}]}" == SKIP ]] || failures=$((failures + 1))
+done
+{
+  printf '\nvirgl e2e (%s, QEMU %s, %s; root: %s)\n' "${kind}" "${qver}" "${accel}" \
+    "$(sed -n 's/^os //p' "$(dirname "${rootimg}")/info.txt" 2>/dev/null), Mesa $(sed -n 's/^package libgl1-mesa-dri //p' "$(dirname "${rootimg}")/info.txt" 2>/dev/null)"
+  printf '%-9s %-7s %-9s %-9s %s\n' case result "guest[s]" "at[s]" detail
+  for c in "${cases[@]}"; do
+    printf '%-9s %-7s %-9s %-9s %s\n' "${c}" "${result[${c}]}" "${took[${c}]:--}" "${when[${c}]:--}" \
+      "$(cut -c1-300 <<<"${detail[${c}]:-}")"
+  done
+  if ((${#igt_rows[@]} > 0)); then
+    printf '\nIGT drm_virtgpu (%s)\n' "${kind}"
+    printf '%-22s %-8s %-9s %s\n' subtest result expected reason
+    printf '%s\n' "${igt_rows[@]}" | cut -c1-260
+  fi
+  printf 'time: QEMU start to switch_root %s, to the root'"'"'s first marker %s; preparation %ss (root image %ss); total %ss\n' \
+    "${t_switch:-never}${t_switch:+s}" "${t_rootok:-never}${t_rootok:+s}" "${t_prep}" "${t_root}" "$(e2e_elapsed)"
+  printf '(guest[s]: the case'"'"'s duration by the guest clock; at[s]: seconds from QEMU'"'"'s start to its last check)\n'
+} | tee "${tmp}/report.txt"
+if ((failures > 0)); then
+  show_tail "guest console" "${console}" 60
+  show_tail "backend log" "${backend_log}" 30
+  show_tail "QEMU log" "${qemu_log}" 15
+  [[ "${VGPU_KEEP:-0}" == 1 ]] || note "rerun with VGPU_KEEP=1 to keep ${tmp} (console, screendumps, logs)"
+  log "VIRGL E2E FAILED (${failures} of ${#cases[@]} cases; backend ${kind})"
+  exit 1
+fi
+log "VIRGL E2E PASSED (${#cases[@]} cases; backend ${kind})"
