@@ -414,9 +414,12 @@ void SocketDisplay::on_display_info(std::span<const std::byte> payload) {
     modes[i] = ScanoutMode{true, r};
   }
   if (beyond > 0) VGPU_LOG_DEBUG("display socket: {} enabled outputs beyond our {} scanouts", beyond, num_scanouts_);
-  changed_ = changed_ || info_ != modes;
+  const bool layout_changed = info_ != modes;
+  changed_ = changed_ || layout_changed;
   info_ = std::move(modes);
-  if (!edid_supported()) return;
+  // EDIDs follow the layout: fetch them again only when it changed (QEMU builds them from the output sizes).
+  // A GET_DISPLAY_INFO refresh per guest request then costs one round trip, as with QEMU's own backend.
+  if (!edid_supported() || !layout_changed) return;
   for (uint32_t i = 0; i < num_scanouts_ && alive_; ++i) {
     expected_.push_back({Request::GetEdid, Role::Edid, i});
     send_struct(Request::GetEdid, i, display::EdidRequestPayload{i});
