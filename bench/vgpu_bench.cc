@@ -41,6 +41,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -77,7 +78,16 @@ struct Summary {
   double rate = 0;  // units per second over the measured wall time
   bool ok = false;
   std::string error;
+  std::vector<double> raw_ns;  // every latency in the order measured (--dump-samples)
+  double backend_cpu_ns = 0;   // CPU time of the backend process per unit (all threads)
+  double harness_cpu_ns = 0;   // CPU time of vgpu_bench (frontend and display server) per unit
 };
+
+Summary failure(std::string what) {
+  Summary s;
+  s.error = std::move(what);
+  return s;
+}
 
 double percentile(std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
@@ -86,8 +96,9 @@ double percentile(std::vector<double>& sorted, double p) {
 }
 
 Summary summarize(std::vector<double> latencies, uint64_t units, uint64_t elapsed_ns) {
-  std::sort(latencies.begin(), latencies.end());
   Summary s;
+  s.raw_ns = latencies;
+  std::sort(latencies.begin(), latencies.end());
   s.samples = latencies.size();
   s.p50_ns = percentile(latencies, 50);
   s.p99_ns = percentile(latencies, 99);
@@ -104,10 +115,23 @@ struct Config {
   std::string backing_name = "pages";
 };
 
+// CPU time (ns) every thread of process `pid` has run, from /proc/PID/task/*/schedstat; 0 when unknown.
+uint64_t process_cpu_ns(pid_t pid) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    uint64_t run_ns = 0;
+    if (in >> run_ns) total += run_ns;
+  }
+  return total;
+}
+
 // Runs `body` (one batch, returning the latencies it produced and the units done) for warm-up, then for the
-// measured duration (at least config.min_batches times).
+// measured duration (at least config.min_batches times). With a backend pid, also the CPU time the backend and
+// this process (frontend and display server) spent per unit while measuring.
 template <class Body>
-Summary measure(const Config& config, Body body) {
+Summary measure(const Config& config, Body body, pid_t backend = -1) {
   const uint64_t warm_end = now_ns() + config.warmup_ms * 1'000'000u;
   std::vector<double> latencies;
   uint64_t units = 0;
@@ -116,18 +140,22 @@ Summary measure(const Config& config, Body body) {
   }
   latencies.clear();
   units = 0;
+  const uint64_t backend_cpu0 = backend > 0 ? process_cpu_ns(backend) : 0;
+  const uint64_t self_cpu0 = backend > 0 ? process_cpu_ns(::getpid()) : 0;
   const uint64_t start = now_ns();
   const uint64_t end = start + config.duration_ms * 1'000'000u;
   size_t batches = 0;
   while (now_ns() < end || batches < config.min_batches) {
-    if (!body(latencies, units)) {
-      Summary failed;
-      failed.error = "failed during the measurement";
-      return failed;
-    }
+    if (!body(latencies, units)) return failure("failed during the measurement");
     ++batches;
   }
-  return summarize(std::move(latencies), units, now_ns() - start);
+  const uint64_t elapsed = now_ns() - start;
+  Summary s = summarize(std::move(latencies), units, elapsed);
+  if (backend > 0 && units > 0) {
+    s.backend_cpu_ns = double(process_cpu_ns(backend) - backend_cpu0) / double(units);
+    s.harness_cpu_ns = double(process_cpu_ns(::getpid()) - self_cpu0) / double(units);
+  }
+  return s;
 }
 
 // ---- floors ----
@@ -142,7 +170,7 @@ Summary memcpy_floor(const Config& config, size_t bytes) {
   };
   std::byte* src = map("vgpu-bench-src");
   std::byte* dst = map("vgpu-bench-dst");
-  if (src == nullptr || dst == nullptr) return Summary{.error = "memfd mapping failed"};
+  if (src == nullptr || dst == nullptr) return failure("memfd mapping failed");
   std::memset(src, 0x5a, bytes);
   std::memset(dst, 0, bytes);
   Summary s = measure(config, [&](std::vector<double>& lat, uint64_t& units) {
@@ -162,10 +190,10 @@ Summary memcpy_floor(const Config& config, size_t bytes) {
 Summary eventfd_floor(const Config& config) {
   UniqueFd ping(::eventfd(0, EFD_CLOEXEC));
   UniqueFd pong(::eventfd(0, EFD_CLOEXEC));
-  if (!ping || !pong) return Summary{.error = "eventfd failed"};
+  if (!ping || !pong) return failure("eventfd failed");
   constexpr eventfd_t kQuit = 1'000'000;
   const pid_t child = ::fork();
-  if (child < 0) return Summary{.error = "fork failed"};
+  if (child < 0) return failure("fork failed");
   if (child == 0) {
     for (;;) {
       eventfd_t v = 0;
@@ -504,11 +532,14 @@ std::vector<Step> repeat(const Step& step, size_t n) {
 Summary run_steps(Session& s, const Config& config, const std::vector<Step>& steps, bool per_command,
                   std::optional<Touch> touch = std::nullopt) {
   uint64_t per_batch_units = per_command ? steps.size() : 1;
-  Summary out = measure(config, [&](std::vector<double>& lat, uint64_t& units) {
-    if (!s.run_batch(steps, per_command, lat, touch ? &*touch : nullptr)) return false;
-    units += per_batch_units;
-    return true;
-  });
+  Summary out = measure(
+      config,
+      [&](std::vector<double>& lat, uint64_t& units) {
+        if (!s.run_batch(steps, per_command, lat, touch ? &*touch : nullptr)) return false;
+        units += per_batch_units;
+        return true;
+      },
+      s.pid());
   if (!s.problems().empty()) out.error = s.problems().back();
   if (out.ok && touch && !s.touch_shown(*touch)) {
     out.error = "the display does not show the guest's last write";
@@ -533,19 +564,19 @@ Step transfer_step(uint32_t id, virtio_gpu_rect r, uint64_t offset) {
 }
 
 Summary small_flush(Session& s, const Config& c, size_t depth) {
-  if (!s.bind_scanout(kRes1080, 1920, 1080)) return Summary{.error = "SET_SCANOUT failed"};
+  if (!s.bind_scanout(kRes1080, 1920, 1080)) return failure("SET_SCANOUT failed");
   return run_steps(s, c, repeat(flush_step(kRes1080, {17, 9, 1, 1}), depth), true);
 }
 
 Summary full_frame(Session& s, const Config& c, uint32_t id, uint32_t w, uint32_t h) {
-  if (!s.bind_scanout(id, w, h)) return Summary{.error = "SET_SCANOUT failed"};
+  if (!s.bind_scanout(id, w, h)) return failure("SET_SCANOUT failed");
   GuestBacking& fb = id == kRes1080 ? s.fb1080() : s.fb4k();
   const std::vector<Step> steps{transfer_step(id, {0, 0, w, h}, 0), flush_step(id, {0, 0, w, h})};
   return run_steps(s, c, steps, false, Touch{.backing = &fb, .offset = 0, .x = 0, .y = 0});
 }
 
 Summary partial(Session& s, const Config& c, uint32_t side) {
-  if (!s.bind_scanout(kRes1080, 1920, 1080)) return Summary{.error = "SET_SCANOUT failed"};
+  if (!s.bind_scanout(kRes1080, 1920, 1080)) return failure("SET_SCANOUT failed");
   const uint32_t x = (1920 - side) / 2, y = (1080 - side) / 2;
   const uint64_t offset = (uint64_t{y} * 1920 + x) * 4;
   const std::vector<Step> steps{transfer_step(kRes1080, {x, y, side, side}, offset),
@@ -562,16 +593,19 @@ Summary partial(Session& s, const Config& c, uint32_t side) {
 Summary churn(Session& s, const Config& c, uint32_t w, uint32_t h) {
   GuestBacking backing = s.frontend().alloc_backing(uint64_t{w} * h * 4, c.backing);
   uint32_t id = 1000;
-  Summary out = measure(c, [&](std::vector<double>& lat, uint64_t& units) {
-    ++id;
-    const std::vector<Step> steps{Step{.request = test::resource_create_2d_request(id, kFormat, w, h)},
-                                  Step{.request = test::attach_backing_request(id, backing.entries)},
-                                  transfer_step(id, {0, 0, w, h}, 0),
-                                  Step{.request = test::resource_unref_request(id)}};
-    if (!s.run_batch(steps, false, lat)) return false;
-    ++units;
-    return true;
-  });
+  Summary out = measure(
+      c,
+      [&](std::vector<double>& lat, uint64_t& units) {
+        ++id;
+        const std::vector<Step> steps{Step{.request = test::resource_create_2d_request(id, kFormat, w, h)},
+                                      Step{.request = test::attach_backing_request(id, backing.entries)},
+                                      transfer_step(id, {0, 0, w, h}, 0),
+                                      Step{.request = test::resource_unref_request(id)}};
+        if (!s.run_batch(steps, false, lat)) return false;
+        ++units;
+        return true;
+      },
+      s.pid());
   if (!s.problems().empty()) out.error = s.problems().back();
   s.frontend().free_backing(backing);
   return out;
@@ -620,6 +654,11 @@ std::string fmt_rate(double r) {
   return fmt::format("{:.2f}", r);
 }
 
+// "frames" -> "frame" for per-unit row names.
+std::string unit_one(const std::string& unit) {
+  return unit.empty() || unit.back() != 's' ? unit : unit.substr(0, unit.size() - 1);
+}
+
 std::string fmt_ratio(double a, double b) {
   if (a <= 0 || b <= 0) return "—";
   return fmt::format("{:.2f}×", a / b);
@@ -655,19 +694,21 @@ std::string mem_total() {
   return fmt::format("{:.1f} GiB", double(kb) / (1024.0 * 1024.0));
 }
 
-// Other heavy work on the machine while we measure (builds, tests, guests).
+// Other heavy work on the machine while we measure (builds, tests, guests), as "ninja, cc1plus×3".
 std::string busy_processes() {
-  std::vector<std::string> found;
+  std::map<std::string, int> found;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
     const std::string comm = read_first_line(entry.path() / "comm");
-    for (const char* heavy : {"ninja", "ctest", "cc1plus", "qemu-system-x86", "make"}) {
-      if (comm.rfind(heavy, 0) == 0) found.push_back(comm + "[" + name + "]");
+    for (const char* heavy : {"ninja", "ctest", "cc1plus", "qemu-system-x86", "make", "clang-tidy", "fuzz_"}) {
+      if (comm.rfind(heavy, 0) == 0) ++found[comm];
     }
   }
   std::string out;
-  for (const auto& f : found) out += (out.empty() ? "" : ", ") + f;
+  for (const auto& [comm, n] : found) {
+    out += (out.empty() ? "" : ", ") + comm + (n > 1 ? "×" + std::to_string(n) : "");
+  }
   return out;
 }
 
@@ -689,6 +730,7 @@ struct Report {
   Floors floors;
   std::string command;
   std::string busy_before, busy_after;
+  std::set<std::string> busy_during;  // heavy processes seen at the start of a case
   std::string load_before, load_after;
   Config config;
   bool quick = false;
@@ -712,8 +754,13 @@ std::string machine_description(const Report& r) {
     o << "\n";
   }
   o << "- load average before / after: " << r.load_before << " / " << r.load_after << "\n";
-  o << "- other heavy processes before: " << (r.busy_before.empty() ? "none" : r.busy_before)
-    << "; after: " << (r.busy_after.empty() ? "none" : r.busy_after) << "\n";
+  o << "- other heavy processes (builds, tests, guests) before: " << (r.busy_before.empty() ? "none" : r.busy_before)
+    << "; at the start of a case: ";
+  if (r.busy_during.empty()) o << "none";
+  for (auto it = r.busy_during.begin(); it != r.busy_during.end(); ++it) {
+    o << (it == r.busy_during.begin() ? "" : " | ") << *it;
+  }
+  o << "; after: " << (r.busy_after.empty() ? "none" : r.busy_after) << "\n";
   return o.str();
 }
 
@@ -742,41 +789,54 @@ std::string render(const Report& r) {
   for (size_t c = 0; c < r.cases.size(); ++c) {
     const CaseDef& cd = r.cases[c];
     const Summary* floor = r.floors.of(cd.floor);
+    const bool cpu_floor = cd.floor == Floor::Memcpy1080 || cd.floor == Floor::Memcpy4k;  // a memcpy is all CPU
     struct Metric {
       std::string name;
-      std::function<std::string(const Summary&)> show;
+      std::function<std::string(double)> show;
       std::function<double(const Summary&)> value;
+      std::function<double(const Summary&)> floor_value;  // nullptr: no floor for this row
+      bool ratio;                                         // ours/theirs and ours/floor columns
     };
+    const auto us = [](double v) { return fmt_us(v); };
+    const auto count = [](double v) { return std::to_string(static_cast<uint64_t>(v)); };
     const std::vector<Metric> metrics{
-        {"p50 latency µs ↓", [](const Summary& s) { return fmt_us(s.p50_ns); },
-         [](const Summary& s) { return s.p50_ns; }},
-        {"p99 latency µs ↓", [](const Summary& s) { return fmt_us(s.p99_ns); },
-         [](const Summary& s) { return s.p99_ns; }},
-        {cd.unit + "/s ↑", [](const Summary& s) { return fmt_rate(s.rate); }, [](const Summary& s) { return s.rate; }},
-        {"samples", [](const Summary& s) { return std::to_string(s.samples); }, nullptr},
+        {"p50 latency µs ↓", us, [](const Summary& s) { return s.p50_ns; }, [](const Summary& f) { return f.p50_ns; },
+         true},
+        {"p99 latency µs ↓", us, [](const Summary& s) { return s.p99_ns; }, [](const Summary& f) { return f.p99_ns; },
+         true},
+        {cd.unit + "/s ↑", [](double v) { return fmt_rate(v); }, [](const Summary& s) { return s.rate; },
+         [](const Summary& f) { return f.rate; }, true},
+        {"backend CPU µs/" + unit_one(cd.unit) + " ↓", us, [](const Summary& s) { return s.backend_cpu_ns; },
+         cpu_floor ? std::function<double(const Summary&)>([](const Summary& f) { return f.p50_ns; }) : nullptr, true},
+        {"bench CPU µs/" + unit_one(cd.unit) + " (frontend + display server)", us,
+         [](const Summary& s) { return s.harness_cpu_ns; }, nullptr, false},
+        {"samples", count, [](const Summary& s) { return double(s.samples); },
+         [](const Summary& f) { return double(f.samples); }, false},
+    };
+    auto result = [&](size_t b) -> const Summary* {
+      auto it = r.results.find({c, r.backends[b].name});
+      return it == r.results.end() ? nullptr : &it->second;
     };
     for (size_t m = 0; m < metrics.size(); ++m) {
       const Metric& met = metrics[m];
       o << "| " << (m == 0 ? cd.title : "") << " | " << met.name << " |";
-      auto result = [&](size_t b) -> const Summary* {
-        auto it = r.results.find({c, r.backends[b].name});
-        return it == r.results.end() ? nullptr : &it->second;
-      };
       for (size_t b : live) {
         const Summary* s = result(b);
-        o << " " << (s == nullptr ? "—" : (s->ok ? met.show(*s) : std::string("error"))) << " |";
+        o << " " << (s == nullptr ? "—" : (s->ok ? met.show(met.value(*s)) : std::string("error"))) << " |";
       }
       const Summary* ours = have_ours ? result(live[0]) : nullptr;
-      const bool ours_ok = ours != nullptr && ours->ok && met.value;
+      const bool ours_ok = ours != nullptr && ours->ok && met.ratio;
       if (have_ours) {
         for (size_t b : theirs) {
           const Summary* t = result(b);
           o << " " << (ours_ok && t != nullptr && t->ok ? fmt_ratio(met.value(*ours), met.value(*t)) : "—") << " |";
         }
       }
-      const bool floor_ok = floor != nullptr && floor->ok && met.value;
-      o << " " << (floor_ok ? met.show(*floor) : (floor != nullptr && !met.value ? met.show(*floor) : "—")) << " |";
-      if (have_ours) o << " " << (ours_ok && floor_ok ? fmt_ratio(met.value(*ours), met.value(*floor)) : "—") << " |";
+      const bool floor_ok = floor != nullptr && floor->ok && met.floor_value;
+      o << " " << (floor_ok ? met.show(met.floor_value(*floor)) : "—") << " |";
+      if (have_ours) {
+        o << " " << (ours_ok && floor_ok ? fmt_ratio(met.value(*ours), met.floor_value(*floor)) : "—") << " |";
+      }
       o << "\n";
     }
   }
@@ -841,6 +901,7 @@ int run(int argc, char** argv) {
   std::string backends_arg = "ours,qemu-10.0,qemu-7.2";
   std::string cases_arg = "small,frame,partial,churn";
   std::string output;
+  std::string dump_dir;
   std::string ours_path = VGPU_BINARY;
   std::string qemu10_path = "/usr/lib/qemu/vhost-user-gpu";
   std::string qemu72_path;
@@ -856,6 +917,7 @@ int run(int argc, char** argv) {
   app.add_option("--backing", backing, "framebuffer backing: pages (4 KiB entries, in order), scattered, one")
       ->capture_default_str();
   app.add_flag("--quick", quick, "smoke run for CI: tiny durations");
+  app.add_option("--dump-samples", dump_dir, "write every latency (ns, in order) to DIR/CASE.BACKEND.txt");
   app.add_option("--output", output, "also write the report (markdown, with the machine description) here");
   app.add_option("--ours", ours_path, "our binary (or a wrapper that execs it, e.g. under a profiler)")
       ->capture_default_str();
@@ -915,31 +977,43 @@ int run(int argc, char** argv) {
   }
 
   std::cerr << "vgpu_bench: floors\n";
-  report.floors.pingpong = eventfd_floor(config);
-  report.floors.memcpy1080 = memcpy_floor(config, size_t{1920} * 1080 * 4);
-  report.floors.memcpy4k = memcpy_floor(config, size_t{3840} * 2160 * 4);
+  Config floor_config = config;  // a second gives thousands of samples; longer runs only delay the backends
+  floor_config.duration_ms = std::min<uint64_t>(config.duration_ms, 1000);
+  report.floors.pingpong = eventfd_floor(floor_config);
+  report.floors.memcpy1080 = memcpy_floor(floor_config, size_t{1920} * 1080 * 4);
+  report.floors.memcpy4k = memcpy_floor(floor_config, size_t{3840} * 2160 * 4);
 
+  // Every backend is started and set up first; then each case runs on each backend in turn (case-major), so
+  // that a burst of background load hits all backends alike rather than one of them.
   int failures = 0;
-  for (const BackendSpec& b : report.backends) {
+  std::vector<std::unique_ptr<Session>> sessions(report.backends.size());
+  for (size_t i = 0; i < report.backends.size(); ++i) {
+    const BackendSpec& b = report.backends[i];
     if (!b.unavailable.empty()) {
       std::cerr << "vgpu_bench: " << b.name << " skipped: " << b.unavailable << "\n";
       continue;
     }
     std::string error;
     std::cerr << "vgpu_bench: " << b.name << ": starting " << b.path << "\n";
-    auto session = Session::open(b, config, error);
-    if (!session) {
+    sessions[i] = Session::open(b, config, error);
+    if (!sessions[i]) {
       std::cerr << "vgpu_bench: " << b.name << ": " << error << "\n";
       report.backend_errors[b.name] = error.substr(0, error.find('\n'));
       ++failures;
-      continue;
     }
-    for (size_t c = 0; c < report.cases.size(); ++c) {
+  }
+  for (size_t c = 0; c < report.cases.size(); ++c) {
+    for (size_t i = 0; i < report.backends.size(); ++i) {
+      Session* session = sessions[i].get();
+      const std::string& name = report.backends[i].name;
+      if (session == nullptr) continue;
       if (!session->problems().empty()) {
-        report.results[{c, b.name}] = Summary{.error = "not run: an earlier case failed"};
+        report.results[{c, name}] = failure("not run: an earlier case failed");
         continue;
       }
-      std::cerr << "vgpu_bench: " << b.name << ": " << report.cases[c].title << " ... " << std::flush;
+      const std::string busy = busy_processes();
+      if (!busy.empty()) report.busy_during.insert(busy);
+      std::cerr << "vgpu_bench: " << name << ": " << report.cases[c].title << " ... " << std::flush;
       Summary s = report.cases[c].run(*session, config);
       std::cerr << (s.ok ? fmt::format("p50 {} µs, {} {}/s, {} samples", fmt_us(s.p50_ns), fmt_rate(s.rate),
                                        report.cases[c].unit, s.samples)
@@ -949,15 +1023,25 @@ int run(int argc, char** argv) {
         ++failures;
         if (session->problems().empty()) session->fail(s.error);
       }
-      report.results[{c, b.name}] = s;
+      if (!dump_dir.empty()) {
+        std::ofstream dump(dump_dir + "/" + report.cases[c].id + "." + name + ".txt");
+        for (double v : s.raw_ns) dump << static_cast<uint64_t>(v) << "\n";
+      }
+      s.raw_ns = {};
+      report.results[{c, name}] = s;
     }
-    const auto display_errors = session->display().errors();
-    for (const auto& e : display_errors) {
-      report.backend_errors[b.name] += "display: " + e + "; ";
+  }
+  for (size_t i = 0; i < report.backends.size(); ++i) {
+    if (!sessions[i]) continue;
+    const std::string& name = report.backends[i].name;
+    for (const auto& e : sessions[i]->display().errors()) {
+      report.backend_errors[name] += "display: " + e + "; ";
       ++failures;
     }
-    if (failures > 0) std::cerr << "vgpu_bench: " << b.name << " log:\n" << session->log() << "\n";
+    if (!sessions[i]->problems().empty())
+      std::cerr << "vgpu_bench: " << name << " log:\n" << sessions[i]->log() << "\n";
   }
+  sessions.clear();
   report.busy_after = busy_processes();
   report.load_after = loadavg();
 
