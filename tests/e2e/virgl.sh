@@ -8,10 +8,16 @@
 #   virgl.sh qemu-c [BINARY]        QEMU's C backend, 2D (llvmpipe in the guest)
 #   virgl.sh qemu-c-virgl [BINARY]  QEMU's C backend with --virgl (needs a host render node: dies without one)
 #
-# Cases (VGPU_E2E_CASES, default "renderer draw kmscube igt", in this order; glmark2 on request):
+# Cases (VGPU_E2E_CASES, default "renderer hostile draw kmscube igt" for virgl kinds, "renderer draw kmscube igt"
+# for 2D kinds, in this order; glmark2 on request):
 #   renderer  GL_RENDERER (EGL on GBM, GLES 2) matches VGPU_E2E_RENDERER_RE (virgl kinds: 'virgl'; 2D kinds:
 #             'llvmpipe|softpipe'); the driver's `[drm] features:` line has +virgl (virgl kinds; -virgl for 2D),
 #             and for virgl kinds `number of cap sets:` >= 1 with each `cap set` line listed
+#   hostile   guest/3d/hostile.c misbehaves with raw virtgpu ioctls (garbage SUBMIT_3D streams on two contexts, a
+#             PRIME-shared texture used and misused from the other context, contexts closed with fenced work in
+#             flight); every ioctl and out-fence must return (alarm() per ioctl). Passes on `hostile ok N ioctls,
+#             M errors` with the backend alive and no sanitizer report or crash in its log; the `draw` after it
+#             shows the device still works. SKIP on a 2D device
 #   draw      gl-draw renders frame A (clear, rectangle, triangle), scanout with SETCRTC, then frame B with a
 #             page flip; each must match the guest's own glReadPixels and the screendump, every pixel (the
 #             mode must be VGPU_E2E_SIZE, 1280x800)
@@ -49,6 +55,7 @@
 #                         context-init (vhost-user-gpu-pci never offers the guest RESOURCE_BLOB or CONTEXT_INIT);
 #                         2D kinds also execbuffer 3d-transfer-from-host get-caps
 #   VGPU_E2E_GLMARK2      glmark2 scenes
+#   VGPU_E2E_HOSTILE_SEED seed of hostile's random streams (default: the program's fixed seed; the case prints it)
 #   VGPU_E2E_ACCEL        tcg (default) or kvm
 #   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
 #   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its display-channel record
@@ -68,8 +75,12 @@ kind="${1:-}"
 binary="${2:-}"
 [[ -n "${kind}" ]] || usage
 
-all_cases=(renderer draw kmscube igt glmark2)
-read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-renderer draw kmscube igt}")"
+all_cases=(renderer hostile draw kmscube igt glmark2)
+case "${kind}" in
+  ours | qemu-c-virgl) default_cases="renderer hostile draw kmscube igt" ;;
+  *) default_cases="renderer draw kmscube igt" ;;
+esac
+read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${default_cases}}")"
 for c in "${cases[@]}"; do
   [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
 done
@@ -140,7 +151,7 @@ t="$(now_s)"
 kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
 gl="$("${E2E_DIR}/build-guest-gl.sh")" || die "build-guest-gl.sh failed"
 initrd="$(VGPU_E2E_MODULES="virtio_blk crc32c_generic ext4" "${E2E_DIR}/build-initramfs.sh" \
-  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
   "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
 t_root="$(now_s)"
 rootimg="$("${E2E_DIR}/build-guest-root.sh")" || die "build-guest-root.sh failed"
@@ -207,6 +218,8 @@ wait_marker() {
     fi
     line="$(console_line "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)")"
     if [[ -n "${line}" ]]; then
+      # The ok line may have landed between the greps above (a fast case prints it and `case X exit` together).
+      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
       marker="${line#VGPU-E2E: }"
       return 1
     fi
@@ -258,6 +271,8 @@ guest_uptime() {
   console_line "$1" | sed -nE 's/.*(uptime|after) ([0-9.]+) s.*/\2/p'
 }
 
+# A sanitizer report or a crash in the backend's log.
+crash_re='ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|SIGSEGV|SIGABRT|Aborted|core dumped|terminate called|assertion .*failed|Assertion .*failed'
 declare -a igt_rows=()
 run_case() {
   local c="$1" w rc rb first_wait="$2"
@@ -291,6 +306,25 @@ run_case() {
         detail[renderer]="${marker}"
       else
         case_fail renderer "guest: ${marker}"
+      fi
+      ;;
+    hostile)
+      rc=0
+      wait_marker hostile "" "${first_wait}" || rc=$?
+      if ((rc == 0)); then
+        case_note hostile "${marker}; $(console_line '^VGPU-E2E: hostile:sanity ' | sed 's/^VGPU-E2E: hostile://')"
+        sleep 0.5 # let a crash the last commands caused show
+        if ! bg_running "${backend_log}"; then
+          case_fail hostile "the backend ended (exit status $(bg_rc "${backend_log}")) after the hostile program"
+        fi
+      elif ((rc == 3)); then
+        result[hostile]=SKIP
+        detail[hostile]="${marker}"
+      else
+        case_fail hostile "guest: ${marker}"
+      fi
+      if grep -aqE "${crash_re}" "${backend_log}"; then
+        case_fail hostile "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
       fi
       ;;
     draw)
@@ -445,7 +479,7 @@ qemu_args=(
   -device vhost-user-gpu-pci,chardev=gpu,id=gpu0
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
-  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.hold=$((budget + 30))"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"

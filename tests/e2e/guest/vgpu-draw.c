@@ -1,10 +1,18 @@
 /* vgpu-draw: draws known pixels through DRM/KMS on the e2e guest's virtio-gpu, for display.sh to screendump.
  *
  *   vgpu-draw CASE [--ctl DEV] [--timeout SECONDS]
- *   CASE: modeset | partial | cursor | two-outputs | mode-change
+ *   CASE: modeset | partial | cursor | two-outputs | mode-change | repaint
  *
  * Raw ioctls on /dev/dri/card0 (no libdrm): GETRESOURCES, GETCONNECTOR, GETENCODER, CREATE_DUMB, MAP_DUMB +
  * mmap, ADDFB, SETCRTC, DIRTYFB, CURSOR/CURSOR2. Built static on the host (build-guest-programs.sh).
+ *
+ * repaint (bench/guest_fps.sh, not a display.sh case): sets Virtual-1 to 1920x1080 from the connector's mode
+ * list, then repaints the whole dumb buffer with a new solid colour each iteration and DIRTYFBs the full frame:
+ * a warm-up, then a measured period (guest CLOCK_MONOTONIC), and prints
+ * `VGPU-E2E: repaint ok <frames> frames in <seconds> s = <fps> fps 1920x1080`. It uses no control tty. The
+ * periods come from the kernel command line, vgpu_e2e.repaint_s= (default 10) and vgpu_e2e.warmup_s=
+ * (default 1). DIRTYFB only queues TRANSFER_TO_HOST_2D + RESOURCE_FLUSH; the control queue's size bounds how
+ * far the guest runs ahead, so after the warm-up the rate is the backend's (with QEMU's display) sustained one.
  *
  * Protocol with the host (display.sh): after each step the program prints a marker on stdout (the serial
  * console, ttyS0), `VGPU-E2E: <case>[:<step>] ok <details>`, then blocks reading a line from the control
@@ -484,11 +492,80 @@ static void case_mode_change(void) {
   fb_destroy(&f2);
 }
 
+/* vgpu_e2e.<key>=<seconds> from /proc/cmdline, else def. */
+static double cmdline_seconds(const char *key, double def) {
+  char buf[4096];
+  char pat[64];
+  FILE *f = fopen("/proc/cmdline", "r");
+  if (f == NULL) return def;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  snprintf(pat, sizeof pat, "vgpu_e2e.%s=", key);
+  for (char *p = strstr(buf, pat); p != NULL; p = strstr(p + 1, pat)) {
+    if (p == buf || p[-1] == ' ') {
+      double v = strtod(p + strlen(pat), NULL);
+      return v > 0 ? v : def;
+    }
+  }
+  return def;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void repaint_frame(struct fb *f, uint32_t frame) {
+  /* A colour per frame that differs from the last in every channel. */
+  uint32_t c = ((frame * 37u) & 0xff) << 16 | ((frame * 101u + 64u) & 0xff) << 8 | ((frame * 13u + 128u) & 0xff);
+  for (uint32_t y = 0; y < f->height; y++) {
+    uint32_t *row = (uint32_t *)(f->map + (size_t)y * f->pitch);
+    for (uint32_t x = 0; x < f->width; x++) row[x] = c;
+  }
+  dirty(f, 0, 0, f->width, f->height);
+}
+
+static void case_repaint(void) {
+  const uint32_t want_w = 1920, want_h = 1080;
+  struct output *o = need_output("Virtual-1");
+  const struct drm_mode_modeinfo *m = NULL;
+  for (int i = 0; i < o->nmodes && m == NULL; i++) {
+    if (o->modes[i].hdisplay == want_w && o->modes[i].vdisplay == want_h) m = &o->modes[i];
+  }
+  errno = 0;
+  if (m == NULL) fail("%s lists no %ux%u mode (%d modes)", o->name, want_w, want_h, o->nmodes);
+  const double seconds = cmdline_seconds("repaint_s", 10), warmup = cmdline_seconds("warmup_s", 1);
+  struct fb f;
+  fb_create(&f, m->hdisplay, m->vdisplay);
+  draw_quad(&f, QUAD_A);
+  set_crtc(o, &f, m);
+  dirty(&f, 0, 0, f.width, f.height);
+  uint32_t frame = 0, warm_frames = 0;
+  double t0 = mono_s(), t;
+  while (mono_s() - t0 < warmup) {
+    repaint_frame(&f, ++frame);
+    warm_frames++;
+  }
+  say("repaint:warmup ok %u frames in %.3f s", warm_frames, mono_s() - t0);
+  uint64_t frames = 0;
+  t0 = mono_s();
+  do {
+    repaint_frame(&f, ++frame);
+    frames++;
+    t = mono_s() - t0;
+  } while (t < seconds);
+  say("repaint ok %llu frames in %.3f s = %.2f fps %ux%u", (unsigned long long)frames, t, (double)frames / t,
+      f.width, f.height);
+  fb_destroy(&f);
+}
+
 int main(int argc, char **argv) {
   const char *ctl = "/dev/ttyS1";
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
-    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change [--ctl DEV] [--timeout S]\n",
+    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|repaint [--ctl DEV] [--timeout S]\n",
             argv[0]);
     return 2;
   }
@@ -510,10 +587,11 @@ int main(int argc, char **argv) {
                {"partial", case_partial},
                {"cursor", case_cursor},
                {"two-outputs", case_two_outputs},
-               {"mode-change", case_mode_change}};
+               {"mode-change", case_mode_change},
+               {"repaint", case_repaint}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (strcmp(cases[i].name, g_case) == 0) {
-      ctl_open(ctl);
+      if (strcmp(g_case, "repaint") != 0) ctl_open(ctl); /* repaint talks to no host */
       probe();
       cases[i].run();
       say("%s finished", g_case);

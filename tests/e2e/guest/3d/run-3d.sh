@@ -5,6 +5,8 @@
 # Runs each case of the kernel command line's vgpu_e2e.cases=a,b,... in turn and prints `VGPU-E2E: ...` markers
 # on the console (ttyS0); steps that need the host (screendumps) wait for `next` on ttyS1, as vgpu-draw does:
 #   renderer  gl-draw info: EGL/GL strings, `renderer ok <GL_RENDERER>`
+#   hostile   hostile (guest/3d/hostile.c): garbage streams, cross-context use, contexts closed with work in
+#             flight; `hostile ok <n> ioctls, <m> errors` (errors expected; a hang is `hostile FAIL ...`)
 #   draw      gl-draw draw: two frames of known geometry, `draw:base ok ...`, `draw ok ...`
 #   kmscube   kmscube runs until the host has seen it on screen: `kmscube:running ok ...`, `kmscube ok exit=N`
 #   igt       every subtest of IGT's drm_virtgpu, one run each: `igt:<subtest> SUCCESS|FAIL|SKIP|... <reason>`,
@@ -31,7 +33,7 @@ mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 
-cases="" hold=0 step_timeout=300 glmark2_scenes=""
+cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed=""
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
   case "${arg}" in
@@ -39,6 +41,7 @@ for arg in "${cmdline[@]}"; do
     vgpu_e2e.hold=*) hold="${arg#*=}" ;;
     vgpu_e2e.step_timeout=*) step_timeout="${arg#*=}" ;;
     vgpu_e2e.glmark2=*) glmark2_scenes="${arg#*=}" ;;
+    vgpu_e2e.hostile_seed=*) hostile_seed="${arg#*=}" ;;
   esac
 done
 
@@ -63,6 +66,14 @@ ctl_close() { exec 3<&-; }
 
 case_renderer() {
   "${E}/gl-draw" info
+}
+
+case_hostile() {
+  # The program's own alarm() ends a hung ioctl; timeout is the last resort (a task stuck in the kernel).
+  timeout -k 5 "${step_timeout}" "${E}/hostile" ${hostile_seed:+--seed "${hostile_seed}"}
+  local rc=$?
+  ((rc == 0)) || say "hostile FAIL exit status ${rc}"
+  return "${rc}"
 }
 
 case_draw() {
@@ -200,7 +211,7 @@ case_glmark2() {
 for c in ${cases//,/ }; do
   say "case ${c} start (guest uptime $(uptime_s) s)"
   case "${c}" in
-    renderer | draw | kmscube | igt | glmark2) "case_${c}" ;;
+    renderer | hostile | draw | kmscube | igt | glmark2) "case_${c}" ;;
     *) say "${c} FAIL unknown case" ;;
   esac
   say "case ${c} exit $? (guest uptime $(uptime_s) s)"
