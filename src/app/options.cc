@@ -103,8 +103,9 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("-V,--version", version, "Print the version and exit");
   app.footer(
+      "Signals: SIGTERM/SIGINT exit cleanly; SIGUSR1 writes scanout-N.png (see --screenshot-dir).\n"
       "Exit status: 0 on a clean exit (SIGTERM/SIGINT, or disconnect with --exit-on-disconnect), 1 on a runtime\n"
-      "error (socket cannot be created), 2 on a usage error.\n"
+      "error (the socket cannot be set up, 3D cannot start), 2 on a usage error.\n"
       "Example:\n"
       "  vhost-gpu --socket-path /tmp/gpu.sock &\n"
       "  qemu-system-x86_64 -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem \\\n"
