@@ -1,7 +1,5 @@
 #include "app/main.h"
 
-#include <malloc.h>
-
 #include <variant>
 
 #include "app/options.h"
@@ -20,11 +18,6 @@ int run_main(int argc, char** argv) {
   const Options& opts = std::get<Options>(parsed);
 
   init_logging();
-  // Resource buffers (calloc in soft2d) must come from fresh mmap'd pages, which are already zero: glibc's
-  // dynamic threshold otherwise serves an 8 MiB calloc from the heap after the first large free and memsets
-  // it (vgpu_bench: a fifth of the CPU of a 1080p resource create/destroy cycle). A fixed threshold keeps
-  // every large allocation on mmap.
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   set_log_level(opts.log_level);
 
   auto loop = EventLoop::create();
