@@ -55,6 +55,8 @@ Server::~Server() {
 }
 
 Result<void, std::string> Server::listen_on_path(const std::string& path) {
+  // Signals first: once the socket accepts, a supervisor may signal us (SIGUSR1's default action would kill).
+  if (auto r = setup_signals(); !r) return r;
   auto addr = unix_address(path);
   if (!addr) return fail(addr.error());
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -74,6 +76,7 @@ Result<void, std::string> Server::listen_on_path(const std::string& path) {
 }
 
 Result<void, std::string> Server::use_fd(int fd) {
+  if (auto r = setup_signals(); !r) return r;
   int accepting = 0;
   socklen_t len = sizeof(accepting);
   if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0) {
@@ -92,6 +95,7 @@ Result<void, std::string> Server::use_fd(int fd) {
 }
 
 Result<void, std::string> Server::setup_signals() {
+  if (signal_fd_) return {};  // already set up
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
