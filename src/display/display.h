@@ -48,6 +48,10 @@ class Display {
   // Ask the display for its layout (and EDIDs) again, e.g. when the guest re-reads them after a display
   // event; pending() is true until the answers are in, and on_change fires then.
   virtual void refresh() {}
+  // True while an update() still reads the caller's image (a send straight from the image's rows that the
+  // socket has not taken whole yet). Until it turns false (on_change fires then) the caller must keep every
+  // image it passed unchanged and alive: the device processes no further control command meanwhile.
+  [[nodiscard]] virtual bool busy() const { return false; }
 
   // The scanout now shows a width x height image (0 x 0: disabled). Follow it with a full update: the
   // display starts from a blank image.

@@ -2,6 +2,7 @@
 // offset and size is checked here, with overflow-safe arithmetic, before the renderer or display is called.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "common/checked.h"
 #include "common/log.h"
@@ -78,11 +79,15 @@ CommandResult GpuDevice::on_resource_create_2d(const virtio_gpu_resource_create_
   return ResponseBytes{};
 }
 
+void GpuDevice::clear_scanout(uint32_t s) {
+  resources_.release(scanouts_[s].shadow.size());
+  scanouts_[s] = Scanout{};
+  display_->set_scanout(s, 0, 0);
+}
+
 void GpuDevice::disable_scanouts_of(uint32_t resource_id) {
   for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
-    if (scanouts_[s].resource_id != resource_id) continue;
-    scanouts_[s] = Scanout{};
-    display_->set_scanout(s, 0, 0);
+    if (scanouts_[s].resource_id == resource_id) clear_scanout(s);
   }
 }
 
@@ -100,15 +105,17 @@ CommandResult GpuDevice::on_set_scanout(const virtio_gpu_set_scanout& req, Reade
   Scanout& scanout = scanouts_[req.scanout_id];
   // Spec 5.7.6.8: "The driver can use resource_id = 0 to disable a scanout."
   if (req.resource_id == 0) {
-    scanout = Scanout{};
-    display_->set_scanout(req.scanout_id, 0, 0);
+    clear_scanout(req.scanout_id);
     return ResponseBytes{};
   }
   const Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
+  // A blob has no image layout of its own: it is shown with SET_SCANOUT_BLOB.
+  if (res->is_blob()) return fail(GpuError::InvalidParameter);
   const Rect rect = to_rect(req.r);
   if (rect.empty() || !rect_fits(rect, res->width, res->height)) return fail(GpuError::InvalidParameter);
-  const bool same = scanout.resource_id == req.resource_id && scanout.rect == rect;
+  const bool same = scanout.resource_id == req.resource_id && scanout.rect == rect && !scanout.blob;
+  resources_.release(scanout.shadow.size());
   scanout = Scanout{req.resource_id, rect};
   if (!same) display_->set_scanout(req.scanout_id, rect.width, rect.height);
   return ResponseBytes{};
@@ -118,9 +125,19 @@ void GpuDevice::send_flush(uint32_t scanout_id, const Rect& damage_in_resource) 
   const Scanout& scanout = scanouts_[scanout_id];
   const Rect visible = intersect(damage_in_resource, scanout.rect);
   if (visible.empty()) return;
+  const Rect damage{visible.x - scanout.rect.x, visible.y - scanout.rect.y, visible.width, visible.height};
+  if (scanout.blob) {
+    if (!refresh_blob_shadow(scanout_id, visible)) return;
+    const ImageView shadow{.data = scanout.shadow.data(),
+                           .width = scanout.rect.width,
+                           .height = scanout.rect.height,
+                           .stride = scanout.rect.width * kBytesPerPixel,
+                           .format = scanout.blob->format};
+    display_->update(scanout_id, damage, shadow, damage.x, damage.y);
+    return;
+  }
   auto image = renderer_->image(scanout.resource_id);
   if (!image) return;
-  const Rect damage{visible.x - scanout.rect.x, visible.y - scanout.rect.y, visible.width, visible.height};
   display_->update(scanout_id, damage, *image, visible.x, visible.y);
 }
 
@@ -128,7 +145,11 @@ CommandResult GpuDevice::on_resource_flush(const virtio_gpu_resource_flush& req,
   const Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
   const Rect rect = to_rect(req.r);
-  if (!rect_fits(rect, res->width, res->height)) return fail(GpuError::InvalidParameter);
+  // A blob's extent is its scanout layout's: the damage is clipped to each scanout showing it.
+  const uint32_t max = std::numeric_limits<uint32_t>::max();
+  if (!rect_fits(rect, res->is_blob() ? max : res->width, res->is_blob() ? max : res->height)) {
+    return fail(GpuError::InvalidParameter);
+  }
   for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
     if (scanouts_[s].resource_id == req.resource_id) send_flush(s, rect);
   }
@@ -138,6 +159,9 @@ CommandResult GpuDevice::on_resource_flush(const virtio_gpu_resource_flush& req,
 CommandResult GpuDevice::on_transfer_to_host_2d(const virtio_gpu_transfer_to_host_2d& req, Reader& /*rest*/) {
   const Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
+  // Blob memory is shared with the device, which reads it when flushing: Linux still transfers its dumb
+  // buffers when they are blobs, and like QEMU we answer OK without copying anything.
+  if (res->is_blob()) return ResponseBytes{};
   const Rect rect = to_rect(req.r);
   if (!rect_fits(rect, res->width, res->height)) return fail(GpuError::InvalidParameter);
   if (!res->backing) {
@@ -159,17 +183,14 @@ CommandResult GpuDevice::on_transfer_to_host_2d(const virtio_gpu_transfer_to_hos
   return ResponseBytes{};
 }
 
-CommandResult GpuDevice::on_resource_attach_backing(const virtio_gpu_resource_attach_backing& req, Reader& rest) {
-  Resource* res = resources_.find(req.resource_id);
-  if (res == nullptr) return fail(GpuError::InvalidResourceId);
-  if (res->backing) return fail(GpuError::InvalidParameter);  // detach first
-  if (req.nr_entries == 0 || req.nr_entries > kMaxBackingEntries) return fail(GpuError::InvalidParameter);
-  const uint64_t entries_bytes = uint64_t{req.nr_entries} * sizeof(virtio_gpu_mem_entry);
+Result<GuestScatterList, GpuError> GpuDevice::read_backing(uint32_t nr_entries, Reader& rest, uint64_t& host_bytes) {
+  if (nr_entries == 0 || nr_entries > kMaxBackingEntries) return fail(GpuError::InvalidParameter);
+  const uint64_t entries_bytes = uint64_t{nr_entries} * sizeof(virtio_gpu_mem_entry);
   if (rest.remaining() < entries_bytes) return fail(GpuError::InvalidParameter);
-  const uint64_t host_bytes = uint64_t{req.nr_entries} * sizeof(ScatterEntry);
+  host_bytes = uint64_t{nr_entries} * sizeof(ScatterEntry);
   if (!resources_.reserve(host_bytes)) return fail(GpuError::OutOfMemory);
   // One bulk copy out of the guest (a 1080p framebuffer has ~2000 page entries), then convert the host copy.
-  std::vector<virtio_gpu_mem_entry> wire(req.nr_entries);
+  std::vector<virtio_gpu_mem_entry> wire(nr_entries);
   if (!rest.read_bytes(std::as_writable_bytes(std::span(wire)))) {
     resources_.release(host_bytes);
     return fail(GpuError::InvalidParameter);
@@ -181,9 +202,20 @@ CommandResult GpuDevice::on_resource_attach_backing(const virtio_gpu_resource_at
                               : Result<GuestScatterList, MemoryError>(fail(MemoryError::OutOfRange));
   if (!list) {
     resources_.release(host_bytes);
-    VGPU_LOG_DEBUG("RESOURCE_ATTACH_BACKING resource {}: {}", req.resource_id, to_string(list.error()));
+    VGPU_LOG_DEBUG("backing of {} entries: {}", nr_entries, to_string(list.error()));
     return fail(GpuError::InvalidParameter);
   }
+  return std::move(*list);
+}
+
+CommandResult GpuDevice::on_resource_attach_backing(const virtio_gpu_resource_attach_backing& req, Reader& rest) {
+  Resource* res = resources_.find(req.resource_id);
+  if (res == nullptr) return fail(GpuError::InvalidResourceId);
+  // A blob's memory is fixed at creation (RESOURCE_CREATE_BLOB carries its entries); detach first otherwise.
+  if (res->backing || res->is_blob()) return fail(GpuError::InvalidParameter);
+  uint64_t host_bytes = 0;
+  auto list = read_backing(req.nr_entries, rest, host_bytes);
+  if (!list) return fail(list.error());
   if (r3d_ != nullptr) {
     // virglrenderer keeps its own view of the backing (iovecs) for 2D and 3D transfers.
     if (auto r = r3d_->attach_backing(req.resource_id, *mem_, *list); !r) {
@@ -199,7 +231,7 @@ CommandResult GpuDevice::on_resource_attach_backing(const virtio_gpu_resource_at
 CommandResult GpuDevice::on_resource_detach_backing(const virtio_gpu_resource_detach_backing& req, Reader& /*rest*/) {
   Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
-  if (!res->backing) return fail(GpuError::InvalidParameter);
+  if (!res->backing || res->is_blob()) return fail(GpuError::InvalidParameter);
   const uint64_t host_bytes = res->backing->entries().size() * sizeof(ScatterEntry);
   if (r3d_ != nullptr) r3d_->detach_backing(req.resource_id);
   res->backing.reset();

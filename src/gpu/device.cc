@@ -77,10 +77,12 @@ void GpuDevice::register_renderer_poll() {
 
 uint64_t GpuDevice::features() const {
   // EDID always works: from the display when it negotiated EDID, else generated from the layout. VIRGL and
-  // CONTEXT_INIT (capset-typed contexts, per-ring fences) only with a 3D renderer. RESOURCE_BLOB and
-  // RESOURCE_UUID are not offered: their commands are not implemented yet.
+  // CONTEXT_INIT (capset-typed contexts, per-ring fences) only with a 3D renderer. RESOURCE_BLOB always: guest
+  // blobs and their scanouts work on soft2d too, and host blobs need a 3D context, which a 2D device never
+  // has. Not offered: RESOURCE_UUID (no UUID sharing yet) and a host-visible memory region (MAP_BLOB).
   uint64_t f = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_RING_F_INDIRECT_DESC) |
-               feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID);
+               feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID) |
+               feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB);
   if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
   return f;
 }
@@ -234,6 +236,9 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
       alignas(8) std::array<std::byte, kMaxRequestSize> request{};
       const auto request_bytes = std::span(request).first(info->request_size);
       (void)reader.read_bytes(request_bytes);  // cannot fail: remaining() >= request_size
+      // A flush still being sent from a resource's pixels: no control command may change them until the
+      // socket took it all (cursor commands only read their own resource and queue behind it).
+      if (!cursor_queue && display_->busy()) return Outcome::Stall;
       if (!display_ready_for(hdr.type, request_bytes)) return Outcome::Stall;
       VGPU_LOG_DEBUG("{}: command {}", queue_name, info->name);
       VGPU_LOG_TRACE("{}: {} ({} bytes)", queue_name, command_name(hdr.type), info->request_size);

@@ -107,14 +107,30 @@ class GpuDevice final : public Backend {
   CommandResult on_transfer_to_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& rest);
   CommandResult on_transfer_from_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& rest);
   CommandResult on_submit_3d(const virtio_gpu_cmd_submit& req, Reader& rest);
+  CommandResult on_resource_create_blob(const virtio_gpu_resource_create_blob& req, Reader& rest);
+  CommandResult on_set_scanout_blob(const virtio_gpu_set_scanout_blob& req, Reader& rest);
+  CommandResult on_resource_map_blob(const virtio_gpu_resource_map_blob& req, Reader& rest);
+  CommandResult on_resource_unmap_blob(const virtio_gpu_resource_unmap_blob& req, Reader& rest);
 
   [[nodiscard]] size_t pending_fences() const { return pending_fences_.size(); }
   [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
 
  private:
+  // SET_SCANOUT_BLOB's description of the blob as an image (plane 0; every virtio-gpu format has one plane).
+  struct BlobLayout {
+    PixelFormat format = PixelFormat::B8G8R8X8;
+    uint32_t width = 0;
+    uint32_t height = 0;
+    uint32_t stride = 0;  // bytes from one row to the next
+    uint32_t offset = 0;  // byte of pixel (0, 0) in the blob
+  };
   struct Scanout {
     uint32_t resource_id = 0;  // 0: disabled
     Rect rect;                 // the part of the resource shown (resource coordinates)
+    std::optional<BlobLayout> blob{};
+    // A blob scanout's pixels as last flushed (rect.width x rect.height, stride rect.width * 4): the blob lives
+    // in guest memory or the renderer, and the display needs a host image. Charged to the resource budget.
+    std::vector<std::byte> shadow{};
   };
 
   enum class Outcome {
@@ -147,6 +163,12 @@ class GpuDevice final : public Backend {
   void on_display_changed();
   void update_display_registration();
   void disable_scanouts_of(uint32_t resource_id);
+  // Disables scanout `s` (display included) and refunds its shadow.
+  void clear_scanout(uint32_t s);
+  // Reads `visible` (resource coordinates, inside the scanout's rect) of a blob scanout into its shadow.
+  bool refresh_blob_shadow(uint32_t scanout_id, const Rect& visible);
+  // RESOURCE_ATTACH_BACKING's and RESOURCE_CREATE_BLOB's entries: read, checked against guest memory, charged.
+  Result<GuestScatterList, GpuError> read_backing(uint32_t nr_entries, Reader& rest, uint64_t& host_bytes);
   void send_flush(uint32_t scanout_id, const Rect& damage_in_resource);
 
   GpuDeviceConfig cfg_;

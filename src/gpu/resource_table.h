@@ -21,7 +21,12 @@ struct Resource {
   uint32_t width = 0;
   uint32_t height = 0;
   uint64_t host_bytes = 0;                  // charged against the budget
-  std::optional<GuestScatterList> backing;  // RESOURCE_ATTACH_BACKING
+  std::optional<GuestScatterList> backing;  // RESOURCE_ATTACH_BACKING, or a blob's guest memory
+  // RESOURCE_CREATE_BLOB: VIRTIO_GPU_BLOB_MEM_* and the blob's size in bytes; 0 for 2D and 3D resources. A
+  // blob has no format or size of its own (width, height 0): SET_SCANOUT_BLOB gives its layout.
+  uint32_t blob_mem = 0;
+  uint64_t blob_size = 0;
+  [[nodiscard]] bool is_blob() const { return blob_mem != 0; }
   [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
 };
 

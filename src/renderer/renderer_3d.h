@@ -28,6 +28,7 @@
 #include "common/result.h"
 #include "memory/guest_memory.h"
 #include "memory/scatter_list.h"
+#include "renderer/image.h"
 
 namespace vgpu {
 
@@ -94,6 +95,16 @@ struct Transfer3D {
   uint32_t layer_stride = 0;
 };
 
+// virtio_gpu_resource_create_blob's fields (spec 5.7.6.8 "VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB"), validated by the
+// device: blob_mem is VIRTIO_GPU_BLOB_MEM_{GUEST,HOST3D,HOST3D_GUEST}, blob_flags a subset of the USE_* bits.
+struct BlobArgs {
+  uint32_t ctx_id = 0;  // the creating context (HOST3D*: the one whose blob_id it is; GUEST: 0)
+  uint32_t blob_mem = 0;
+  uint32_t blob_flags = 0;
+  uint64_t blob_id = 0;  // HOST3D*: names the object the context made (virgl: PIPE_RESOURCE_CREATE's blob id)
+  uint64_t size = 0;     // bytes
+};
+
 // Where a fence signals: the global timeline (a fenced command without VIRTIO_GPU_FLAG_INFO_RING_IDX, whatever
 // its ctx_id), or ring `ring_idx` of context `ctx_id` (with INFO_RING_IDX, feature CONTEXT_INIT).
 struct FenceRing {
@@ -150,6 +161,18 @@ class Renderer3D {
   // the old mappings must still be mapped during this call). A backing that no longer resolves is dropped
   // (the resource then has none, and commands that need it fail for the guest).
   virtual void refresh_backings() = 0;
+
+  // RESOURCE_CREATE_BLOB. `backing` is the guest memory of GUEST and HOST3D_GUEST blobs (null for HOST3D); the
+  // renderer keeps host views of it exactly as for attach_backing (release_backings / refresh_backings apply).
+  // InvalidArgument: id 0 or in use, or a blob the context cannot give (unknown blob_id, flags it cannot honour).
+  // InvalidContext: a HOST3D* blob of an unknown context. Freed by Renderer2D::destroy_resource.
+  virtual Result<void, Renderer3DError> create_blob(uint32_t resource_id, const BlobArgs& args, const GuestMemory* mem,
+                                                    const GuestScatterList* backing) = 0;
+  // Scanout of a HOST3D blob: copies `rect` of the blob, read as 32-bit pixels laid out from byte `offset` with
+  // `stride` bytes per row, to `dst` (dst_stride bytes per row, its first byte is the rect's top-left pixel).
+  // InvalidResource: not a blob of this renderer; InvalidArgument: the rect leaves the blob or cannot be read.
+  virtual Result<void, Renderer3DError> read_blob(uint32_t resource_id, uint64_t offset, uint32_t stride,
+                                                  const Rect& rect, std::span<std::byte> dst, uint32_t dst_stride) = 0;
 
   // TRANSFER_TO_HOST_3D / TRANSFER_FROM_HOST_3D between `backing` (resolved afresh on every call) and the
   // resource. ctx_id 0 is the host context; otherwise the resource must be attached to that context.

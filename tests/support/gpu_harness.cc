@@ -81,6 +81,45 @@ uint32_t GpuHarness::attach_backing(uint32_t id, uint64_t bytes, uint32_t pieces
   return command_type(req, std::as_bytes(std::span(entries)));
 }
 
+uint32_t GpuHarness::create_blob(uint32_t id, uint32_t blob_mem, uint64_t bytes, uint32_t pieces, uint32_t flags,
+                                 uint64_t blob_id, uint32_t ctx_id) {
+  virtio_gpu_resource_create_blob req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
+  req.hdr.ctx_id = ctx_id;
+  req.resource_id = id;
+  req.blob_mem = blob_mem;
+  req.blob_flags = flags;
+  req.blob_id = blob_id;
+  req.size = bytes;
+  std::vector<virtio_gpu_mem_entry> entries;
+  if (blob_mem != VIRTIO_GPU_BLOB_MEM_HOST3D) {
+    const GuestAddress base = guest_->alloc(bytes, 4096);
+    backings_.emplace_back(id, base);
+    const uint64_t piece = bytes / pieces;
+    for (uint32_t i = 0; i < pieces; ++i) {
+      const uint64_t len = i + 1 == pieces ? bytes - piece * i : piece;
+      entries.push_back({raw(base) + piece * i, static_cast<uint32_t>(len), 0});
+    }
+  }
+  req.nr_entries = static_cast<uint32_t>(entries.size());
+  return command_type(req, std::as_bytes(std::span(entries)));
+}
+
+uint32_t GpuHarness::set_scanout_blob(uint32_t scanout, uint32_t id, virtio_gpu_rect rect, uint32_t width,
+                                      uint32_t height, uint32_t stride, uint32_t offset, uint32_t format) {
+  virtio_gpu_set_scanout_blob req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT_BLOB;
+  req.r = rect;
+  req.scanout_id = scanout;
+  req.resource_id = id;
+  req.width = width;
+  req.height = height;
+  req.format = format;
+  req.strides[0] = stride;
+  req.offsets[0] = offset;
+  return command_type(req);
+}
+
 GuestAddress GpuHarness::backing_address(uint32_t id) const {
   for (const auto& [rid, addr] : backings_) {
     if (rid == id) return addr;

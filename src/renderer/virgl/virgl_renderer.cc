@@ -623,6 +623,95 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
   return {};
 }
 
+Result<void, Renderer3DError> VirglRenderer::create_blob(uint32_t resource_id, const BlobArgs& args,
+                                                         const GuestMemory* mem, const GuestScatterList* backing) {
+  if (resource_id == 0 || find(resource_id) != nullptr) return fail(Renderer3DError::InvalidArgument);
+  if (args.ctx_id != 0 && !contexts_.contains(args.ctx_id)) return fail(Renderer3DError::InvalidContext);
+  if ((backing == nullptr) != (mem == nullptr)) return fail(Renderer3DError::InvalidArgument);
+  Resource* res = nullptr;
+  try {
+    res = &resources_.emplace(resource_id, Resource{.args = {}, .blob = args}).first->second;
+    if (backing != nullptr) res->backing.emplace(*backing);
+  } catch (const std::bad_alloc&) {
+    resources_.erase(resource_id);
+    return fail(Renderer3DError::OutOfMemory);
+  }
+  // The views live in the map node (it never moves): the library keeps the pointer, as for attach_iov.
+  if (backing != nullptr) {
+    if (auto r = resolve_iovs(*mem, *backing, 0, backing->size(), res->iovs); !r) {
+      resources_.erase(resource_id);
+      return r;
+    }
+    res->backing_mem = mem;
+  }
+  const virgl_renderer_resource_create_blob_args a{.res_handle = resource_id,
+                                                   .ctx_id = args.ctx_id,
+                                                   .blob_mem = args.blob_mem,
+                                                   .blob_flags = args.blob_flags,
+                                                   .blob_id = args.blob_id,
+                                                   .size = args.size,
+                                                   .iovecs = res->iovs.empty() ? nullptr : res->iovs.data(),
+                                                   .num_iovs = static_cast<uint32_t>(res->iovs.size())};
+  // The library checks the blob id against what the context made, and the flags against what it can do.
+  if (const int ret = virgl_renderer_resource_create_blob(&a); ret != 0) {
+    resources_.erase(resource_id);
+    return fail(from_errno(ret, Renderer3DError::InvalidArgument));
+  }
+  res->attached = !res->iovs.empty();
+  dirty_ = true;
+  return {};
+}
+
+Result<void, Renderer3DError> VirglRenderer::read_blob(uint32_t resource_id, uint64_t offset, uint32_t stride,
+                                                       const Rect& rect, std::span<std::byte> dst,
+                                                       uint32_t dst_stride) {
+  const Resource* res = find(resource_id);
+  if (res == nullptr || !res->blob) return fail(Renderer3DError::InvalidResource);
+  if (rect.empty()) return {};
+  const uint64_t row_bytes = uint64_t{rect.width} * kBytesPerPixel;
+  const uint64_t dst_extent = uint64_t{rect.height - 1} * dst_stride + row_bytes;
+  // The source's last byte: offset + (y + h - 1) * stride + (x + w) * 4, each term < 2^64 / 4.
+  const auto last_row = checked_mul<uint64_t>(uint64_t{rect.y} + rect.height - 1, stride);
+  const auto src_end =
+      last_row ? checked_add<uint64_t>(*last_row, (uint64_t{rect.x} + rect.width) * kBytesPerPixel) : std::nullopt;
+  const auto src_extent = src_end ? checked_add<uint64_t>(*src_end, offset) : std::nullopt;
+  if (dst_stride < row_bytes || dst.size() < dst_extent || !src_extent || *src_extent > res->blob->size) {
+    return fail(Renderer3DError::InvalidArgument);
+  }
+  if ((res->blob->blob_flags & VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE) != 0) {
+    void* map = nullptr;
+    uint64_t map_size = 0;
+    if (virgl_renderer_resource_map(resource_id, &map, &map_size) == 0) {
+      const bool fits = *src_extent <= map_size;
+      if (fits) {
+        const auto* src = static_cast<const std::byte*>(map);
+        for (uint32_t r = 0; r < rect.height; ++r) {
+          const uint64_t from = offset + (uint64_t{rect.y} + r) * stride + uint64_t{rect.x} * kBytesPerPixel;
+          std::memcpy(dst.data() + uint64_t{r} * dst_stride, src + from, static_cast<size_t>(row_bytes));
+        }
+      }
+      virgl_renderer_resource_unmap(resource_id);
+      if (!fits) return fail(Renderer3DError::InvalidArgument);
+      return {};
+    }
+  }
+  constexpr uint32_t kIntMax = std::numeric_limits<int32_t>::max();
+  if (rect.x > kIntMax || rect.y > kIntMax || rect.width > kIntMax || rect.height > kIntMax) {
+    return fail(Renderer3DError::InvalidArgument);
+  }
+  virgl_box box{.x = static_cast<int32_t>(rect.x),
+                .y = static_cast<int32_t>(rect.y),
+                .z = 0,
+                .w = static_cast<int32_t>(rect.width),
+                .h = static_cast<int32_t>(rect.height),
+                .d = 1};
+  iovec iov{.iov_base = dst.data(), .iov_len = static_cast<size_t>(dst_extent)};
+  if (const int ret = virgl_renderer_transfer_read_iov(resource_id, 0, 0, dst_stride, 0, &box, 0, &iov, 1); ret != 0) {
+    return fail(from_errno(ret, Renderer3DError::InvalidArgument));
+  }
+  return {};
+}
+
 void VirglRenderer::detach_backing(uint32_t resource_id) {
   Resource* res = find(resource_id);
   if (res == nullptr) return;

@@ -99,6 +99,13 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   // The library reads custom-bind buffers' backings while detaching them: release before unmapping.
   void release_backings() override;
   void refresh_backings() override;
+  // Every blob kind goes to virgl_renderer_resource_create_blob (GUEST ones too, so contexts can use them).
+  Result<void, Renderer3DError> create_blob(uint32_t resource_id, const BlobArgs& args, const GuestMemory* mem,
+                                            const GuestScatterList* backing) override;
+  // Mappable blobs are read through virgl_renderer_resource_map (bytes at offset + y * stride); others through
+  // the library's transfer path, texel-addressed (the object behind the blob keeps its own layout).
+  Result<void, Renderer3DError> read_blob(uint32_t resource_id, uint64_t offset, uint32_t stride, const Rect& rect,
+                                          std::span<std::byte> dst, uint32_t dst_stride) override;
   Result<void, Renderer3DError> transfer_to_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
                                                     const GuestMemory& mem, const GuestScatterList& backing) override;
   Result<void, Renderer3DError> transfer_from_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
@@ -125,7 +132,8 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
  private:
   struct Callbacks;  // the C callbacks (virgl_renderer.cc); they only record, never throw
   struct Resource {
-    Resource3DArgs args;
+    Resource3DArgs args;             // zero for blobs
+    std::optional<BlobArgs> blob{};  // RESOURCE_CREATE_BLOB
     // RESOURCE_ATTACH_BACKING, kept to re-resolve after memory changes.
     const GuestMemory* backing_mem = nullptr;
     std::optional<GuestScatterList> backing{};

@@ -8,11 +8,13 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -20,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/fake_display.h"
 #include "support/fake_guest.h"
 #include "support/gpu_harness.h"
 
@@ -43,8 +46,57 @@ constexpr uint32_t kCcmdSetFramebufferState = 5;
 constexpr uint32_t kCcmdClear = 7;
 constexpr uint32_t kObjectSurface = 8;
 constexpr uint32_t kPipeClearColor0 = 1u << 2;
+constexpr uint32_t kCcmdPipeResourceCreate = 48;  // the same number in 0.10.4 and 1.x
+
 constexpr uint32_t cmd0(uint32_t cmd, uint32_t obj, uint32_t len) {
   return cmd | obj << 8 | len << 16;
+}
+
+// Surface 1 on `res` as the only colour buffer, cleared to (r, g, b, a).
+std::vector<uint32_t> clear_stream_for(uint32_t res, std::array<float, 4> rgba) {
+  std::vector<uint32_t> s = {cmd0(kCcmdCreateObject, kObjectSurface, 5),
+                             1,
+                             res,
+                             kVirglFormatB8G8R8X8,
+                             0,
+                             0,
+                             cmd0(kCcmdSetFramebufferState, 0, 3),
+                             1,
+                             0,
+                             1,
+                             cmd0(kCcmdClear, 0, 8),
+                             kPipeClearColor0};
+  for (float c : rgba) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &c, sizeof(bits));
+    s.push_back(bits);
+  }
+  s.insert(s.end(), {0, 0, 0});  // depth (a double), stencil
+  return s;
+}
+
+// A context-made object the guest later claims as a HOST3D blob: VIRGL_CCMD_PIPE_RESOURCE_CREATE (11 words:
+// target, format, bind, width, height, depth, array_size, last_level, nr_samples, flags, blob_id). A
+// persistently mapped buffer, as Mesa's virgl driver makes its host blobs.
+constexpr uint32_t kPipeBuffer = 0;
+constexpr uint32_t kVirglFormatR8 = 64;
+constexpr uint32_t kBindVertexBuffer = 1u << 4;
+constexpr uint32_t kResourceMapPersistentCoherent = (1u << 1) | (1u << 2);  // bit 0 is Y_0_TOP
+std::vector<uint32_t> pipe_buffer_stream(uint32_t bytes, uint32_t blob_id) {
+  return {cmd0(kCcmdPipeResourceCreate, 0, 11), kPipeBuffer, kVirglFormatR8, kBindVertexBuffer, bytes, 1, 1, 1, 0, 0,
+          kResourceMapPersistentCoherent,       blob_id};
+}
+
+// Fills a mappable host blob through the library's own mapping (what the guest would do through a
+// host-visible region): byte i is i * 7 + seed.
+void fill_host_blob(uint32_t resource_id, uint64_t bytes, uint32_t seed) {
+  void* map = nullptr;
+  uint64_t size = 0;
+  ASSERT_EQ(virgl_renderer_resource_map(resource_id, &map, &size), 0);
+  ASSERT_GE(size, bytes);
+  auto* p = static_cast<uint8_t*>(map);
+  for (uint64_t i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(i * 7 + seed);
+  virgl_renderer_resource_unmap(resource_id);
 }
 
 // The one renderer of this process.
@@ -65,6 +117,8 @@ class VirglEnvironment : public ::testing::Environment {
 [[maybe_unused]] const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new VirglEnvironment);
 
 void create_shared() {
+  // VGPU_TEST_LOG=debug shows what virglrenderer says about rejected streams.
+  if (const char* level = std::getenv("VGPU_TEST_LOG")) spdlog::set_level(spdlog::level::from_str(level));
   // Venus on: it falls back to virgl alone when virgl_render_server cannot start.
   auto created = VirglRenderer::create(VirglOptions{.venus = true});
   if (created) {
@@ -173,25 +227,7 @@ class VirglRendererTest : public ::testing::Test {
   }
   // Surface 1 on `res` as the only colour buffer, cleared to (r, g, b, a).
   static std::vector<uint32_t> clear_stream(uint32_t res, std::array<float, 4> rgba) {
-    std::vector<uint32_t> s = {cmd0(kCcmdCreateObject, kObjectSurface, 5),
-                               1,
-                               res,
-                               kVirglFormatB8G8R8X8,
-                               0,
-                               0,
-                               cmd0(kCcmdSetFramebufferState, 0, 3),
-                               1,
-                               0,
-                               1,
-                               cmd0(kCcmdClear, 0, 8),
-                               kPipeClearColor0};
-    for (float c : rgba) {
-      uint32_t bits = 0;
-      std::memcpy(&bits, &c, sizeof(bits));
-      s.push_back(bits);
-    }
-    s.insert(s.end(), {0, 0, 0});  // depth (a double), stencil
-    return s;
+    return clear_stream_for(res, rgba);
   }
 
   VirglRenderer* r_ = nullptr;
@@ -459,6 +495,74 @@ TEST_F(VirglRendererTest, Submit3D_ClearOfASurface_ReadsBackTheColour) {
   EXPECT_EQ(std::vector<std::byte>(view->data, view->data + kFrameBytes), got);
 }
 
+// --- Blobs ---------------------------------------------------------------------------------------------------------
+
+TEST_F(VirglRendererTest, Blob_Host3dMappable_ReadBlobHonoursOffsetAndStride) {
+  ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
+  constexpr uint32_t kBytes = 64 * 1024;
+  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kBytes, 5))).has_value());
+  const BlobArgs args{.ctx_id = 1,
+                      .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
+                      .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE,
+                      .blob_id = 5,
+                      .size = kBytes};
+  auto created = r_->create_blob(30, args, nullptr, nullptr);
+  ASSERT_TRUE(created.has_value()) << to_string(created.error());
+  fill_host_blob(30, kBytes, 3);
+
+  // A 4x2 rect at (3, 5) of an image with 256-byte rows starting at byte 128, into rows of 24 bytes.
+  const Rect rect{3, 5, 4, 2};
+  constexpr uint32_t kDstStride = 4 * 4 + 8;
+  std::vector<std::byte> dst(kDstStride * 2, std::byte{0x55});
+  auto read = r_->read_blob(30, 128, 256, rect, dst, kDstStride);
+  ASSERT_TRUE(read.has_value()) << to_string(read.error());
+  for (uint32_t row = 0; row < 2; ++row) {
+    for (uint32_t b = 0; b < 16; ++b) {
+      const uint64_t src = 128 + (5 + row) * 256 + 3 * 4 + b;
+      EXPECT_EQ(dst[row * kDstStride + b], static_cast<std::byte>(src * 7 + 3)) << row << "," << b;
+    }
+    EXPECT_EQ(dst[row * kDstStride + 16], std::byte{0x55});  // padding untouched
+  }
+  r_->destroy_resource(30);
+  EXPECT_EQ(r_->read_blob(30, 0, 256, rect, dst, kDstStride).error(), Renderer3DError::InvalidResource);
+}
+
+TEST_F(VirglRendererTest, Blob_BadRequests_RefusedAndNothingLeaks) {
+  ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
+  const BlobArgs unknown_id{.ctx_id = 1, .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D, .blob_id = 77, .size = 4096};
+  EXPECT_FALSE(r_->create_blob(31, unknown_id, nullptr, nullptr).has_value());
+  BlobArgs no_ctx = unknown_id;
+  no_ctx.ctx_id = 9;
+  EXPECT_EQ(r_->create_blob(31, no_ctx, nullptr, nullptr).error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->create_blob(0, unknown_id, nullptr, nullptr).error(), Renderer3DError::InvalidArgument);
+  // Reading outside the blob is refused before the library sees it.
+  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kFrameBytes, 6))).has_value());
+  const BlobArgs ok{.ctx_id = 1,
+                    .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
+                    .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE,
+                    .blob_id = 6,
+                    .size = kFrameBytes};
+  ASSERT_TRUE(r_->create_blob(32, ok, nullptr, nullptr).has_value());
+  std::vector<std::byte> dst(kFrameBytes);
+  EXPECT_EQ(r_->read_blob(32, 4, kWidth * 4, Rect{0, 0, kWidth, kHeight}, dst, kWidth * 4).error(),
+            Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->read_blob(32, 0, kWidth * 4, Rect{0, 0, kWidth, kHeight}, std::span(dst).first(16), kWidth * 4).error(),
+            Renderer3DError::InvalidArgument);
+  EXPECT_EQ(r_->create_blob(32, ok, nullptr, nullptr).error(), Renderer3DError::InvalidArgument);  // id in use
+}
+
+TEST_F(VirglRendererTest, Blob_GuestMemory_SurvivesMemoryRefresh) {
+  const GuestScatterList list = backing(kFrameBytes);
+  const BlobArgs args{.blob_mem = VIRGL_RENDERER_BLOB_MEM_GUEST,
+                      .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE,
+                      .size = kFrameBytes};
+  ASSERT_TRUE(r_->create_blob(33, args, &guest_.memory(), &list).has_value());
+  r_->release_backings();
+  r_->refresh_backings();
+  r_->destroy_resource(33);
+  EXPECT_EQ(r_->pending_fences(), 0u);
+}
+
 TEST_F(VirglRendererTest, Submit3D_EmptyStream_Succeeds) {
   ASSERT_TRUE(r_->create_context(1, 0, "empty").has_value());
 
@@ -660,8 +764,9 @@ TEST_F(VirglRendererTest, Venus_ContextFences_DeliveredInOrderOnRing0) {
 namespace vgpu::test {
 namespace {
 
+constexpr uint32_t kOk = VIRTIO_GPU_RESP_OK_NODATA;
 constexpr uint64_t k3dFeatures = (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
-                                 (uint64_t{1} << VIRTIO_GPU_F_EDID);
+                                 (uint64_t{1} << VIRTIO_GPU_F_EDID) | (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB);
 
 class Gpu3dCommands : public ::testing::Test {
  protected:
@@ -700,11 +805,55 @@ class Gpu3dCommands : public ::testing::Test {
   std::optional<GpuHarness> h_;
 };
 
-TEST_F(Gpu3dCommands, Features_With3d_OfferVirglAndContextInit) {
+TEST_F(Gpu3dCommands, Features_With3d_OfferVirglContextInitAndBlob) {
   const uint64_t f = h_->device().features();
   EXPECT_NE(f & (uint64_t{1} << VIRTIO_GPU_F_VIRGL), 0u);
   EXPECT_NE(f & (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT), 0u);
-  EXPECT_EQ(f & (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB), 0u);
+  EXPECT_NE(f & (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB), 0u);
+}
+
+TEST_F(Gpu3dCommands, Host3dBlob_SetScanoutBlobFlush_DisplayShowsItsBytes) {
+  auto d = std::make_unique<FakeDisplay>(1);
+  FakeDisplay* display = d.get();
+  h_->device().install_display(std::move(d));
+  ASSERT_EQ(ctx_create(1), kOk);
+  auto submit = [&](const std::vector<uint32_t>& words) {
+    const auto bytes = bytes_of(words);
+    virtio_gpu_cmd_submit req{};
+    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+    req.hdr.ctx_id = 1;
+    req.size = static_cast<uint32_t>(bytes.size());
+    return h_->command_type(req, bytes);
+  };
+  constexpr uint32_t kW = 32, kH = 16, kStride = kW * 4 + 64, kOffset = 4096;
+  constexpr uint32_t kBytes = kOffset + kStride * kH;
+  ASSERT_EQ(submit(pipe_buffer_stream(kBytes, 9)), kOk);
+  ASSERT_EQ(h_->create_blob(40, VIRTIO_GPU_BLOB_MEM_HOST3D, kBytes, 1, VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE, 9, 1), kOk);
+  fill_host_blob(40, kBytes, 11);
+  ASSERT_EQ(h_->set_scanout_blob(0, 40, {0, 0, kW, kH}, kW, kH, kStride, kOffset), kOk);
+  ASSERT_EQ(h_->flush(40, {4, 2, 8, 3}), kOk);
+  ASSERT_EQ(display->updates.size(), 1u);
+  const auto& u = display->updates[0];
+  EXPECT_EQ(u.damage, (Rect{4, 2, 8, 3}));
+  ASSERT_EQ(u.pixels.size(), 24u);
+  for (uint32_t y = 0; y < 3; ++y) {
+    for (uint32_t x = 0; x < 8; ++x) {
+      const uint64_t at = kOffset + uint64_t{2 + y} * kStride + (4 + x) * 4;
+      uint32_t want = 0;
+      for (uint32_t b = 0; b < 4; ++b) want |= uint32_t{static_cast<uint8_t>((at + b) * 7 + 11)} << (8 * b);
+      EXPECT_EQ(u.pixels[y * 8 + x], want) << x << "," << y;
+    }
+  }
+  // A HOST3D blob the context never made, or of an unknown context: errors, and the device goes on.
+  EXPECT_EQ(h_->create_blob(41, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096, 1, 0, 1234, 1),
+            VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(h_->create_blob(42, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096, 1, 0, 9, 7), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+  EXPECT_EQ(h_->create_blob(43, VIRTIO_GPU_BLOB_MEM_GUEST, 4096), kOk);
+  // MAP_BLOB: no host-visible region is offered.
+  virtio_gpu_resource_map_blob map{};
+  map.hdr.type = VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB;
+  map.resource_id = 40;
+  EXPECT_EQ(h_->command_type(map), VIRTIO_GPU_RESP_ERR_UNSPEC);
 }
 
 TEST_F(Gpu3dCommands, Config_NumCapsets_MatchesRenderer) {
