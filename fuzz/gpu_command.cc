@@ -1,6 +1,7 @@
 // libFuzzer target: virtio-gpu command decoding and handling on soft2d (STYLE.md practice 14).
 //
-// Input: byte 0 picks the negotiated features (bit 0: EDID) and bytes 1 the number of scanouts; then a
+// Input: byte 0 picks the negotiated features (bit 0: EDID, bit 1: RESOURCE_BLOB) and byte 1 the number of
+// scanouts; then a
 // sequence of operations, each starting with an op byte:
 //   0: a control command:  [type index][len][len bytes]  (type index < table size overrides hdr.type with a
 //      real command type, so the fuzzer reaches handlers quickly; the rest of the bytes are the request,
@@ -47,7 +48,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace vgpu;
   using namespace vgpu::test;
   Input in(data, size);
-  const uint64_t features = (in.byte() & 1) != 0 ? uint64_t{1} << VIRTIO_GPU_F_EDID : 0;
+  const uint8_t feature_bits = in.byte();
+  uint64_t features = 0;
+  if ((feature_bits & 1) != 0) features |= uint64_t{1} << VIRTIO_GPU_F_EDID;
+  if ((feature_bits & 2) != 0) features |= uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB;
   const uint32_t scanouts = 1 + in.byte() % kMaxScanouts;
   GpuHarness h(GpuDeviceConfig{.num_scanouts = scanouts, .max_resource_memory = 8ull << 20}, features, 4ull << 20);
   auto display = std::make_unique<FakeDisplay>(scanouts, 640, 480);

@@ -61,6 +61,9 @@ constexpr auto kTable = std::to_array<CommandInfo>({
     entry<virtio_gpu_transfer_host_3d, &D::on_transfer_from_host_3d>(
         VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D, "TRANSFER_FROM_HOST_3D", kControl, VIRTIO_GPU_F_VIRGL),
     entry<virtio_gpu_cmd_submit, &D::on_submit_3d>(VIRTIO_GPU_CMD_SUBMIT_3D, "SUBMIT_3D", kControl, VIRTIO_GPU_F_VIRGL),
+    entry<virtio_gpu_update_cursor, &D::on_update_cursor>(VIRTIO_GPU_CMD_UPDATE_CURSOR, "UPDATE_CURSOR", kCursor),
+    entry<virtio_gpu_update_cursor, &D::on_move_cursor>(VIRTIO_GPU_CMD_MOVE_CURSOR, "MOVE_CURSOR", kCursor),
+    // Appended last: the gpu_command fuzzer's seeds pick commands by table index.
     entry<virtio_gpu_resource_create_blob, &D::on_resource_create_blob>(
         VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, "RESOURCE_CREATE_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
     entry<virtio_gpu_set_scanout_blob, &D::on_set_scanout_blob>(VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, "SET_SCANOUT_BLOB",
@@ -69,8 +72,6 @@ constexpr auto kTable = std::to_array<CommandInfo>({
                                                                   kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
     entry<virtio_gpu_resource_unmap_blob, &D::on_resource_unmap_blob>(
         VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB, "RESOURCE_UNMAP_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
-    entry<virtio_gpu_update_cursor, &D::on_update_cursor>(VIRTIO_GPU_CMD_UPDATE_CURSOR, "UPDATE_CURSOR", kCursor),
-    entry<virtio_gpu_update_cursor, &D::on_move_cursor>(VIRTIO_GPU_CMD_MOVE_CURSOR, "MOVE_CURSOR", kCursor),
 });
 
 }  // namespace

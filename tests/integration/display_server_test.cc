@@ -126,6 +126,53 @@ TEST_F(DisplaySocket, PartialFlush_Rectangle_UpdatesOnlyThatRectangle) {
   EXPECT_EQ(display_.pixel(0, 24, 13).value_or(1), 0u);  // right of it
 }
 
+// A guest blob as Linux makes its dumb buffers when RESOURCE_BLOB is negotiated (through a generic
+// vhost-user device): scattered pages, rows padded to a 64-byte pitch, shown with SET_SCANOUT_BLOB.
+TEST(DisplaySocketBlob, GuestBlob_SetScanoutBlobFlush_DisplayGetsGuestPixels) {
+  TempSocketPath sock;
+  auto p = BackendProcess::start({VGPU_BINARY, "--socket-path", sock.path(), "--log-level", "debug"});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->wait_for_socket(sock.path())) << p->log();
+  DisplayServer display{{.outputs = {{1024, 768}}}};
+  auto fe = TestFrontend::connect(sock.path(),
+                                  {.display = &display, .device_features = uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB});
+  ASSERT_TRUE(fe);
+  ASSERT_TRUE(fe->negotiate()) << fe->error() << "\n" << p->log();
+  ASSERT_NE(fe->backend_features() & (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB), 0u);
+  auto ok = [&](const std::vector<std::byte>& request) {
+    auto resp = fe->command(TestFrontend::kControlQueue, request, sizeof(virtio_gpu_ctrl_hdr));
+    return resp ? response_type(*resp) : 0;
+  };
+  constexpr uint32_t kPitch = kWidth * 4 + 64;
+  GuestBacking blob = fe->alloc_backing(uint64_t{kPitch} * kHeight, BackingLayout::ScatteredPages);
+  for (uint32_t y = 0; y < kHeight; ++y) {
+    std::vector<uint32_t> row(kPitch / 4, 0xdeadbeefu);
+    for (uint32_t x = 0; x < kWidth; ++x) row[x] = pattern(x, y);
+    fe->write_backing(blob, uint64_t{y} * kPitch, std::as_bytes(std::span(row)));
+  }
+  const virtio_gpu_rect full{0, 0, kWidth, kHeight};
+  ASSERT_EQ(ok(create_guest_blob_request(kResource, blob.size, blob.entries)), VIRTIO_GPU_RESP_OK_NODATA);
+  ASSERT_EQ(ok(set_scanout_blob_request(0, kResource, full, kWidth, kHeight, kPitch, 0)), VIRTIO_GPU_RESP_OK_NODATA);
+  ASSERT_EQ(ok(resource_flush_request(kResource, full)), VIRTIO_GPU_RESP_OK_NODATA);
+
+  ASSERT_TRUE(display.wait_for_updates(1, seconds(5))) << p->log();
+  uint32_t mismatches = 0;
+  for (uint32_t y = 0; y < kHeight; ++y) {
+    for (uint32_t x = 0; x < kWidth; ++x) {
+      mismatches += (display.pixel(0, x, y).value_or(0) & 0xffffffu) != (pattern(x, y) & 0xffffffu);
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_EQ(display.stats().update_pixels, uint64_t{kWidth} * kHeight);
+  EXPECT_TRUE(display.errors().empty());
+  // The guest changes its blob and flushes a corner: shared memory, no transfer needed.
+  const uint32_t white = 0x00ffffffu;
+  fe->write_backing(blob, 0, std::as_bytes(std::span(&white, 1)));
+  ASSERT_EQ(ok(resource_flush_request(kResource, {0, 0, 1, 1})), VIRTIO_GPU_RESP_OK_NODATA);
+  ASSERT_TRUE(display.wait_for_updates(2, seconds(5))) << p->log();
+  EXPECT_EQ(display.pixel(0, 0, 0).value_or(0) & 0xffffffu, white);
+}
+
 TEST_F(DisplaySocket, Pipeline_SixtyFourInFlight_AllAnswered) {
   CommandPipeline pipe(*fe_, TestFrontend::kControlQueue, 64);
   const auto request = get_display_info_request();

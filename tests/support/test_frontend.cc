@@ -163,6 +163,7 @@ bool TestFrontend::negotiate() {
   uint64_t acked = backend_features_ & ((uint64_t{1} << VIRTIO_F_VERSION_1) | vhost_user::kFeatureProtocolFeatures);
   if (options_.event_idx) acked |= backend_features_ & (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX);
   if (options_.indirect) acked |= backend_features_ & (uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC);
+  acked |= backend_features_ & options_.device_features;
   if (!request_ack(FrontendRequest::SetFeatures, bytes_of(acked))) return false;
   if (!send_memory()) return false;
   for (size_t i = 0; i < kNumQueues; ++i) {
@@ -422,6 +423,38 @@ std::vector<std::byte> attach_backing_request(uint32_t resource_id, std::span<co
   std::vector<std::byte> out(sizeof(req) + entries.size_bytes());
   std::memcpy(out.data(), &req, sizeof(req));
   if (!entries.empty()) std::memcpy(out.data() + sizeof(req), entries.data(), entries.size_bytes());
+  return out;
+}
+
+std::vector<std::byte> create_guest_blob_request(uint32_t resource_id, uint64_t size,
+                                                 std::span<const virtio_gpu_mem_entry> entries) {
+  virtio_gpu_resource_create_blob req{};
+  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
+  req.resource_id = resource_id;
+  req.blob_mem = VIRTIO_GPU_BLOB_MEM_GUEST;
+  req.blob_flags = VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE;
+  req.nr_entries = static_cast<uint32_t>(entries.size());
+  req.size = size;
+  std::vector<std::byte> out(sizeof(req) + entries.size_bytes());
+  std::memcpy(out.data(), &req, sizeof(req));
+  if (!entries.empty()) std::memcpy(out.data() + sizeof(req), entries.data(), entries.size_bytes());
+  return out;
+}
+
+std::vector<std::byte> set_scanout_blob_request(uint32_t scanout_id, uint32_t resource_id, const virtio_gpu_rect& rect,
+                                                uint32_t width, uint32_t height, uint32_t stride, uint32_t offset) {
+  virtio_gpu_set_scanout_blob req{};
+  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT_BLOB;
+  req.r = rect;
+  req.scanout_id = scanout_id;
+  req.resource_id = resource_id;
+  req.width = width;
+  req.height = height;
+  req.format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
+  req.strides[0] = stride;
+  req.offsets[0] = offset;
+  std::vector<std::byte> out(sizeof(req));
+  std::memcpy(out.data(), &req, sizeof(req));
   return out;
 }
 

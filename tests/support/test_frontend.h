@@ -58,6 +58,9 @@ struct TestFrontendOptions {
   // When set, negotiate() sends GPU_SET_SOCKET with a socket this server serves, as QEMU does when the guest
   // sets DRIVER_OK: after GET_CONFIG, before SET_FEATURES and the memory and vring setup. Not owned.
   DisplayServer* display = nullptr;
+  // Device feature bits (VIRTIO_GPU_F_*) acked when the backend offers them. QEMU's vhost-user-gpu-pci acks
+  // VIRGL and EDID at most; its generic vhost-user-test-device-pci passes any (e.g. RESOURCE_BLOB).
+  uint64_t device_features = 0;
 };
 
 // How alloc_backing() lays a guest buffer out in ATTACH_BACKING entries.
@@ -212,6 +215,12 @@ std::vector<std::byte> set_scanout_request(uint32_t scanout_id, uint32_t resourc
 std::vector<std::byte> transfer_to_host_2d_request(uint32_t resource_id, const virtio_gpu_rect& rect, uint64_t offset);
 std::vector<std::byte> resource_flush_request(uint32_t resource_id, const virtio_gpu_rect& rect);
 std::vector<std::byte> resource_unref_request(uint32_t resource_id);
+// RESOURCE_CREATE_BLOB of guest memory (BLOB_MEM_GUEST), its pages in `entries`.
+std::vector<std::byte> create_guest_blob_request(uint32_t resource_id, uint64_t size,
+                                                 std::span<const virtio_gpu_mem_entry> entries);
+// SET_SCANOUT_BLOB: a width x height B8G8R8X8 image, `stride` bytes per row from byte `offset`, showing `rect`.
+std::vector<std::byte> set_scanout_blob_request(uint32_t scanout_id, uint32_t resource_id, const virtio_gpu_rect& rect,
+                                                uint32_t width, uint32_t height, uint32_t stride, uint32_t offset);
 // The type of a response (0 when it is shorter than a header).
 uint32_t response_type(std::span<const std::byte> response);
 
