@@ -830,13 +830,22 @@ Result<void, Renderer3DError> VirglRenderer::create_fence(FenceRing ring, uint64
     return fail(Renderer3DError::InvalidContext);
   }
   const bool on_global = ring.kind == FenceRing::Kind::Global || !virgl_compat::kHasContextFences;
+  // virgl (OpenGL) contexts have one timeline in the library: every ring of theirs maps onto it.
+  uint32_t library_ring = ring.ring_idx;
+  if (!on_global) {
+    const uint32_t capset = contexts_.at(ring.ctx_id);
+    if (capset == kCapsetVirgl || capset == kCapsetVirgl2) {
+      if (ring.ring_idx >= kMaxVirglRings) return fail(Renderer3DError::InvalidArgument);
+      library_ring = 0;
+    }
+  }
   try {
     // Room for every completion the library may report, so the C callbacks never allocate.
     retired_.reserve(retired_.size() + pending_fences() + 1);
     if (on_global) {
       global_fences_.push_back(PendingFence{.ring = ring, .fence_id = fence_id});
     } else {
-      context_fences_[{ring.ctx_id, ring.ring_idx}].push_back(fence_id);
+      context_fences_[{ring.ctx_id, library_ring}].push_back(PendingFence{.ring = ring, .fence_id = fence_id});
     }
   } catch (const std::bad_alloc&) {
     return fail(Renderer3DError::OutOfMemory);
@@ -850,9 +859,9 @@ Result<void, Renderer3DError> VirglRenderer::create_fence(FenceRing ring, uint64
     if (ret != 0) global_fences_.pop_back();
   } else {
     // Not MERGEABLE: the library reports each fence.
-    ret = virgl_compat::context_create_fence(ring.ctx_id, 0, ring.ring_idx, fence_id);
+    ret = virgl_compat::context_create_fence(ring.ctx_id, 0, library_ring, fence_id);
     if (ret != 0) {
-      auto it = context_fences_.find({ring.ctx_id, ring.ring_idx});
+      auto it = context_fences_.find({ring.ctx_id, library_ring});
       it->second.pop_back();
       if (it->second.empty()) context_fences_.erase(it);
     }
@@ -910,16 +919,19 @@ void VirglRenderer::deliver() {
     }
     const std::pair<uint32_t, uint32_t> key{r.ctx_id, r.ring_idx};
     auto it = context_fences_.find(key);
+    // Ids of different guest rings sharing the library's ring may repeat; the library reports in creation
+    // order, so the first match is the one it means.
     const bool known =
-        it != context_fences_.end() && std::find(it->second.begin(), it->second.end(), r.fence_id) != it->second.end();
+        it != context_fences_.end() && std::any_of(it->second.begin(), it->second.end(),
+                                                   [&](const PendingFence& f) { return f.fence_id == r.fence_id; });
     while (known) {
       it = context_fences_.find(key);
       if (it == context_fences_.end() || it->second.empty()) break;
-      const uint64_t id = it->second.front();
+      const PendingFence f = it->second.front();
       it->second.pop_front();
       if (it->second.empty()) context_fences_.erase(it);
-      notify(FenceRing::context(r.ctx_id, r.ring_idx), id);
-      if (id == r.fence_id) break;
+      notify(f.ring, f.fence_id);
+      if (f.fence_id == r.fence_id) break;
     }
   }
 }

@@ -115,8 +115,11 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   // Global fences go through virgl_renderer_create_fence (32-bit ids on the wire to the library: we keep the
   // full 64-bit id). Context fences use virgl_renderer_context_create_fence where the library has the 1.x ABI
   // (0.10.4 and later); older ones put them on the global timeline and report them on the ring asked for.
-  // virgl contexts have one ring (0: others are InvalidArgument); Venus contexts ring 0 and the rings the guest
-  // created queues on (the render server refuses others). InvalidContext: unknown context.
+  // virgl contexts run every submission in order on the library's one timeline (it refuses rings > 0): a fence
+  // on ring N > 0 (N < kMaxVirglRings) goes on that timeline and is reported on ring N, which is exact (it
+  // signals once all the context's earlier work is done) and keeps per-ring order. Venus contexts use ring 0
+  // and the rings the guest created queues on (the render server refuses others). InvalidContext: unknown
+  // context; InvalidArgument: a ring the context cannot have.
   Result<void, Renderer3DError> create_fence(FenceRing ring, uint64_t fence_id) override;
   [[nodiscard]] int poll_fd() const override;
   [[nodiscard]] int context_poll_fd(uint32_t ctx_id) const override;
@@ -130,6 +133,8 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   [[nodiscard]] size_t pending_fences() const;
 
  private:
+  // The rings a virgl context may name: VIRTGPU_CONTEXT_PARAM_NUM_RINGS is capped at 64 by Linux.
+  static constexpr uint32_t kMaxVirglRings = 64;
   struct Callbacks;  // the C callbacks (virgl_renderer.cc); they only record, never throw
   struct Resource {
     Resource3DArgs args;             // zero for blobs
@@ -175,7 +180,8 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   std::unordered_map<uint32_t, uint32_t> contexts_;   // ctx_id -> capset id
   std::unordered_map<uint32_t, Resource> resources_;  // nodes never move: iovs' data stays put
   std::deque<PendingFence> global_fences_;            // the library's ctx0 timeline, in creation order
-  std::map<std::pair<uint32_t, uint32_t>, std::deque<uint64_t>> context_fences_;  // (ctx, ring) -> ids
+  // (ctx, the library's ring) -> fences in creation order, each with the ring the guest asked for.
+  std::map<std::pair<uint32_t, uint32_t>, std::deque<PendingFence>> context_fences_;
   std::vector<Retired> retired_;
   FenceCallback fence_callback_;
   std::vector<uint32_t> submit_words_;  // SUBMIT_3D copy, 4-byte aligned for the library

@@ -637,8 +637,26 @@ TEST_F(VirglRendererTest, Fences_ContextRing0_DeliveredOnTheirRing) {
 TEST_F(VirglRendererTest, Fences_BadRingOrContext_Refused) {
   ASSERT_TRUE(r_->create_context(1, 0, "rings").has_value());
 
-  EXPECT_EQ(r_->create_fence(FenceRing::context(1, 1), 1).error(), Renderer3DError::InvalidArgument);  // virgl: ring 0
+  EXPECT_EQ(r_->create_fence(FenceRing::context(1, 64), 1).error(), Renderer3DError::InvalidArgument);
   EXPECT_EQ(r_->create_fence(FenceRing::context(9, 0), 1).error(), Renderer3DError::InvalidContext);
+  EXPECT_EQ(r_->pending_fences(), 0u);
+}
+
+TEST_F(VirglRendererTest, Fences_VirglContextRingsAboveZero_EachDeliveredOnItsRingInOrder) {
+  make_context_and_target(1, 10);
+  std::vector<std::pair<FenceRing, uint64_t>> got;
+  r_->set_fence_callback([&](FenceRing ring, uint64_t id) { got.emplace_back(ring, id); });
+  // Rings 0, 1 and 2 interleaved, with ids that repeat across rings (each ring has its own sequence).
+  const std::vector<std::pair<uint32_t, uint64_t>> order = {{1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {1, 3}};
+  for (const auto& [ring, id] : order) {
+    ASSERT_TRUE(r_->submit_3d(1, bytes_of(clear_stream(10, {0.2f, 0.4f, 0.6f, 1.0f}))).has_value());
+    ASSERT_TRUE(r_->create_fence(FenceRing::context(1, ring), id).has_value());
+  }
+  ASSERT_TRUE(poll_until([&] { return got.size() == order.size(); })) << got.size();
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(got[i].first, FenceRing::context(1, order[i].first)) << i;
+    EXPECT_EQ(got[i].second, order[i].second) << i;
+  }
   EXPECT_EQ(r_->pending_fences(), 0u);
 }
 
