@@ -381,6 +381,12 @@ void GpuDevice::on_event(Source source, uint32_t events) {
   if (source.token == Token::RendererPoll && r3d_ != nullptr) r3d_->poll();
 }
 
+void GpuDevice::on_memory_changing() {
+  // virglrenderer reads attached backings on its own (and while detaching them): let go of its views while
+  // the old mappings are still mapped; on_memory_changed() resolves them again in the new table.
+  if (r3d_ != nullptr) r3d_->release_backings();
+}
+
 void GpuDevice::on_memory_changed() {
   // The 3D renderer keeps host views of attached backings: resolve them again in the new mappings.
   if (r3d_ != nullptr) r3d_->refresh_backings();

@@ -68,6 +68,7 @@ class GpuDevice final : public Backend {
   void on_queue_stopped(size_t index) override;
   void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) override;
   void on_display_socket(UniqueFd fd) override;
+  void on_memory_changing() override;
   void on_memory_changed() override;
   void reset() override;
 

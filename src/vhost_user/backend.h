@@ -57,6 +57,10 @@ class Backend {
   // views taken before (GuestMemory::slices) may point at unmapped memory now: drop or re-resolve them.
   // Called before rings affected by the change are restarted. Default: nothing cached, nothing to do.
   virtual void on_memory_changed() {}
+  // Guest memory regions are about to be unmapped (SET_MEM_TABLE, REM_MEM_REG): the old mappings are still
+  // valid during this call and gone after it. Release host views that someone else reads on its own (a 3D
+  // library holding iovecs); on_memory_changed() follows. Default: nothing to release.
+  virtual void on_memory_changing() {}
 
   // The driver kicked queue `index`: drain it. `mem` stays valid for the duration of the call.
   virtual void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) = 0;

@@ -600,7 +600,8 @@ Session::Outcome Session::on_set_mem_table(const MemoryTableHeader& h, Message& 
       return fatal(SessionError::MemoryMap, fmt::format("region {}: {}", i, to_string(added.error())));
     }
   }
-  mem_ = std::move(next);  // the same GuestMemory object: running queues keep pointing at it
+  backend_.on_memory_changing();  // the old mappings go with the assignment below
+  mem_ = std::move(next);         // the same GuestMemory object: running queues keep pointing at it
   VGPU_LOG_DEBUG("vhost-user: guest memory replaced: {} regions", mem_.region_count());
   refresh_rings_after_memory_change();
   return Reply{};
@@ -750,6 +751,7 @@ Session::Outcome Session::on_add_mem_reg(const SingleMemoryRegion& r, Message& m
 }
 
 Session::Outcome Session::on_rem_mem_reg(const SingleMemoryRegion& r, Message& /*msg*/) {
+  backend_.on_memory_changing();
   if (auto removed = mem_.remove_region(region_desc(r.region)); !removed) {
     return fatal(SessionError::MemoryMap, fmt::format("guest address 0x{:x} size 0x{:x}: {}", r.region.guest_phys_addr,
                                                       r.region.memory_size, to_string(removed.error())));

@@ -53,6 +53,7 @@ class MockBackend : public Backend {
   MOCK_METHOD(void, on_queue_started, (size_t, Queue&), (override));
   MOCK_METHOD(void, on_queue_stopped, (size_t), (override));
   MOCK_METHOD(void, on_memory_changed, (), (override));
+  MOCK_METHOD(void, on_memory_changing, (), (override));
   MOCK_METHOD(void, on_queue_kick, (size_t, Queue&, const GuestMemory&), (override));
   MOCK_METHOD(void, reset, (), (override));
   // Move-only argument: recorded by hand.
@@ -441,6 +442,17 @@ TEST_F(SessionTest, SetMemTable_MemfdRegion_MapsItAndTellsBackend) {
   EXPECT_CALL(backend_, on_memory_changed());
   ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
   EXPECT_EQ(session_->memory().regions(), guest_.regions());
+}
+
+TEST_F(SessionTest, SetMemTable_Replaced_BackendWarnedWhileOldMappingsAreStillMapped) {
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, mem_table(), {guest_.fd()}));
+  // The backend must still see the old regions when it is warned, and the new ones when told.
+  ::testing::InSequence order;
+  EXPECT_CALL(backend_, on_memory_changing()).WillOnce([&] {
+    EXPECT_EQ(session_->memory().regions(), guest_.regions());
+  });
+  EXPECT_CALL(backend_, on_memory_changed()).WillOnce([&] { EXPECT_EQ(session_->memory().region_count(), 0u); });
+  ASSERT_TRUE(deliver(FrontendRequest::SetMemTable, bytes_of(MemoryTableHeader{0, 0})));
 }
 
 TEST_F(SessionTest, SetMemTable_ZeroRegions_ClearsMemory) {
