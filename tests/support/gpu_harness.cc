@@ -65,6 +65,21 @@ uint32_t GpuHarness::create_2d(uint32_t id, uint32_t width, uint32_t height, uin
   return command_type(req);
 }
 
+namespace {
+
+// `bytes` from `base` as `pieces` consecutive entries (the last takes the remainder).
+std::vector<virtio_gpu_mem_entry> split_entries(GuestAddress base, uint64_t bytes, uint32_t pieces) {
+  std::vector<virtio_gpu_mem_entry> entries;
+  const uint64_t piece = bytes / pieces;
+  for (uint32_t i = 0; i < pieces; ++i) {
+    const uint64_t len = i + 1 == pieces ? bytes - piece * i : piece;
+    entries.push_back({raw(base) + piece * i, static_cast<uint32_t>(len), 0});
+  }
+  return entries;
+}
+
+}  // namespace
+
 uint32_t GpuHarness::attach_backing(uint32_t id, uint64_t bytes, uint32_t pieces) {
   const GuestAddress base = guest_->alloc(bytes, 4096);
   backings_.emplace_back(id, base);
@@ -72,12 +87,7 @@ uint32_t GpuHarness::attach_backing(uint32_t id, uint64_t bytes, uint32_t pieces
   req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
   req.resource_id = id;
   req.nr_entries = pieces;
-  std::vector<virtio_gpu_mem_entry> entries;
-  const uint64_t piece = bytes / pieces;
-  for (uint32_t i = 0; i < pieces; ++i) {
-    const uint64_t len = i + 1 == pieces ? bytes - piece * i : piece;
-    entries.push_back({raw(base) + piece * i, static_cast<uint32_t>(len), 0});
-  }
+  const auto entries = split_entries(base, bytes, pieces);
   return command_type(req, std::as_bytes(std::span(entries)));
 }
 
@@ -95,11 +105,7 @@ uint32_t GpuHarness::create_blob(uint32_t id, uint32_t blob_mem, uint64_t bytes,
   if (blob_mem != VIRTIO_GPU_BLOB_MEM_HOST3D) {
     const GuestAddress base = guest_->alloc(bytes, 4096);
     backings_.emplace_back(id, base);
-    const uint64_t piece = bytes / pieces;
-    for (uint32_t i = 0; i < pieces; ++i) {
-      const uint64_t len = i + 1 == pieces ? bytes - piece * i : piece;
-      entries.push_back({raw(base) + piece * i, static_cast<uint32_t>(len), 0});
-    }
+    entries = split_entries(base, bytes, pieces);
   }
   req.nr_entries = static_cast<uint32_t>(entries.size());
   return command_type(req, std::as_bytes(std::span(entries)));

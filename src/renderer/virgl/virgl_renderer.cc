@@ -173,6 +173,22 @@ uint64_t transfer_bound(const Resource3DArgs& args, const Transfer3D& t) {
   return checked_add(*sum, *row).value_or(kSaturated);
 }
 
+// The library keeps boxes in ints.
+bool fits_int(const Rect& r) {
+  constexpr uint32_t kIntMax = std::numeric_limits<int32_t>::max();
+  return r.x <= kIntMax && r.y <= kIntMax && r.width <= kIntMax && r.height <= kIntMax;
+}
+
+// A 2D rectangle as a one-deep box (callers check fits_int, or sizes already below 2^31).
+virgl_box box_of(const Rect& r) {
+  return virgl_box{.x = static_cast<int32_t>(r.x),
+                   .y = static_cast<int32_t>(r.y),
+                   .z = 0,
+                   .w = static_cast<int32_t>(r.width),
+                   .h = static_cast<int32_t>(r.height),
+                   .d = 1};
+}
+
 // Host views of bytes [offset, offset + len) of `list`, resolved now. Adjacent views are merged.
 Result<void, Renderer3DError> resolve_iovs(const GuestMemory& mem, const GuestScatterList& list, uint64_t offset,
                                            uint64_t len, std::vector<iovec>& out) {
@@ -453,12 +469,7 @@ Result<void, RendererError> VirglRenderer::transfer_to_host_2d(uint32_t id, cons
     const auto dst = std::span(rows).subspan(static_cast<size_t>(r * row_bytes), static_cast<size_t>(row_bytes));
     if (!backing.read(offset + r * stride, dst)) return fail(RendererError::GuestMemory);
   }
-  virgl_box box{.x = static_cast<int32_t>(rect.x),
-                .y = static_cast<int32_t>(rect.y),
-                .z = 0,
-                .w = static_cast<int32_t>(rect.width),
-                .h = static_cast<int32_t>(rect.height),
-                .d = 1};
+  virgl_box box = box_of(rect);
   iovec iov{.iov_base = rows.data(), .iov_len = rows.size()};
   const int ret = virgl_renderer_transfer_write_iov(id, 0, 0, static_cast<uint32_t>(row_bytes), 0, &box, 0, &iov, 1);
   if (ret != 0) return fail(to_2d(from_errno(ret, Renderer3DError::InvalidArgument)));
@@ -695,16 +706,8 @@ Result<void, Renderer3DError> VirglRenderer::read_blob(uint32_t resource_id, uin
       return {};
     }
   }
-  constexpr uint32_t kIntMax = std::numeric_limits<int32_t>::max();
-  if (rect.x > kIntMax || rect.y > kIntMax || rect.width > kIntMax || rect.height > kIntMax) {
-    return fail(Renderer3DError::InvalidArgument);
-  }
-  virgl_box box{.x = static_cast<int32_t>(rect.x),
-                .y = static_cast<int32_t>(rect.y),
-                .z = 0,
-                .w = static_cast<int32_t>(rect.width),
-                .h = static_cast<int32_t>(rect.height),
-                .d = 1};
+  if (!fits_int(rect)) return fail(Renderer3DError::InvalidArgument);
+  virgl_box box = box_of(rect);
   iovec iov{.iov_base = dst.data(), .iov_len = static_cast<size_t>(dst_extent)};
   if (const int ret = virgl_renderer_transfer_read_iov(resource_id, 0, 0, dst_stride, 0, &box, 0, &iov, 1); ret != 0) {
     return fail(from_errno(ret, Renderer3DError::InvalidArgument));
