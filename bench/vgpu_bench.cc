@@ -6,6 +6,7 @@
 //   vgpu_bench --backends ours,qemu-10.0 --duration-ms 2000 --output bench/results/DATE.md
 //   vgpu_bench --quick                           # CI smoke: tiny durations, no timing assertions
 //   vgpu_bench --cases frame --backends ours     # one group, e.g. under a profiler
+//   vgpu_bench --backends ours,baseline,qemu-10.0 --baseline /tmp/vhost-gpu-before   # before/after, interleaved
 //
 // Every figure is measured the same way for every backend. A batch of commands is published on the control
 // queue and kicked once; the batch is complete when every command is in the used ring and, for each
@@ -260,6 +261,15 @@ BackendSpec ours_spec(const std::string& path) {
   BackendSpec b{.name = "ours", .path = path, .version = "", .args = {"--socket-path"}, .unavailable = ""};
   b.version = run_command("'" + path + "' --version 2>&1 | head -n 1");
   if (!executable(path)) b.unavailable = "not built: " + path;
+  return b;
+}
+
+// Another build of ours (e.g. before a change), run interleaved with the others so that a before/after
+// comparison sees the same load: its column gives an ours/baseline ratio.
+BackendSpec baseline_spec(const std::string& path) {
+  BackendSpec b = ours_spec(path);
+  b.name = "baseline";
+  if (path.empty()) b.unavailable = "no --baseline PATH given";
   return b;
 }
 
@@ -905,11 +915,13 @@ int run(int argc, char** argv) {
   std::string ours_path = VGPU_BINARY;
   std::string qemu10_path = "/usr/lib/qemu/vhost-user-gpu";
   std::string qemu72_path;
+  std::string baseline_path;
   std::string backing = "pages";
   bool quick = false;
   app.add_option("--duration-ms", config.duration_ms, "measured time per case and backend")->capture_default_str();
   app.add_option("--warmup-ms", config.warmup_ms, "warm-up time per case and backend")->capture_default_str();
-  app.add_option("--backends", backends_arg, "comma-separated: ours, qemu-10.0, qemu-7.2")->capture_default_str();
+  app.add_option("--backends", backends_arg, "comma-separated: ours, qemu-10.0, qemu-7.2, baseline")
+      ->capture_default_str();
   app.add_option("--cases", cases_arg,
                  "comma-separated groups (small, frame, partial, churn) or cases (info1, info64, flush1, flush64, "
                  "frame1080, frame4k, partial64, partial256, churn256, churn1080)")
@@ -923,6 +935,9 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--qemu10", qemu10_path, "QEMU 10.0's vhost-user-gpu")->capture_default_str();
   app.add_option("--qemu72", qemu72_path, "QEMU 7.2's vhost-user-gpu (default: the fetch script's cache)");
+  app.add_option("--baseline", baseline_path,
+                 "the 'baseline' backend: another build of ours (e.g. before a change), for an interleaved "
+                 "before/after comparison");
   CLI11_PARSE(app, argc, argv);
 
   if (quick) {
@@ -957,8 +972,10 @@ int run(int argc, char** argv) {
       report.backends.push_back(qemu10_spec(qemu10_path));
     } else if (name == "qemu-7.2") {
       report.backends.push_back(qemu72_spec(qemu72_path));
+    } else if (name == "baseline") {
+      report.backends.push_back(baseline_spec(baseline_path));
     } else {
-      std::cerr << "vgpu_bench: unknown backend '" << name << "' (ours, qemu-10.0, qemu-7.2)\n";
+      std::cerr << "vgpu_bench: unknown backend '" << name << "' (ours, qemu-10.0, qemu-7.2, baseline)\n";
       return 2;
     }
   }

@@ -15,7 +15,7 @@
 namespace vgpu {
 namespace {
 
-constexpr uint32_t kBlack = 0xff000000u;  // x8r8g8b8 black, X written as 0xff like the socket's updates
+constexpr uint32_t kBlack = 0xff000000u;  // x8r8g8b8 black, X as 0xff (what converted formats carry)
 
 bool image_ok(const ImageView& image) {
   const auto row = checked_mul(image.width, kBytesPerPixel);

@@ -5,7 +5,7 @@
 //
 //   const RequestInfo& info = request_info(Request::GetEdid);    // size, reply size, feature bit
 //   MessageHeader hdr{static_cast<uint32_t>(Request::Scanout), 0, sizeof(ScanoutPayload)};
-//   convert_row_to_x8r8g8b8(PixelFormat::R8G8B8A8, src_row, dst_row, width);   // UPDATE data
+//   if (!is_update_layout(fmt)) convert_row_to_x8r8g8b8(fmt, src_row, dst_row, width);   // UPDATE data
 #pragma once
 
 #include <linux/virtio_gpu.h>
@@ -194,8 +194,19 @@ inline void convert_row_with(const std::byte* src, std::byte* dst, uint32_t widt
   }
 }
 
+// True when `format`'s bytes already are UPDATE data. vhost-user-gpu.rst says only "The data payload
+// contains the graphical bits"; QEMU's frontend wraps them as PIXMAN_x8r8g8b8 (bytes B, G, R, X on a
+// little-endian host) and composites them with PIXMAN_OP_SRC into its x8r8g8b8 surface, so X is ignored.
+// Such rows go out unchanged, even straight from the resource (SocketDisplay's zero-copy send): byte 3 (X,
+// or B8G8R8A8's alpha) reaches QEMU as it is in the resource, exactly as with QEMU's own backend, whose SRC
+// composite of an a8r8g8b8 or x8r8g8b8 resource into its x8r8g8b8 UPDATE buffer is pixman's memcpy path.
+constexpr bool is_update_layout(PixelFormat format) {
+  return format == PixelFormat::B8G8R8X8 || format == PixelFormat::B8G8R8A8;
+}
+
 // One row of `width` pixels in `format` to PIXMAN_x8r8g8b8 as stored on a little-endian host (bytes B, G, R,
-// X), the UPDATE data format. X is written as 0xff so a consumer that reads it as alpha sees opaque pixels.
+// X), the UPDATE data format. X is written as 0xff so a consumer that reads it as alpha sees opaque pixels
+// (the headless sink keeps its frames so). SocketDisplay converts only formats that are not is_update_layout().
 // (A row memcpy plus a separate X-byte pass for B8G8R8X8 measured slower in vgpu_bench than this single
 // vectorised pass: the second pass walks 8 MiB again.)
 // Each case reads a pixel as a little-endian uint32 w (byte 0 in the low bits).

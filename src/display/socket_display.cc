@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string>
 
@@ -22,7 +23,9 @@ using display::Request;
 namespace {
 
 constexpr size_t kHeaderSize = sizeof(MessageHeader);
-constexpr size_t kMaxIov = 64;  // messages handed to one sendmsg
+static_assert(SocketDisplay::kMaxIov <= IOV_MAX);
+// The least send window (a socket reporting a tiny SO_SNDBUF still gets a useful batch of rows).
+constexpr size_t kMinSendWindow = size_t{64} * 1024;
 
 template <class T>
 T load(std::span<const std::byte> bytes) {
@@ -51,6 +54,20 @@ bool image_ok(const ImageView& image) {
   return image.data != nullptr && display::is_known_format(image.format) && row && image.stride >= *row;
 }
 
+// `height` rows of `width` pixels of `image`, from `src`, as UPDATE data at `dst` (stride width * 4).
+void write_update_rows(const ImageView& image, const std::byte* src, std::byte* dst, uint32_t width, uint32_t height) {
+  const size_t row_bytes = size_t{width} * kBytesPerPixel;
+  for (uint32_t row = 0; row < height; ++row) {
+    const std::byte* in = src + size_t{row} * image.stride;
+    std::byte* out = dst + size_t{row} * row_bytes;
+    if (display::is_update_layout(image.format)) {
+      std::memcpy(out, in, row_bytes);
+    } else {
+      display::convert_row_to_x8r8g8b8(image.format, in, out, width);
+    }
+  }
+}
+
 }  // namespace
 
 SocketDisplay::SocketDisplay(UniqueFd socket, uint32_t num_scanouts)
@@ -66,6 +83,10 @@ SocketDisplay::SocketDisplay(UniqueFd socket, uint32_t num_scanouts)
     fail(std::string("cannot make the socket non-blocking: ") + std::strerror(errno));
     return;
   }
+  int sndbuf = 0;
+  len = sizeof(sndbuf);
+  const bool known = ::getsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 && sndbuf > 0;
+  send_window_ = std::max(known ? static_cast<size_t>(sndbuf) : 0, kMinSendWindow);
   expected_.push_back({Request::GetProtocolFeatures, Role::Features});
   push(make_message(Request::GetProtocolFeatures, 0, 0));
 }
@@ -100,7 +121,7 @@ void SocketDisplay::refresh() {
 
 uint32_t SocketDisplay::wanted_events() const {
   if (!alive_) return 0;
-  return EPOLLIN | (queue_.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
+  return EPOLLIN | (queue_.empty() && !borrowed_ ? 0u : static_cast<uint32_t>(EPOLLOUT));
 }
 
 void SocketDisplay::set_listener(std::function<void()> on_change) {
@@ -138,6 +159,14 @@ void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView
   rect.width = std::min(rect.width, image.width - src_x);
   rect.height = std::min(rect.height, image.height - src_y);
 
+  // Nothing ahead of it and no conversion to do: straight from the image (busy() until the socket took it).
+  const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
+  const bool one_span = rect.height == 1 || image.stride == row_bytes;
+  if (queue_.empty() && !borrowed_ && display::is_update_layout(image.format) &&
+      (one_span || row_bytes >= kMinZeroCopyRowBytes)) {
+    send_borrowed(scanout, rect, image, src_x, src_y);
+    return;
+  }
   const uint64_t frame_bytes = uint64_t{s.width} * s.height * kBytesPerPixel;
   const uint64_t message_bytes =
       kHeaderSize + sizeof(display::UpdateHeaderPayload) + uint64_t{rect.width} * rect.height * kBytesPerPixel;
@@ -202,7 +231,10 @@ void SocketDisplay::cursor_hide(uint32_t scanout) {
 }
 
 void SocketDisplay::on_event(uint32_t events) {
+  const bool was_busy = busy();
   if (alive_ && (events & EPOLLOUT) != 0) flush();
+  // The zero-copy UPDATE is out: the caller may change its image again (the device resumes its queue).
+  changed_ = changed_ || (was_busy && !busy());
   if (alive_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) read_replies();
   const bool death_news = !alive_ && !death_reported_;
   if (!changed_ && !death_news) return;
@@ -239,17 +271,85 @@ void SocketDisplay::send_update(uint32_t scanout, const Rect& rect, const ImageV
   const display::UpdateHeaderPayload header{scanout, rect.x, rect.y, rect.width, rect.height};
   std::byte* out = m.bytes.get() + kHeaderSize;
   std::memcpy(out, &header, sizeof(header));
-  out += sizeof(header);
   const std::byte* in = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
-  for (uint32_t row = 0; row < rect.height; ++row) {
-    display::convert_row_to_x8r8g8b8(image.format, in + size_t{row} * image.stride, out + row * row_bytes, rect.width);
-  }
+  write_update_rows(image, in, out + sizeof(header), rect.width, rect.height);
   push(std::move(m));
+}
+
+void SocketDisplay::send_borrowed(uint32_t scanout, const Rect& rect, const ImageView& image, uint32_t src_x,
+                                  uint32_t src_y) {
+  Borrowed b;
+  const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
+  const size_t payload = sizeof(display::UpdateHeaderPayload) + row_bytes * rect.height;
+  const MessageHeader header{static_cast<uint32_t>(Request::Update), 0, static_cast<uint32_t>(payload)};
+  const display::UpdateHeaderPayload update{scanout, rect.x, rect.y, rect.width, rect.height};
+  std::memcpy(b.prefix.data(), &header, sizeof(header));
+  std::memcpy(b.prefix.data() + sizeof(header), &update, sizeof(update));
+  b.rows = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
+  // Full-width damage of an unpadded image (or one row) is one span: one iovec for the whole frame.
+  const bool contiguous = rect.height == 1 || image.stride == row_bytes;
+  b.span_bytes = contiguous ? row_bytes * rect.height : row_bytes;
+  b.spans = contiguous ? 1 : rect.height;
+  b.stride = image.stride;
+  b.size = kHeaderSize + payload;
+  b.scanout = scanout;
+  b.rect = rect;
+  queued_bytes_ += b.size;
+  queued_update_bytes_[scanout] += b.size;
+  borrowed_ = b;
+  flush();
+  // Sent whole (the usual case for small updates), or the display died, or busy() until EPOLLOUT.
+  if (!borrowed_ || b.size > kMaxCopiedUpdateBytes) return;
+  copy_borrowed_into_queue();
+}
+
+void SocketDisplay::copy_borrowed_into_queue() {
+  const Borrowed& b = *borrowed_;
+  Outgoing m = make_message(Request::Update, b.scanout, b.size - kHeaderSize);
+  m.rect = b.rect;
+  std::memcpy(m.bytes.get(), b.prefix.data(), b.prefix.size());
+  std::byte* out = m.bytes.get() + kUpdatePrefixSize;
+  for (size_t span = 0; span < b.spans; ++span) {
+    std::memcpy(out + span * b.span_bytes, b.rows + span * b.stride, b.span_bytes);
+  }
+  // The queue is empty (borrowed_ goes only ahead of nothing): the copy takes its place, already started.
+  queue_.push_back(std::move(m));
+  head_sent_ = b.sent;
+  borrowed_.reset();
+}
+
+bool SocketDisplay::describe_borrowed(size_t& n) {
+  const Borrowed& b = *borrowed_;
+  size_t described = 0;
+  if (b.sent < kUpdatePrefixSize) {
+    iov_[n++] = iovec{const_cast<std::byte*>(b.prefix.data() + b.sent), kUpdatePrefixSize - b.sent};
+  }
+  const size_t done = b.sent > kUpdatePrefixSize ? b.sent - kUpdatePrefixSize : 0;
+  size_t span = done / b.span_bytes;
+  size_t skip = done % b.span_bytes;
+  for (; span < b.spans && n < kMaxIov && described < send_window_; ++span, skip = 0) {
+    // sendmsg only reads through iov_base; iovec has no const variant.
+    iov_[n++] = iovec{const_cast<std::byte*>(b.rows + span * b.stride + skip), b.span_bytes - skip};
+    described += b.span_bytes - skip;
+  }
+  return span == b.spans;
+}
+
+size_t SocketDisplay::account_borrowed(size_t sent) {
+  Borrowed& b = *borrowed_;
+  const size_t take = std::min(sent, b.size - b.sent);
+  b.sent += take;
+  if (b.sent == b.size) {
+    queued_bytes_ -= b.size;
+    queued_update_bytes_[b.scanout] -= b.size;
+    borrowed_.reset();
+  }
+  return sent - take;
 }
 
 void SocketDisplay::push(Outgoing message) {
   if (!alive_) return;
-  const bool idle = queue_.empty();
+  const bool idle = queue_.empty() && !borrowed_;
   queued_bytes_ += message.size;
   if (message.request == Request::Update) queued_update_bytes_[message.scanout] += message.size;
   queue_.push_back(std::move(message));
@@ -257,15 +357,19 @@ void SocketDisplay::push(Outgoing message) {
 }
 
 void SocketDisplay::flush() {
-  while (alive_ && !queue_.empty()) {
-    std::array<iovec, kMaxIov> iov{};
+  while (alive_ && (borrowed_ || !queue_.empty())) {
     size_t n = 0;
-    for (auto it = queue_.begin(); it != queue_.end() && n < kMaxIov; ++it, ++n) {
-      const size_t skip = n == 0 ? head_sent_ : 0;
-      iov[n] = iovec{it->bytes.get() + skip, it->size - skip};
+    // Queued messages follow the zero-copy UPDATE in the same sendmsg only once all of it is described: the
+    // stream must carry its bytes whole before the next message's.
+    const bool whole = !borrowed_ || describe_borrowed(n);
+    for (auto it = queue_.begin(); whole && it != queue_.end() && n < kMaxIov; ++it, ++n) {
+      const size_t skip = it == queue_.begin() ? head_sent_ : 0;
+      iov_[n] = iovec{it->bytes.get() + skip, it->size - skip};
     }
+    size_t described = 0;
+    for (size_t i = 0; i < n; ++i) described += iov_[i].iov_len;
     msghdr mh{};
-    mh.msg_iov = iov.data();
+    mh.msg_iov = iov_.data();
     mh.msg_iovlen = n;
     const ssize_t sent = ::sendmsg(socket_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
@@ -274,7 +378,7 @@ void SocketDisplay::flush() {
       fail(std::string("send: ") + std::strerror(errno));
       return;
     }
-    size_t left = static_cast<size_t>(sent);
+    size_t left = borrowed_ ? account_borrowed(static_cast<size_t>(sent)) : static_cast<size_t>(sent);
     while (left > 0) {
       Outgoing& front = queue_.front();
       const size_t take = std::min(left, front.size - head_sent_);
@@ -286,6 +390,8 @@ void SocketDisplay::flush() {
       queue_.pop_front();
       head_sent_ = 0;
     }
+    // A short write means the send buffer is full: wait for EPOLLOUT rather than try again into EAGAIN.
+    if (static_cast<size_t>(sent) < described) return;
   }
 }
 
@@ -470,6 +576,7 @@ void SocketDisplay::fail(std::string_view reason) {
   if (!alive_) return;
   alive_ = false;
   VGPU_LOG_WARN("display socket: {}; dropping the display", reason);
+  borrowed_.reset();
   queue_.clear();
   head_sent_ = 0;
   queued_bytes_ = 0;

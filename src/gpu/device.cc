@@ -442,6 +442,8 @@ void GpuDevice::reset() {
   logged_unknown_.reset();
   scanouts_ = {};
   resources_.clear();
+  // The display may still be sending straight from a resource's pixels (busy()): it is replaced below, before
+  // the loop runs again, so it never reads the images this frees.
   renderer_->reset();
   register_renderer_poll();  // virglrenderer's reset re-initialises it with a new poll fd
   last_layout_.reset();

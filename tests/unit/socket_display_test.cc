@@ -1,7 +1,9 @@
 // SocketDisplay against a fake QEMU on the other end of a socketpair: the negotiation sequence
 // (GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_DISPLAY_INFO, GET_EDID + fence), the listener, UPDATE
 // payloads for every pixel format and only the damaged rectangle, cursor messages, queueing under EPOLLOUT
-// pressure and its bounds, and malformed replies / EOF / EPIPE making the display dead without a crash.
+// pressure and its bounds, zero-copy UPDATEs (busy() while the socket has not taken them, exact pixels, the
+// listener when done, order with messages queued behind), and malformed replies / EOF / EPIPE making the
+// display dead without a crash.
 #include "display/socket_display.h"
 
 #include <gtest/gtest.h>
@@ -80,6 +82,31 @@ std::vector<uint32_t> requests_of(const std::vector<Message>& messages) {
   std::vector<uint32_t> out;
   for (const Message& m : messages) out.push_back(m.request);
   return out;
+}
+
+// A width x height image of distinct pixels whose 4th byte varies too (it must pass through unchanged).
+std::vector<uint32_t> pattern_pixels(uint32_t width, uint32_t height) {
+  std::vector<uint32_t> out(size_t{width} * height);
+  for (uint32_t y = 0; y < height; ++y) {
+    for (uint32_t x = 0; x < width; ++x) out[size_t{y} * width + x] = (x * 0x9e3779b9u) ^ (y * 0x85ebca6bu) ^ (y << 24);
+  }
+  return out;
+}
+
+// The UPDATE data a rectangle of `pixels` (`stride` pixels per row) must arrive as, for a format that needs
+// no conversion: the image's bytes, row by row.
+std::vector<std::byte> rows_of(const std::vector<uint32_t>& pixels, uint32_t stride, const Rect& r) {
+  std::vector<std::byte> out;
+  for (uint32_t y = r.y; y < r.y + r.height; ++y) {
+    const auto* row = reinterpret_cast<const std::byte*>(pixels.data() + size_t{y} * stride + r.x);
+    out.insert(out.end(), row, row + size_t{r.width} * 4);
+  }
+  return out;
+}
+
+// An UPDATE's pixel bytes (its payload after the UpdateHeaderPayload).
+std::vector<std::byte> pixels_of(const Message& m) {
+  return {m.payload.begin() + sizeof(display::UpdateHeaderPayload), m.payload.end()};
 }
 
 virtio_gpu_resp_display_info display_info_reply(std::vector<Rect> enabled) {
@@ -375,8 +402,8 @@ TEST_F(SocketDisplayTest, Update_SendsOnlyDamagedRectFromSourceOffset) {
   const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
   EXPECT_EQ((std::array<uint32_t, 5>{h.scanout_id, h.x, h.y, h.width, h.height}),
             (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
-  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 20), 0xff05035au);
-  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 24), 0xff05045au);
+  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 20), 0x0005035au);  // B8G8R8X8 goes out as it is, X byte included
+  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 24), 0x0005045au);
 }
 
 TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
@@ -451,11 +478,13 @@ TEST_P(SocketDisplayFormatTest, Update_ConvertsToX8R8G8B8) {
   EXPECT_EQ(from_bytes<Pixel>(m.payload, sizeof(display::UpdateHeaderPayload)), c.out);
 }
 
-// Names give the byte order in memory; bytes here are 0x11, 0x22, 0x33, 0x44 in that order.
+// Names give the byte order in memory; bytes here are 0x11, 0x22, 0x33, 0x44 in that order. B8G8R8A8 and
+// B8G8R8X8 already are the wire layout and go out unchanged (QEMU ignores the X byte, and its own backend
+// passes it through); the others are converted with X = 0xff.
 INSTANTIATE_TEST_SUITE_P(
     AllFormats, SocketDisplayFormatTest,
-    testing::Values(FormatCase{PixelFormat::B8G8R8A8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0xff}},
-                    FormatCase{PixelFormat::B8G8R8X8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0xff}},
+    testing::Values(FormatCase{PixelFormat::B8G8R8A8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0x44}},
+                    FormatCase{PixelFormat::B8G8R8X8, {0x11, 0x22, 0x33, 0x44}, {0x11, 0x22, 0x33, 0x44}},
                     FormatCase{PixelFormat::A8R8G8B8, {0x11, 0x22, 0x33, 0x44}, {0x44, 0x33, 0x22, 0xff}},
                     FormatCase{PixelFormat::X8R8G8B8, {0x11, 0x22, 0x33, 0x44}, {0x44, 0x33, 0x22, 0xff}},
                     FormatCase{PixelFormat::R8G8B8A8, {0x11, 0x22, 0x33, 0x44}, {0x33, 0x22, 0x11, 0xff}},
@@ -522,7 +551,7 @@ TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
   EXPECT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
   EXPECT_EQ(sent[1].payload.size(), sizeof(display::UpdateHeaderPayload) + 256 * 256 * 4);
-  EXPECT_EQ(from_bytes<uint32_t>(sent[1].payload, sent[1].payload.size() - 4), 0xffabcdefu);
+  EXPECT_EQ(from_bytes<uint32_t>(sent[1].payload, sent[1].payload.size() - 4), 0x00abcdefu);
   EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
 }
 
@@ -544,7 +573,7 @@ TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
 
   EXPECT_LE(peak, (SocketDisplay::kMaxQueuedFrames + 1) * (frame + 64));
   EXPECT_EQ(sent.back().request, req(Request::Update));
-  EXPECT_EQ(from_bytes<uint32_t>(sent.back().payload, sizeof(display::UpdateHeaderPayload)), 0xff000000u | 49);
+  EXPECT_EQ(from_bytes<uint32_t>(sent.back().payload, sizeof(display::UpdateHeaderPayload)), 49u);
 }
 
 TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
@@ -600,6 +629,219 @@ TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
   EXPECT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
   EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent.back().payload).x, uint32_t{999});
+}
+
+// ---- zero-copy updates ----
+
+TEST_F(SocketDisplayTest, SmallUpdates_CompleteAtOnceNotBusy) {
+  read_message();
+  display_->set_scanout(0, 64, 64);
+  read_message();
+  const auto pixels = pattern_pixels(64, 64);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  bool busy = false;
+  size_t queued = 0;
+
+  for (uint32_t i = 0; i < 64; ++i) {
+    display_->update(0, Rect{i, i, 1, 1}, image, i, i);
+    busy = busy || display_->busy();
+    queued += display_->queued_bytes();
+  }
+  std::vector<Message> sent;
+  for (uint32_t i = 0; i < 64; ++i) sent.push_back(read_message());
+
+  EXPECT_FALSE(busy);
+  EXPECT_EQ(queued, 0u);
+  EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
+  EXPECT_EQ(pixels_of(sent[63]), rows_of(pixels, 64, Rect{63, 63, 1, 1}));
+  EXPECT_EQ(listener_calls_, 0);
+}
+
+TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListenerFires) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto pixels = pattern_pixels(256, 256);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  const bool busy_before = display_->busy();
+  const uint32_t events = display_->wanted_events();
+  const auto sent = drain();
+
+  EXPECT_TRUE(busy_before);
+  EXPECT_EQ(events, static_cast<uint32_t>(EPOLLIN | EPOLLOUT));
+  ASSERT_EQ(requests_of(sent), (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update)}));
+  EXPECT_EQ(from_bytes<display::UpdateHeaderPayload>(sent[1].payload).height, 256u);
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_FALSE(display_->busy());
+  EXPECT_EQ(display_->queued_bytes(), 0u);
+  EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST_F(SocketDisplayTest, PartialWidthFromPaddedImage_RowsExactAcrossPartialSends) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 600, 300);
+  // Rows of 600 pixels, 640 apart: never one span. The rectangle's rows (2080 bytes) go one iovec each.
+  const auto pixels = pattern_pixels(640, 300);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 600, 300, 2560, PixelFormat::B8G8R8A8};
+  static_assert(520 * 4 >= SocketDisplay::kMinZeroCopyRowBytes);
+
+  display_->update(0, Rect{5, 7, 520, 250}, image, 37, 11);
+  const bool busy_before = display_->busy();
+  const auto sent = drain();
+
+  EXPECT_TRUE(busy_before);
+  ASSERT_EQ(sent.size(), 2u);
+  const auto h = from_bytes<display::UpdateHeaderPayload>(sent[1].payload);
+  EXPECT_EQ((std::array<uint32_t, 5>{h.scanout_id, h.x, h.y, h.width, h.height}),
+            (std::array<uint32_t, 5>{0, 5, 7, 520, 250}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 640, Rect{37, 11, 520, 250}));
+  EXPECT_FALSE(display_->busy());
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST_F(SocketDisplayTest, MoreRowsThanIovecs_SentInBatchesInOrder) {
+  // A send buffer as large as the host allows (net.core.wmem_max), so that where it is over 2 MiB one
+  // sendmsg's rows reach kMaxIov; with the usual 208 KiB each sendmsg stops at the buffer's size instead.
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const int big = 8 << 20;
+  ASSERT_EQ(::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
+  qemu_.reset(sv[1]);
+  display_ = std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1);
+  read_message();
+  display_->set_scanout(0, 512, 1100);
+  const auto pixels = pattern_pixels(520, 1100);  // 1100 rows of 2048 bytes, 2080 apart
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 520, 1100, 2080, PixelFormat::B8G8R8X8};
+  static_assert(1100 > SocketDisplay::kMaxIov);
+
+  display_->update(0, Rect{0, 0, 512, 1100}, image, 8, 0);
+  const auto sent = drain();
+
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 520, Rect{8, 0, 512, 1100}));
+  EXPECT_FALSE(display_->busy());
+}
+
+TEST_F(SocketDisplayTest, NarrowRowsOverCopyLimit_CopiedNotBusy) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 1, kMaxScanoutDimension);
+  // 16384 rows of one pixel: 64 KiB + 32 bytes, over kMaxCopiedUpdateBytes, but rows too short to be
+  // worth an iovec each.
+  auto pixels = pattern_pixels(2, kMaxScanoutDimension);
+  const auto original = pixels;
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 2, kMaxScanoutDimension, 8,
+                        PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 1, kMaxScanoutDimension}, image, 1, 0);
+  const bool busy = display_->busy();
+  std::fill(pixels.begin(), pixels.end(), 0u);
+  const auto sent = drain();
+
+  EXPECT_FALSE(busy);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(original, 2, Rect{1, 0, 1, kMaxScanoutDimension}));
+}
+
+TEST_F(SocketDisplayTest, CursorQueuedBehindBusyUpdate_SentAfterIt) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto pixels = pattern_pixels(256, 256);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+
+  display_->cursor_move(0, 5, 6);
+  display_->cursor_hide(0);
+  const bool busy_after_cursor = display_->busy();
+  const auto sent = drain();
+
+  EXPECT_TRUE(busy_after_cursor);
+  ASSERT_EQ(requests_of(sent),
+            (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPosHide)}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent[2].payload).x, 5u);
+}
+
+TEST_F(SocketDisplayTest, UpdateQueuedBehindBusyUpdate_CopiedAtCallTime) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto first = pattern_pixels(256, 256);
+  const ImageView first_image{reinterpret_cast<const std::byte*>(first.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  std::vector<uint32_t> second(64 * 64, 0x11223344u);
+  const ImageView second_image{reinterpret_cast<const std::byte*>(second.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  display_->update(0, Rect{0, 0, 256, 256}, first_image, 0, 0);
+
+  display_->update(0, Rect{8, 8, 64, 64}, second_image, 0, 0);
+  std::fill(second.begin(), second.end(), 0u);  // only the busy update's image must stay unchanged
+  const auto sent = drain();
+
+  ASSERT_EQ(requests_of(sent),
+            (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::Update)}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(first, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(sent[2]), rows_of(std::vector<uint32_t>(64 * 64, 0x11223344u), 64, Rect{0, 0, 64, 64}));
+  EXPECT_EQ(listener_calls_, 1);
+}
+
+TEST_F(SocketDisplayTest, SmallUpdateSocketFull_CopiedNotBusy) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 64, 64);
+  auto pixels = pattern_pixels(64, 64);  // 16 KiB: more than the squeezed socket takes, under the copy limit
+  const auto original = pixels;
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+
+  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  const bool busy = display_->busy();
+  const bool queued = display_->queued_bytes() > 0;
+  std::fill(pixels.begin(), pixels.end(), 0u);
+  const auto sent = drain();
+
+  EXPECT_FALSE(busy);
+  EXPECT_TRUE(queued);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(original, 64, Rect{0, 0, 64, 64}));
+  EXPECT_EQ(listener_calls_, 0);
+}
+
+TEST_F(SocketDisplayTest, SetScanoutWhileBusy_StartedUpdateGoesOutWhole) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto pixels = pattern_pixels(256, 256);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+
+  display_->set_scanout(0, 128, 128);
+  const auto sent = drain();
+
+  ASSERT_EQ(requests_of(sent),
+            (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::Scanout)}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+}
+
+TEST_F(SocketDisplayTest, PeerClosedWhileBusy_DeadNotBusyListenerFiresOnce) {
+  read_message();
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto pixels = pattern_pixels(256, 256);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  const bool busy_before = display_->busy();
+
+  qemu_.reset();
+  display_->on_event(EPOLLOUT | EPOLLHUP);
+
+  EXPECT_TRUE(busy_before);
+  EXPECT_FALSE(display_->alive());
+  EXPECT_FALSE(display_->busy());
+  EXPECT_EQ(display_->queued_bytes(), 0u);
+  EXPECT_EQ(listener_calls_, 1);
 }
 
 // ---- failures ----
