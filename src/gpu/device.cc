@@ -18,6 +18,7 @@
 #include "display/socket_display.h"
 #include "gpu/command_names.h"
 #include "renderer/soft2d/soft2d_renderer.h"
+#include "vhost_user/message.h"
 
 namespace vgpu {
 
@@ -88,9 +89,16 @@ uint64_t GpuDevice::features() const {
 }
 
 bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
-  if (!range_fits<size_t>(offset, out.size(), sizeof(config_))) return false;
-  // SAFETY: virtio_gpu_config is four u32 fields; copied out byte-wise.
-  std::memcpy(out.data(), reinterpret_cast<const std::byte*>(&config_) + offset, out.size());
+  // Frontends read more than our 16 bytes: QEMU 11.1's vhost-user-gpu-pci asks for 20 (its config struct grew)
+  // and a generic device reads its config_size; refusing made the guest's probe fail. Bytes past the struct
+  // read as zero (the spec's reserved fields), up to vhost-user's config limit.
+  if (!range_fits<size_t>(offset, out.size(), vhost_user::kMaxConfigSize)) return false;
+  std::fill(out.begin(), out.end(), std::byte{0});
+  if (offset < sizeof(config_)) {
+    // SAFETY: virtio_gpu_config is four u32 fields; copied out byte-wise.
+    const size_t n = std::min(out.size(), sizeof(config_) - offset);
+    std::memcpy(out.data(), reinterpret_cast<const std::byte*>(&config_) + offset, n);
+  }
   return true;
 }
 

@@ -7,7 +7,9 @@
 # The newest linux-image-6.1.0-<N>-amd64 (signed, else -unsigned) that apt can download is unpacked with
 # `dpkg -x` (no install) into $VGPU_CACHE/kernel/<package>_<version>/, and $VGPU_CACHE/kernel/current points at
 # it. Once present it is reused without asking apt; VGPU_KERNEL_REFRESH=1 looks for a newer one,
-# VGPU_KERNEL_PKG=<package> picks one by name.
+# VGPU_KERNEL_PKG=<package> picks one by name: an image package, or a meta package such as linux-image-6.12-amd64
+# (bookworm-backports), which stands for the image it depends on (the newest of that series; remembered as the
+# link $VGPU_CACHE/kernel/<meta package>, VGPU_KERNEL_REFRESH=1 asks apt again).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -46,6 +48,15 @@ if [[ "${VGPU_KERNEL_REFRESH:-0}" != 1 && -z "${VGPU_KERNEL_PKG:-}" && -e "${kdi
   exit 0
 fi
 
+# A meta package resolved before: $VGPU_KERNEL_CACHE/<meta> points at its image (VGPU_KERNEL_REFRESH=1 asks apt again).
+if [[ "${VGPU_KERNEL_REFRESH:-0}" != 1 && -n "${VGPU_KERNEL_PKG:-}" && -L "${kdir}/${VGPU_KERNEL_PKG}" &&
+  -e "${kdir}/${VGPU_KERNEL_PKG}/.complete" ]]; then
+  root="$(cd "${kdir}/${VGPU_KERNEL_PKG}" && pwd -P)"
+  log "cached: ${VGPU_KERNEL_PKG} = $(basename "${root}")"
+  print_result "${root}"
+  exit 0
+fi
+
 need_cmd apt-cache apt-get dpkg dpkg-deb
 cache_lock kernel
 
@@ -65,6 +76,14 @@ if [[ -z "${pkg}" ]]; then
     fi
   done
   [[ -n "${pkg}" ]] || die "none of ${names[*]:0:4} ... has a download candidate in apt"
+fi
+# A meta package (linux-image-6.12-amd64, linux-image-amd64) holds no kernel: take the image it depends on.
+if [[ "${pkg}" =~ ^linux-image-([0-9]+\.[0-9]+-)?(cloud-|rt-)?amd64$ ]]; then
+  image="$(apt-cache depends "${pkg}" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }')"
+  [[ -n "${image}" ]] || die "the meta package ${pkg} depends on no linux-image-* package in apt"
+  log "${pkg} stands for ${image}"
+  meta="${pkg}"
+  pkg="${image}"
 fi
 ver="$(apt-cache policy "${pkg}" 2>/dev/null | awk '/Candidate:/ { print $2 }')"
 [[ -n "${ver}" && "${ver}" != "(none)" ]] || die "apt has no candidate for ${pkg}"
@@ -98,5 +117,8 @@ fi
 if [[ -z "${VGPU_KERNEL_PKG:-}" ]]; then
   ln -sfn -- "$(basename "${target}")" "${kdir}/current.tmp"
   mv -T -- "${kdir}/current.tmp" "${kdir}/current"
+elif [[ -n "${meta:-}" ]]; then
+  ln -sfn -- "$(basename "${target}")" "${kdir}/${meta}.tmp"
+  mv -T -- "${kdir}/${meta}.tmp" "${kdir}/${meta}"
 fi
 print_result "${target}"

@@ -8,6 +8,7 @@
 #   cache_lock         serialise cache writers (parallel ctest)
 #   e2e_tmpdir         sets E2E_TMP, a private temp dir removed on exit unless VGPU_KEEP=1
 #   bg_start           run a command in the background in its own process group, output capped, killed on exit
+#   bg_pid             the PID of one named process of such a group (to signal it alone)
 #   wait_for_socket    wait until a unix socket exists (and its owner still lives)
 #   qmp                one QMP command through python3's stdlib
 
@@ -164,6 +165,15 @@ bg_rc() {
   fi
 }
 
+# bg_pid LOG NAME: the PID of the process named NAME (its comm, 15 characters at most) among those started with
+# bg_start ... LOG (its process group); empty when there is none. For signals meant for that one process only
+# (SIGUSR1 would end timeout, the shell and head of the group).
+bg_pid() {
+  local logf="$1" name="${2:0:15}"
+  [[ -s "${logf}.pgid" ]] || return 0
+  ps -e -o pid=,pgid=,comm= | awk -v g="$(<"${logf}.pgid")" -v n="${name}" '$2 == g && $3 == n { print $1; exit }'
+}
+
 # bg_stop LOG [GRACE_S]: TERM the process group, KILL it after GRACE_S (default 5).
 bg_stop() {
   local logf="$1" grace="${2:-5}" pgid i
@@ -279,11 +289,15 @@ PY
 
 # --- QEMU -----------------------------------------------------------------------------------------------------
 
-# qemu_check_version BINARY MIN_MAJOR: die unless BINARY is a QEMU of at least that major version; prints it.
+# qemu_check_version BINARY MIN_MAJOR [WRAPPER...]: die unless BINARY is a QEMU of at least that major version;
+# prints it. With a WRAPPER (e.g. in-root.sh ROOT --), BINARY runs as `WRAPPER... BINARY --version`.
 qemu_check_version() {
   local bin="$1" min="$2" line ver major
-  command -v "${bin}" >/dev/null 2>&1 || die "QEMU '${bin}' not found (need QEMU >= ${min}; Debian 12: apt-get install -t bookworm-backports qemu-system-x86)"
-  line="$("${bin}" --version 2>/dev/null | head -n 1)" || true
+  shift 2
+  if (($# == 0)); then
+    command -v "${bin}" >/dev/null 2>&1 || die "QEMU '${bin}' not found (need QEMU >= ${min}; Debian 12: apt-get install -t bookworm-backports qemu-system-x86)"
+  fi
+  line="$("$@" "${bin}" --version 2>/dev/null | head -n 1)" || true
   ver="$(sed -nE 's/.*version ([0-9]+\.[0-9]+(\.[0-9]+)?).*/\1/p' <<<"${line}")"
   [[ -n "${ver}" ]] || die "cannot read a version from '${bin} --version': ${line}"
   major="${ver%%.*}"

@@ -12,6 +12,11 @@
                                                                 such as kmscube runs on the screen)
     ppm_check.py topng FILE.ppm FILE.png                        convert a binary PPM (P6) to PNG
 
+poll and busy take their frames from QMP screendumps (--qmp), or, where QEMU has no display for the device
+(the generic vhost-user-test-device-pci), from our backend's headless display: --backend-pid PID
+--backend-log LOG --png DIR/scanout-N.png sends the backend SIGUSR1, waits for one more `SIGUSR1: wrote`
+line in its log (info level), and reads the PNG (8-bit grey/RGB/RGBA, any filter) into --out as a PPM.
+
 The expected frame is built from --draw SPECs, applied in order on a black canvas of --size:
     quad-a | quad-b              the guest's quadrant patterns (white 1-pixel border), full frame
     gradient:X,Y,W,H             the guest's position-dependent gradient in that rectangle
@@ -109,6 +114,68 @@ def write_png(path, w, h, pixels):
     with open(path + ".tmp", "wb") as f:
         f.write(png)
     os.replace(path + ".tmp", path)
+
+
+def read_png(path):
+    """(w, h, RGB bytes) of a non-interlaced 8-bit PNG (grey, RGB, grey+alpha or RGBA; alpha dropped)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG")
+    pos, idat, hdr = 8, [], None
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if hdr is None:
+        raise ValueError(f"{path}: no IHDR")
+    w, h, depth, ctype, _, _, interlace = hdr
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError(f"{path}: unsupported PNG (depth {depth}, colour type {ctype}, interlace {interlace})")
+    raw = zlib.decompress(b"".join(idat))
+    bpp, stride = channels, w * channels
+    if len(raw) != h * (stride + 1):
+        raise ValueError(f"{path}: {len(raw)} bytes of image data, expected {h * (stride + 1)}")
+    out, prev = bytearray(), bytearray(stride)
+    for y in range(h):
+        ftype = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if ftype == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif ftype == 2:
+            for i in range(stride):
+                line[i] = (line[i] + prev[i]) & 0xFF
+        elif ftype == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+        elif ftype == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 0xFF
+        elif ftype != 0:
+            raise ValueError(f"{path}: bad filter type {ftype} in row {y}")
+        out += line
+        prev = line
+    if channels == 3:
+        return w, h, bytes(out)
+    rgbpx = bytearray(w * h * 3)
+    for i in range(w * h):
+        px = out[i * channels:(i + 1) * channels]
+        rgbpx[i * 3:i * 3 + 3] = px[:3] if channels >= 3 else bytes((px[0],)) * 3
+    return w, h, bytes(rgbpx)
 
 
 # --- the expected frame -----------------------------------------------------------------------------------------
@@ -267,24 +334,67 @@ class Qmp:
         return msg.get("return")
 
 
+class BackendShots:
+    """Frames from our backend's headless display: SIGUSR1 writes the PNG, its log says when."""
+
+    MARK = b"SIGUSR1: wrote "
+
+    def __init__(self, pid, log, png, timeout=10):
+        self.pid, self.log, self.png, self.timeout = pid, log, png, timeout
+
+    def count(self):
+        try:
+            with open(self.log, "rb") as f:
+                return sum(1 for line in f if self.MARK in line and self.png.encode() in line)
+        except OSError:
+            return 0
+
+    def shoot(self, out):
+        before = self.count()
+        try:
+            os.kill(self.pid, 10)  # SIGUSR1
+        except OSError as e:
+            raise RuntimeError(f"backend closed: cannot signal pid {self.pid}: {e}")
+        deadline = time.monotonic() + self.timeout
+        while self.count() <= before:
+            if time.monotonic() >= deadline:
+                raise OSError(f"no 'SIGUSR1: wrote {self.png}' in {self.log} within {self.timeout}s "
+                              f"(no active scanout, or the log level is above info)")
+            time.sleep(0.05)
+        w, h, px = read_png(self.png)
+        write_ppm(out, w, h, px)
+
+
+def frame_source(a):
+    """shoot(out): writes the current frame to `out` as a PPM (QMP screendump or the backend's PNG)."""
+    if a.backend_pid:
+        if not (a.backend_log and a.png):
+            raise SystemExit("--backend-pid needs --backend-log and --png")
+        return BackendShots(a.backend_pid, a.backend_log, a.png).shoot
+    if not a.qmp:
+        raise SystemExit("give --qmp SOCK, or --backend-pid PID --backend-log LOG --png FILE")
+    qmp = Qmp(a.qmp)
+    extra = {}
+    if getattr(a, "device", None):
+        extra["device"] = a.device
+    if getattr(a, "head", None) is not None:
+        extra["head"] = a.head
+    return lambda out: qmp.call("screendump", filename=out, **extra)
+
+
 def poll(a):
     size = parse_size(a.size)
     out = os.path.abspath(a.out)
     t0 = time.monotonic()
     deadline = t0 + a.timeout
-    qmp = Qmp(a.qmp)
-    args = {"filename": out}
-    if a.device:
-        args["device"] = a.device
-    if a.head is not None:
-        args["head"] = a.head
+    shoot = frame_source(a)
     n, msg = 0, "no screendump taken"
     while True:
         n += 1
         try:
             if os.path.exists(out):
                 os.unlink(out)
-            qmp.call("screendump", **args)
+            shoot(out)
             ok, msg = compare(out, size, a.draw)
         except (RuntimeError, OSError) as e:
             ok, msg = False, f"screendump failed: {e}"
@@ -308,14 +418,14 @@ def busy(a):
     size = parse_size(a.size) if a.size else None
     t0 = time.monotonic()
     deadline = t0 + a.timeout
-    qmp = Qmp(a.qmp)
+    shoot = frame_source(a)
     n, prev, msg = 0, None, "no screendump taken"
     while True:
         n += 1
         try:
             if os.path.exists(out):
                 os.unlink(out)
-            qmp.call("screendump", filename=out)
+            shoot(out)
             w, h, px = read_ppm(out)
             colours = len({px[i:i + 3] for i in range(0, len(px), 3 * 7)})  # every 7th pixel
             moved = prev is not None and px != prev
@@ -396,7 +506,7 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("file")
     p = sub.add_parser("poll")
-    p.add_argument("--qmp", required=True)
+    p.add_argument("--qmp")
     p.add_argument("--out", required=True)
     p.add_argument("--device")
     p.add_argument("--head", type=int)
@@ -413,12 +523,16 @@ def main():
     k.add_argument("--pos", required=True)
     k.add_argument("--timeout", type=float, default=20)
     b = sub.add_parser("busy")
-    b.add_argument("--qmp", required=True)
+    b.add_argument("--qmp")
     b.add_argument("--out", required=True)
     b.add_argument("--size")
     b.add_argument("--min-colours", type=int, default=16)
     b.add_argument("--timeout", type=float, default=30)
     b.add_argument("--interval", type=float, default=0.5)
+    for q in (p, b):
+        q.add_argument("--backend-pid", type=int, help="take frames from this backend's SIGUSR1 PNGs")
+        q.add_argument("--backend-log", help="its log (info level: `SIGUSR1: wrote PATH` lines)")
+        q.add_argument("--png", help="the PNG it writes (--screenshot-dir DIR: DIR/scanout-0.png)")
     t = sub.add_parser("topng")
     t.add_argument("ppm")
     t.add_argument("png")

@@ -8,6 +8,29 @@
 #   virgl.sh qemu-c [BINARY]        QEMU's C backend, 2D (llvmpipe in the guest)
 #   virgl.sh qemu-c-virgl [BINARY]  QEMU's C backend with --virgl (needs a host render node: dies without one)
 #
+# The device (VGPU_E2E_DEVICE):
+#   gpu      (default) -device vhost-user-gpu-pci: QEMU makes the guest's feature set itself (VIRGL and EDID when
+#            the backend offers them, never RESOURCE_BLOB or CONTEXT_INIT) and shows the frames (QMP screendump)
+#   generic  QEMU's generic vhost-user device (vhost-user-test-device-pci, QEMU 11.1; 10.0's vhost-user-device-pci
+#            is not user-creatable), virtio-id=16,num_vqs=2,config_size=VGPU_E2E_CONFIG_SIZE (16, the size of
+#            struct virtio_gpu_config; 24 makes our backend refuse GET_CONFIG and the guest sees 0 scanouts and 0
+#            capsets), with a guest kernel that knows IGT's context-init parameters (VGPU_KERNEL_PKG, default
+#            linux-image-6.12-amd64 from bookworm-backports: 6.1 refuses DEBUG_NAME with EINVAL); the backend's
+#            feature bits and config space reach the guest
+#            (the driver's features line must also show VGPU_E2E_FEATURES, for virgl kinds +resource_blob
+#            +context_init; igt requires all 11 subtests). It has no display channel (no GPU_SET_SOCKET): our
+#            backend keeps its frames in its headless display and QMP screendump never shows them, so `draw` and
+#            `kmscube` are ADAPTED for ours/ours-2d: their frames come from the PNG our backend writes on SIGUSR1
+#            (--screenshot-dir in the temp dir; ppm_check.py --backend-pid), with the same pixel checks. For the
+#            qemu-c kinds they are SKIPPED after their guest-side checks (no frames to read).
+# QEMU 11.1 and virglrenderer 1.1 (VGPU_E2E_ROOT=DIR, a root of build-trixie-root.sh): QEMU (VGPU_QEMU, a name or
+# path inside DIR) and, for ours/ours-2d, the backend run inside DIR through in-root.sh (chroot in a private mount
+# namespace; the temp dir and $VGPU_CACHE bound at the same paths); BINARY is what build-in-root.sh printed
+# (DIR/vgpu/build/vhost-gpu) or its path inside DIR. QEMU's C backend (qemu-c kinds), and ours with
+# VGPU_E2E_BACKEND_IN_ROOT=0 (a host-built binary, Debian 12's virglrenderer 0.10.4), run on the host.
+#   VGPU_E2E_ROOT="$(tests/e2e/build-trixie-root.sh)" VGPU_E2E_DEVICE=generic \
+#     tests/e2e/virgl.sh ours "$(tests/e2e/build-in-root.sh "${VGPU_E2E_ROOT}")"
+#
 # Cases (VGPU_E2E_CASES, default "renderer hostile draw kmscube igt" for virgl kinds, "renderer draw kmscube igt"
 # for 2D kinds, in this order; glmark2 on request):
 #   renderer  GL_RENDERER (EGL on GBM, GLES 2) matches VGPU_E2E_RENDERER_RE (virgl kinds: 'virgl'; 2D kinds:
@@ -61,6 +84,14 @@
 #   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its display-channel record
 #                         (events.jsonl); default 0
 #   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps)
+#   VGPU_E2E_DEVICE       gpu (default) or generic, see above
+#   VGPU_E2E_ROOT         run QEMU (and our backend) inside this root, see above
+#   VGPU_E2E_BACKEND_IN_ROOT=0  with VGPU_E2E_ROOT: our backend runs on the host (BINARY a host binary)
+#   VGPU_E2E_CONFIG_SIZE  generic device: its config_size (default 16)
+#   VGPU_E2E_FEATURES     tokens the driver's `[drm] features:` line must have besides +virgl/-virgl (default:
+#                         generic device with a virgl kind "+resource_blob +context_init", else none)
+#   VGPU_E2E_BLOB=0       generic device, virgl kinds: the backend does not offer RESOURCE_BLOB yet: the defaults
+#                         become "+context_init", all subtests but resource-create-blob required, and it may fail
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -111,11 +142,53 @@ case "${kind}" in
   -h | --help) usage ;;
   *) die "unknown backend kind '${kind}' (use ours, ours-2d, qemu-c or qemu-c-virgl)" ;;
 esac
-[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+device="${VGPU_E2E_DEVICE:-gpu}"
+case "${device}" in
+  gpu | generic) ;;
+  *) die "VGPU_E2E_DEVICE must be gpu or generic, not '${device}'" ;;
+esac
+# QEMU (and our backend) inside a root of build-trixie-root.sh: in-root.sh, the paths they use bound in later.
+root="${VGPU_E2E_ROOT:-}"
+backend_in_root=0
+declare -a in_root=()
+if [[ -n "${root}" ]]; then
+  [[ -d "${root}" ]] || die "VGPU_E2E_ROOT=${root} is not a folder (make one with build-trixie-root.sh)"
+  root="$(cd "${root}" && pwd)"
+  in_root=("${E2E_DIR}/in-root.sh" "${root}")
+  if [[ ("${kind}" == ours || "${kind}" == ours-2d) && "${VGPU_E2E_BACKEND_IN_ROOT:-1}" == 1 ]]; then
+    backend_in_root=1
+    binary="${binary#"${root}"}" # a host path below the root: its path inside
+    [[ -x "${root}${binary}" ]] || die "backend binary '${binary}' is not in ${root} (build it with build-in-root.sh)"
+  fi
+fi
+((backend_in_root)) || [[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+# Where draw and kmscube read frames: QMP screendumps (vhost-user-gpu-pci), our backend's SIGUSR1 PNGs (generic
+# device: QEMU has no display for it), or nowhere (generic device, QEMU's backend).
+frames=qmp
+if [[ "${device}" == generic ]]; then
+  case "${kind}" in
+    ours | ours-2d) frames=backend ;;
+    *) frames=none ;;
+  esac
+fi
 # IGT drm_virtgpu subtests (named drm-virtgpu-<name>; the lists may leave the prefix out). vhost-user-gpu-pci
 # never passes RESOURCE_BLOB or CONTEXT_INIT to the guest (E2E.md), so those two fail with any backend; a 2D
 # device also fails the ones that need a 3D context or a capset (measured with QEMU's C backend).
-if [[ "${virgl}" == 1 ]]; then
+# The generic device passes the backend's features: with virgl every subtest must pass (resource-create-blob only
+# once the backend offers RESOURCE_BLOB, VGPU_E2E_BLOB).
+features_req="${VGPU_E2E_FEATURES-}"
+if [[ "${virgl}" == 1 && "${device}" == generic ]]; then
+  renderer_re="${VGPU_E2E_RENDERER_RE:-virgl}"
+  if [[ "${VGPU_E2E_BLOB:-1}" == 0 ]]; then
+    features_req="${VGPU_E2E_FEATURES-+context_init}"
+    igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-info context-init map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
+    igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-resource-create-blob}"
+  else
+    features_req="${VGPU_E2E_FEATURES-+resource_blob +context_init}"
+    igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-create-blob resource-info context-init map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
+    igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-}"
+  fi
+elif [[ "${virgl}" == 1 ]]; then
   renderer_re="${VGPU_E2E_RENDERER_RE:-virgl}"
   igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-info map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
   igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-resource-create-blob context-init}"
@@ -128,7 +201,21 @@ igt_require=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_require}") "
 igt_allow_fail=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_allow_fail}") "
 
 qemu="${VGPU_QEMU:-qemu-system-x86_64}"
-qver="$(qemu_check_version "${qemu}" 8)"
+declare -a qemu_probe=()
+((${#in_root[@]} == 0)) || qemu_probe=("${in_root[@]}" --)
+qver="$(qemu_check_version "${qemu}" 8 "${qemu_probe[@]}")"
+# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+device_args=(-device vhost-user-gpu-pci,chardev=gpu,id=gpu0)
+if [[ "${device}" == generic ]]; then
+  # `-device help` lists the user-creatable devices: 11.1's vhost-user-test-device-pci; 10.0 has a
+  # vhost-user-device-pci, but refuses it on the command line ("expects a pluggable device type").
+  generic_name="$("${qemu_probe[@]}" "${qemu}" -device help 2>/dev/null |
+    grep -oE '"vhost-user-(test-)?device-pci"' | tr -d '"' | head -n 1 || true)"
+  [[ -n "${generic_name}" ]] || die "QEMU ${qver} offers no generic vhost-user device (vhost-user-test-device-pci, QEMU 11.1: VGPU_E2E_ROOT=\"\$(tests/e2e/build-trixie-root.sh)\")"
+  device_args=(-device "${generic_name},chardev=gpu,id=gpu0,virtio-id=16,num_vqs=2,config_size=${VGPU_E2E_CONFIG_SIZE:-16}")
+  # IGT's context-init passes VIRTGPU_CONTEXT_PARAM_DEBUG_NAME, which Linux 6.1 refuses (EINVAL): a newer kernel.
+  export VGPU_KERNEL_PKG="${VGPU_KERNEL_PKG:-linux-image-6.12-amd64}"
+fi
 need_cmd python3 timeout setsid head stdbuf grep awk mkfifo
 boot_timeout="${VGPU_E2E_TIMEOUT:-240}"
 step_timeout="${VGPU_E2E_STEP_TIMEOUT:-120}"
@@ -144,7 +231,7 @@ case "${accel}" in
   *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
 esac
 check_py="${E2E_DIR}/ppm_check.py"
-log "backend: ${kind} ${binary}; QEMU ${qver}, accel ${accel}; cases: ${cases[*]}; expect GL_RENDERER =~ /${renderer_re}/"
+log "backend: ${kind} ${binary}${root:+ (QEMU$( ((backend_in_root)) && echo " and the backend") in ${root})}; QEMU ${qver}, accel ${accel}; device ${device_args[1]%%,*}; frames from ${frames}; cases: ${cases[*]}; expect GL_RENDERER =~ /${renderer_re}/${features_req:+ and features ${features_req}}"
 
 # --- guest kernel, initramfs, root ------------------------------------------------------------------------------
 t="$(now_s)"
@@ -241,6 +328,19 @@ next_step() {
   printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
 }
 
+# frame_source: sets frame_args, ppm_check.py's arguments for taking frames (QMP, or our backend's SIGUSR1 PNGs).
+declare -a frame_args=()
+frame_source() {
+  if [[ "${frames}" == backend ]]; then
+    local pid
+    pid="$(bg_pid "${backend_log}" "$(basename "${binary}")")"
+    [[ -n "${pid}" ]] || warn "no process $(basename "${binary}") in the backend's group"
+    frame_args=(--backend-pid "${pid:-0}" --backend-log "${backend_log}" --png "${shots}/scanout-0.png")
+  else
+    frame_args=(--qmp "${qmp_sock}")
+  fi
+}
+
 # check_frame CASE LABEL WxH DRAW...: poll screendumps until the frame matches.
 check_frame() {
   local c="$1" label="$2" sz="$3" out rc msg d
@@ -251,7 +351,8 @@ check_frame() {
   done
   out="${dir}/${label}.ppm"
   rc=0
-  msg="$(python3 "${check_py}" poll --qmp "${qmp_sock}" --out "${out}" --timeout "${step_timeout}" \
+  frame_source
+  msg="$(python3 "${check_py}" poll "${frame_args[@]}" --out "${out}" --timeout "${step_timeout}" \
     --size "${sz}" "${draws[@]}" --save-expected "${dir}/${label}.expected.ppm" 2>&1)" || rc=$?
   if ((rc == 0)); then
     log "${c}: ${label}: ${msg}"
@@ -301,6 +402,10 @@ run_case() {
         elif [[ -n "${feats}" && "${feats}" != *-virgl* ]]; then
           case_fail renderer "2D backend, but the driver sees virgl: ${feats}"
         fi
+        local tok
+        for tok in ${features_req}; do
+          [[ " ${feats} " == *" ${tok} "* ]] || case_fail renderer "the driver's features lack ${tok}: ${feats:-none}"
+        done
       elif ((rc == 3)); then
         result[renderer]=SKIP
         detail[renderer]="${marker}"
@@ -335,7 +440,7 @@ run_case() {
         rb="$(field readback "${marker}")"
         [[ "${w}" == "${size}" ]] || case_fail draw "the mode is ${w}, expected ${size}"
         [[ "${rb}" == ok ]] || case_fail draw "frame A: the guest's glReadPixels differs: ${rb}"
-        check_frame draw draw-a "${w}" gl-a || true
+        [[ "${frames}" == none ]] || check_frame draw draw-a "${w}" gl-a || true
         next_step
         rc=0
         wait_marker draw "" "${step_timeout}" || rc=$?
@@ -343,7 +448,7 @@ run_case() {
           w="${marker%% *}"
           rb="$(field readback "${marker}")"
           [[ "${rb}" == ok ]] || case_fail draw "frame B: the guest's glReadPixels differs: ${rb}"
-          check_frame draw draw-b "${w}" gl-b || true
+          [[ "${frames}" == none ]] || check_frame draw draw-b "${w}" gl-b || true
           case_note draw "${w}, readback ok, frame B by $(field flip "${marker}"), renderer $(sed -nE 's/.* renderer=//p' <<<"${marker}")"
           next_step
         else
@@ -359,9 +464,14 @@ run_case() {
       if ((rc == 0)); then
         local out
         rc=0
-        out="$(python3 "${check_py}" busy --qmp "${qmp_sock}" --out "${dir}/kmscube.ppm" --size "${size}" \
-          --min-colours 16 --timeout "${step_timeout}" 2>&1)" || rc=$?
-        if ((rc == 0)); then
+        if [[ "${frames}" != none ]]; then
+          frame_source
+          out="$(python3 "${check_py}" busy "${frame_args[@]}" --out "${dir}/kmscube.ppm" --size "${size}" \
+            --min-colours 16 --timeout "${step_timeout}" 2>&1)" || rc=$?
+        fi
+        if [[ "${frames}" == none ]]; then
+          :
+        elif ((rc == 0)); then
           log "kmscube: ${out}"
           case_note kmscube "$(sed -nE 's/.* renderer=//p' <<<"${marker}"); ${out#*: }"
         else
@@ -431,6 +541,10 @@ run_case() {
   esac
   if [[ "${result[${c}]}" == RUNNING ]]; then
     result[${c}]=PASS
+    if [[ "${frames}" == none && (${c} == draw || ${c} == kmscube) ]]; then
+      result[${c}]=SKIP
+      case_note "${c}" "no frames to check: QEMU has no display for the generic device and only our backend writes PNGs (guest side passed)"
+    fi
   fi
   when[${c}]="$(secs_since "${t_qemu}")"
   # The guest's own duration of the case, from its uptime at `case X start` and `case X exit`.
@@ -446,8 +560,14 @@ run_case() {
 # --- boot ----------------------------------------------------------------------------------------------------------
 sock="${dir}/gpu.sock"
 ctl="${dir}/ctl"
+shots="${dir}/shots"
+if [[ "${frames}" == backend ]]; then
+  mkdir -p "${shots}"
+  backend_extra+=(--screenshot-dir "${shots}")
+fi
 # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
 bcmd=("${binary}" --socket-path "${sock}" "${backend_extra[@]}" ${VGPU_E2E_BACKEND_ARGS:-})
+((backend_in_root == 0)) || bcmd=("${in_root[@]}" --bind "${dir}" -- env "${backend_env[@]}" "${bcmd[@]}")
 budget=$((boot_timeout + igt_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
 bg_start backend "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
 wait_for_socket "${sock}" 15 "${backend_log}" || {
@@ -476,14 +596,16 @@ qemu_args=(
   -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
   -qmp "unix:${qmp_sock},server=on,wait=off"
   -chardev "socket,id=gpu,path=${qemu_sock}"
-  -device vhost-user-gpu-pci,chardev=gpu,id=gpu0
+  "${device_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
   -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"
-bg_start qemu "${qemu_log}" 5M "${budget}" "${qemu}" "${qemu_args[@]}"
+qcmd=("${qemu}")
+((${#in_root[@]} == 0)) || qcmd=("${in_root[@]}" --bind "${dir}" --ro-bind "${VGPU_CACHE}" -- "${qemu}")
+bg_start qemu "${qemu_log}" 5M "${budget}" "${qcmd[@]}" "${qemu_args[@]}"
 
 # Boot milestones, seen from the host.
 t_switch="" t_rootok=""
@@ -553,7 +675,8 @@ for c in "${cases[@]}"; do
   [[ "${result[${c}]}" == PASS || "${result[${c}]}" == SKIP ]] || failures=$((failures + 1))
 done
 {
-  printf '\nvirgl e2e (%s, QEMU %s, %s; root: %s)\n' "${kind}" "${qver}" "${accel}" \
+  printf '\nvirgl e2e (%s on %s, QEMU %s%s, %s, guest kernel %s; root: %s)\n' "${kind}" "${device_args[1]%%,*}" \
+    "${qver}" "${root:+ in ${root}}" "${accel}" "${kernel##*/vmlinuz-}" \
     "$(sed -n 's/^os //p' "$(dirname "${rootimg}")/info.txt" 2>/dev/null), Mesa $(sed -n 's/^package libgl1-mesa-dri //p' "$(dirname "${rootimg}")/info.txt" 2>/dev/null)"
   printf '%-9s %-7s %-9s %-9s %s\n' case result "guest[s]" "at[s]" detail
   for c in "${cases[@]}"; do

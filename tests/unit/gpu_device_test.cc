@@ -33,10 +33,24 @@ TEST(GpuDevice, Config_Default_NoCapsets) {
   EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_capsets)), 0u);
 }
 
-TEST(GpuDevice, ReadConfig_PastEnd_Refused) {
+TEST(GpuDevice, ReadConfig_PastTheStruct_ReadsZeros) {
+  // QEMU 11.1's vhost-user-gpu-pci reads 20 bytes; a generic device its config_size.
+  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 3}, nullptr);
+  std::array<std::byte, 24> buf{};
+  buf.fill(std::byte{0x77});
+  ASSERT_TRUE(dev.read_config(0, buf));
+  uint32_t scanouts = 0;
+  std::memcpy(&scanouts, buf.data() + offsetof(virtio_gpu_config, num_scanouts), 4);
+  EXPECT_EQ(scanouts, 3u);
+  for (size_t i = sizeof(virtio_gpu_config); i < buf.size(); ++i) EXPECT_EQ(buf[i], std::byte{0}) << i;
+  std::array<std::byte, 8> tail{};
+  EXPECT_TRUE(dev.read_config(sizeof(virtio_gpu_config) - 4, tail));
+}
+
+TEST(GpuDevice, ReadConfig_PastVhostUserLimit_Refused) {
   GpuDevice dev(GpuDeviceConfig{}, nullptr);
   std::array<std::byte, 8> buf{};
-  EXPECT_FALSE(dev.read_config(sizeof(virtio_gpu_config) - 4, buf));
+  EXPECT_FALSE(dev.read_config(252, buf));
 }
 
 TEST(GpuDevice, ReadConfig_HugeOffset_Refused) {

@@ -902,10 +902,14 @@ TEST_F(Gpu3dCommands, GetCapset_Virgl2_ReturnsData) {
   req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET;
   req.capset_id = kCapsetVirgl2;
   req.capset_version = 2;
-  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr) + 1376);
+  // The library's own size (1376 bytes in 0.10.4, 1384 in 1.1).
+  uint32_t max_version = 0, size = 0;
+  virgl_renderer_get_cap_set(kCapsetVirgl2, &max_version, &size);
+  ASSERT_GT(size, 0u);
+  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr) + size);
   ASSERT_TRUE(resp);
   EXPECT_EQ(GpuHarness::response_type(resp), VIRTIO_GPU_RESP_OK_CAPSET);
-  EXPECT_EQ(resp->size(), sizeof(virtio_gpu_ctrl_hdr) + 1376);
+  EXPECT_EQ(resp->size(), sizeof(virtio_gpu_ctrl_hdr) + size);
 }
 
 TEST_F(Gpu3dCommands, GetCapset_UnknownId_InvalidParameter) {
