@@ -174,6 +174,15 @@ bg_pid() {
   ps -e -o pid=,pgid=,comm= | awk -v g="$(<"${logf}.pgid")" -v n="${name}" '$2 == g && $3 == n { print $1; exit }'
 }
 
+# proc_cpu_s PID: the CPU seconds (user + system) PID has used so far; empty when there is no such process.
+proc_cpu_s() {
+  local pid="$1" stat
+  [[ -n "${pid}" && -r "/proc/${pid}/stat" ]] || return 0
+  stat="$(<"/proc/${pid}/stat")" || return 0
+  # Fields after the command name (which may hold spaces, hence the cut at the last ')'): utime is the 12th.
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($12 + $13) / hz }' <<<"${stat##*) }"
+}
+
 # bg_stop LOG [GRACE_S]: TERM the process group, KILL it after GRACE_S (default 5).
 bg_stop() {
   local logf="$1" grace="${2:-5}" pgid i

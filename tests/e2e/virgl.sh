@@ -528,9 +528,34 @@ run_case() {
       ;;
     glmark2)
       rc=0
+      local bpid qpid b0="" q0="" t0=""
+      bpid="$(bg_pid "${backend_log}" "$(basename "${binary}")")"
+      qpid="$(bg_pid "${qemu_log}" qemu-system-x86_64)"
+      if wait_marker glmark2 start "$((first_wait + step_timeout))"; then
+        b0="$(proc_cpu_s "${bpid}")"
+        q0="$(proc_cpu_s "${qpid}")"
+        t0="$(now_s)"
+      fi
       wait_marker glmark2 "" "$((first_wait + 3 * step_timeout))" || rc=$?
       if ((rc == 0)); then
         case_note glmark2 "${marker}"
+        # Host CPU per frame: the processes' CPU seconds over the run / the frames glmark2 drew (FPS x duration
+        # of each scene, in the order the scenes ran).
+        local frames b1 q1
+        b1="$(proc_cpu_s "${bpid}")"
+        q1="$(proc_cpu_s "${qpid}")"
+        frames="$({ grep -aE '^VGPU-E2E: glmark2-log: .*FPS: *[0-9]' "${console}" || true; } | sed -nE 's/.*FPS: *([0-9.]+).*/\1/p' |
+          awk -v scenes="${glmark2_scenes}" 'BEGIN { n = split(scenes, s, ","); for (i = 1; i <= n; i++) {
+              d[i] = 10; if (match(s[i], /duration=[0-9.]+/)) d[i] = substr(s[i], RSTART + 9, RLENGTH - 9) + 0 } }
+            { f += $1 * (NR in d ? d[NR] : 10) } END { printf "%d", f }')"
+        if [[ -n "${b0}" && -n "${b1}" && "${frames:-0}" -gt 0 ]]; then
+          local per
+          per="$(awk -v b="$(awk -v x="${b1}" -v y="${b0}" 'BEGIN { print x - y }')" \
+            -v q="$(awk -v x="${q1:-0}" -v y="${q0:-0}" 'BEGIN { print x - y }')" -v f="${frames}" \
+            -v w="$(secs_since "${t0}")" 'BEGIN { printf "host CPU per frame: backend %.2f ms, QEMU %.2f ms (%d frames, %.1f s wall; backend %.2f s, QEMU %.2f s CPU)", b * 1000 / f, q * 1000 / f, f, w, b, q }')"
+          log "glmark2: ${per}"
+          case_note glmark2 "${per}"
+        fi
       elif ((rc == 3)); then
         result[glmark2]=SKIP
         detail[glmark2]="${marker}"

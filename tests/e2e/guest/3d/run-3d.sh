@@ -196,9 +196,11 @@ case_glmark2() {
   if [[ -n "${glmark2_scenes}" ]]; then
     for scene in ${glmark2_scenes//,/ }; do args+=(-b "${scene}"); done
   fi
+  # The host samples the backend's CPU time at this marker and at the result, for CPU time per frame.
+  say "glmark2:start ok scenes=${glmark2_scenes:-default}"
   timeout -k 5 $((step_timeout * 2)) glmark2-es2-drm "${args[@]}" >"${log}" 2>&1
   rc=$?
-  grep -E 'GL_RENDERER|GL_VERSION|\] [a-z]+.*FPS|Score' "${log}" | sed 's/^/VGPU-E2E: glmark2-log: /' | tail -n 20
+  grep -E 'GL_RENDERER|GL_VERSION|FPS|FrameTime|Score|^\[' "${log}" | sed 's/^/VGPU-E2E: glmark2-log: /' | tail -n 20
   score="$(sed -nE 's/.*glmark2 Score: *([0-9]+).*/\1/p' "${log}" | tail -n 1)"
   if [[ -n "${score}" && "${rc}" == 0 ]]; then
     say "glmark2 ok score=${score} renderer=$(sed -nE 's/.*GL_RENDERER: *//p' "${log}" | head -n 1)"
