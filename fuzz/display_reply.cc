@@ -9,7 +9,8 @@
 //   repeat { u8 op; operands }, op & 0x0f:
 //     0  raw:       u8 n; n bytes written by "QEMU", then on_event(EPOLLIN)
 //     1  framed:    u8 request; u8 flags; u16 size (LE); min(size, rest) payload bytes; then on_event(EPOLLIN)
-//     2  canned:    u8 kind (0 features, 1 display info, 2 EDID, 3 fence); u8 a; u8 b: a well-formed reply
+//     2  canned:    u8 kind (0 features, 1 display info, 2 EDID, 3 fence, 4 DMABUF_UPDATE unblock); u8 a; u8 b:
+//                   a well-formed reply
 //     3  scanout:   u8 scanout; u8 w; u8 h                    (sizes 0..79)
 //     4  update:    u8 scanout; u8 x, y, w, h; u8 format; u8 src_x, src_y; u8 image w, h; u8 stride kind
 //     5  cursor:    u8 scanout; u8 x, y; u8 hot; u8 pixels kind (bit 0: wrong size)
@@ -20,9 +21,14 @@
 //     10 queries:   display_info(), edid() of every scanout, pending()
 //     11 hang up:   QEMU shuts down its side (u8 how: 0 write, 1 both), then on_event(EPOLLIN | EPOLLHUP)
 //     12 events:    u8 events (bit 0 EPOLLIN, 1 EPOLLOUT, 2 EPOLLHUP, 3 EPOLLERR) for on_event
+//     13 dma-buf:   u8 scanout; u8 buffer w, h; u8 shown x, y, w, h; u8 modifier kind (0 invalid, 1 linear,
+//                   2 tiled); u8 stride kind (0 w*4, 1 w*4+64, 2 w*2); u8 offset kind (0 none, else 4096)
+//                   -> set_scanout_dmabuf with a memfd standing in for the dma-buf
+//     14 dma-buf update: u8 scanout; u8 x, y, w, h
 #include <dirent.h>
 #include <linux/virtio_gpu.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,7 +101,7 @@ std::vector<uint8_t> framed(Request request, const T& payload) {
 }
 
 std::vector<uint8_t> canned_reply(uint8_t kind, uint8_t a, uint8_t b) {
-  switch (kind % 4) {
+  switch (kind % 5) {
     case 0: return framed(Request::GetProtocolFeatures, uint64_t{a});
     case 1: {
       virtio_gpu_resp_display_info info{};
@@ -113,6 +119,13 @@ std::vector<uint8_t> canned_reply(uint8_t kind, uint8_t a, uint8_t b) {
       std::memcpy(edid.edid, blob.data(), blob.size());
       edid.size = (b & 0x80) != 0 ? b : static_cast<uint32_t>(blob.size());  // sometimes a bad size
       return framed(Request::GetEdid, edid);
+    }
+    case 4: {
+      // DMABUF_UPDATE's empty "unblock" reply.
+      std::vector<uint8_t> out(sizeof(vgpu::display::MessageHeader));
+      const vgpu::display::MessageHeader h{static_cast<uint32_t>(Request::DmabufUpdate), vgpu::display::kFlagReply, 0};
+      std::memcpy(out.data(), &h, sizeof(h));
+      return out;
     }
     default: return framed(Request::GetProtocolFeatures, uint64_t{0});
   }
@@ -140,6 +153,30 @@ void update(SocketDisplay& display, Input& in, const std::vector<uint32_t>& pixe
   const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), w, h, stride,
                         format < 0xf0 ? kFormats[format % kFormats.size()] : static_cast<PixelFormat>(format)};
   display.update(scanout, damage, image, src_x, src_y);
+}
+
+void dmabuf_scanout(SocketDisplay& display, Input& in) {
+  const uint32_t scanout = in.u8() % 4;
+  const uint32_t w = in.u8(), h = in.u8();
+  const Rect shown{in.u8(), in.u8(), in.u8(), in.u8()};
+  const uint8_t modifier_kind = in.u8() % 3;
+  const uint8_t stride_kind = in.u8() % 3;
+  const bool offset = in.u8() != 0;
+  UniqueFd fd(::memfd_create("dmabuf", MFD_CLOEXEC));
+  const vgpu::DmabufImage image{.fd = fd.get(),
+                                .width = w,
+                                .height = h,
+                                .stride = stride_kind == 0   ? w * 4
+                                          : stride_kind == 1 ? w * 4 + 64
+                                                             : w * 2,
+                                .offset = offset ? 4096u : 0u,
+                                .fourcc = vgpu::kDrmFormatXrgb8888,
+                                .modifier = modifier_kind == 0   ? vgpu::kDrmModInvalid
+                                            : modifier_kind == 1 ? vgpu::kDrmModLinear
+                                                                 : 0x0100000000000002ULL,
+                                .y0_top = (modifier_kind & 1) != 0};
+  (void)display.accepts_dmabuf(image);
+  (void)display.set_scanout_dmabuf(scanout, image, shown);
 }
 
 void run(std::span<const uint8_t> data) {
@@ -221,12 +258,20 @@ void run(std::span<const uint8_t> data) {
         display.on_event(events);
         break;
       }
+      case 13: dmabuf_scanout(display, in); break;
+      case 14: {
+        const uint32_t scanout = in.u8() % 4;
+        const Rect damage{in.u8(), in.u8(), in.u8(), in.u8()};
+        display.update_dmabuf(scanout, damage);
+        break;
+      }
       default: break;
     }
     // Invariants: EPOLLOUT exactly while bytes are queued; a dead display holds nothing and wants nothing.
     const bool wants_out = (display.wanted_events() & EPOLLOUT) != 0;
     if (wants_out != (display.queued_bytes() > 0)) std::abort();
-    if (!display.alive() && (display.queued_bytes() != 0 || display.wanted_events() != 0 || display.pending())) {
+    if (!display.alive() &&
+        (display.queued_bytes() != 0 || display.wanted_events() != 0 || display.pending() || display.busy())) {
       std::abort();
     }
   }

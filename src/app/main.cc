@@ -43,7 +43,8 @@ int run_main(int argc, char** argv) {
                                    .max_resource_memory = opts.max_resource_memory,
                                    .headless = opts.headless,
                                    .headless_width = opts.width,
-                                   .headless_height = opts.height},
+                                   .headless_height = opts.height,
+                                   .dmabuf_scanout = opts.dmabuf_scanout},
                    &*loop, std::move(renderer), renderer_3d);
   auto dump = [&device, dir = opts.screenshot_dir] {
     auto paths = device.dump_frames(dir);

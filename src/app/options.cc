@@ -89,6 +89,10 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("PATH")
       ->check(CLI::ExistingFile);
   app.add_flag("--venus", opts.venus, "Also offer Vulkan (Venus) contexts; needs --virgl and virgl_render_server");
+  app.add_flag("--dmabuf-scanout", opts.dmabuf_scanout,
+               "Show 3D scanouts as dma-bufs the renderer exports (DMABUF_SCANOUT2, no pixel copies); needs "
+               "--virgl, a GPU driver that exports dma-bufs, and a GL display in QEMU (-display egl-headless, "
+               "gtk,gl=on, dbus,gl=on): a 2D display shows nothing. Scanouts that cannot be exported go by copy");
 #endif
   app.add_flag("--headless", opts.headless,
                "Keep frames here instead of sending them to QEMU's display (also the default until QEMU "
@@ -138,8 +142,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
               << "'\nRun with --help for usage.\n";
     return ExitNow{2};
   }
-  if ((opts.venus || !opts.render_node.empty()) && !opts.virgl) {
-    std::cerr << "vhost-gpu: --venus and --render-node need --virgl\n";
+  if ((opts.venus || !opts.render_node.empty() || opts.dmabuf_scanout) && !opts.virgl) {
+    std::cerr << "vhost-gpu: --venus, --render-node and --dmabuf-scanout need --virgl\n";
     return ExitNow{2};
   }
   if (opts.max_resource_memory == 0) {

@@ -21,9 +21,10 @@ struct Options {
   uint32_t height = 800;
   uint64_t max_resource_memory = 512ull << 20;
   bool headless = false;
-  bool virgl = false;       // 3D through libvirglrenderer (QEMU's option name)
-  bool venus = false;       // Vulkan (Venus) contexts too; needs --virgl
-  std::string render_node;  // empty: surfaceless EGL
+  bool virgl = false;           // 3D through libvirglrenderer (QEMU's option name)
+  bool venus = false;           // Vulkan (Venus) contexts too; needs --virgl
+  std::string render_node;      // empty: surfaceless EGL
+  bool dmabuf_scanout = false;  // 3D scanouts as exported dma-bufs; needs --virgl and a GL display in QEMU
   std::string screenshot_dir = ".";
   std::string log_level = "info";
 };

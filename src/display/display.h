@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "renderer/dmabuf.h"
 #include "renderer/image.h"
 
 namespace vgpu {
@@ -49,8 +50,9 @@ class Display {
   // event; pending() is true until the answers are in, and on_change fires then.
   virtual void refresh() {}
   // True while an update() still reads the caller's image (a send straight from the image's rows that the
-  // socket has not taken whole yet). Until it turns false (on_change fires then) the caller must keep every
-  // image it passed unchanged and alive: the device processes no further control command meanwhile.
+  // socket has not taken whole yet), or an update_dmabuf() is not shown yet. Until it turns false (on_change fires
+  // then) the caller must keep every image it passed unchanged and alive: the device processes no further control
+  // command meanwhile.
   [[nodiscard]] virtual bool busy() const { return false; }
 
   // The scanout now shows a width x height image (0 x 0: disabled). Follow it with a full update: the
@@ -59,6 +61,24 @@ class Display {
   // `damage` (scanout coordinates) changed; its pixels are in `image` starting at (src_x, src_y). Damage
   // outside the scanout or the image is clipped; an update of a disabled scanout is dropped.
   virtual void update(uint32_t scanout, const Rect& damage, const ImageView& image, uint32_t src_x, uint32_t src_y) = 0;
+  // Dma-buf scanouts (a GL display imports the buffer: no pixels travel). True when this display can carry
+  // `image` now; the socket cannot tell whether QEMU's console has GL (without it QEMU shows nothing), so the
+  // device uses them only when the operator asked (--dmabuf-scanout).
+  [[nodiscard]] virtual bool accepts_dmabuf(const DmabufImage& image) const {
+    (void)image;
+    return false;
+  }
+  // The scanout now shows `shown` (buffer coordinates) of the dma-buf; the display duplicates the fd. Replaces
+  // whatever the scanout showed; set_scanout() (any size) leaves dma-buf mode again. False when it was not
+  // sent (an image the display cannot describe): the scanout is unchanged, show its pixels instead.
+  virtual bool set_scanout_dmabuf(uint32_t scanout, const DmabufImage& image, const Rect& shown) {
+    (void)scanout, (void)image, (void)shown;
+    return false;
+  }
+  // `damage` (scanout coordinates) of the dma-buf changed. busy() until the display has shown it: the buffer
+  // must not change meanwhile.
+  virtual void update_dmabuf(uint32_t scanout, const Rect& damage) { (void)scanout, (void)damage; }
+
   // A new 64 x 64 cursor image (pixels: A8R8G8B8 as uint32, row-major), with its hot spot, at (x, y).
   virtual void cursor_update(uint32_t scanout, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y,
                              std::span<const uint32_t> pixels) = 0;

@@ -107,12 +107,12 @@ std::optional<std::vector<uint8_t>> SocketDisplay::edid(uint32_t scanout) const 
 }
 
 bool SocketDisplay::pending() const {
-  return alive_ && (!expected_.empty() || refresh_wanted_);
+  return alive_ && (info_outstanding() || refresh_wanted_);
 }
 
 void SocketDisplay::refresh() {
   if (!alive_) return;
-  if (!expected_.empty()) {
+  if (info_outstanding()) {
     refresh_wanted_ = true;  // the answers in flight may predate the change: ask again once they are in
     return;
   }
@@ -137,13 +137,85 @@ void SocketDisplay::set_scanout(uint32_t scanout, uint32_t width, uint32_t heigh
     return;
   }
   if (width == 0 || height == 0) width = height = 0;
-  scanouts_[scanout].width = width;
-  scanouts_[scanout].height = height;
+  ScanoutState& s = scanouts_[scanout];
+  s.width = width;
+  s.height = height;
   // QEMU builds a fresh surface on SCANOUT: unsent updates of the old one are moot.
   drop_unsent([&](const Outgoing& m) {
     return m.scanout == scanout && (m.request == Request::Scanout || m.request == Request::Update);
   });
+  if (s.dmabuf) {
+    // vhost-user-gpu.rst: "To disable a scanout, the dimensions width/height are set to 0, there is no file
+    // descriptor passed." QEMU then drops its copy of the buffer before the 2D surface takes over.
+    s.dmabuf = false;
+    display::DmabufScanoutPayload disable{};
+    disable.scanout_id = scanout;
+    send_struct(Request::DmabufScanout, scanout, disable);
+  }
   send_struct(Request::Scanout, scanout, display::ScanoutPayload{scanout, width, height});
+}
+
+bool SocketDisplay::accepts_dmabuf(const DmabufImage& image) const {
+  if (!alive_ || !features_known_) return false;
+  if ((features_ & display::kProtocolFeatureDmabuf2) != 0) return true;
+  return image.modifier == kDrmModInvalid || image.modifier == kDrmModLinear;
+}
+
+bool SocketDisplay::set_scanout_dmabuf(uint32_t scanout, const DmabufImage& image, const Rect& shown) {
+  if (!scanout_ok(scanout)) return false;
+  // The payload has no offset field: QEMU imports the buffer from byte 0.
+  if (image.fd < 0 || image.offset != 0 || !accepts_dmabuf(image) || shown.empty() ||
+      shown.width > kMaxScanoutDimension || shown.height > kMaxScanoutDimension ||
+      !rect_fits(shown, image.width, image.height) || image.stride < uint64_t{image.width} * kBytesPerPixel) {
+    VGPU_LOG_WARN("display socket: dma-buf scanout {} ({}x{}, stride {}, offset {}) not sendable, ignored", scanout,
+                  image.width, image.height, image.stride, image.offset);
+    return false;
+  }
+  UniqueFd fd(::fcntl(image.fd, F_DUPFD_CLOEXEC, 0));
+  if (!fd) {
+    VGPU_LOG_WARN("display socket: cannot duplicate the dma-buf fd: {}", std::strerror(errno));
+    return false;
+  }
+  ScanoutState& s = scanouts_[scanout];
+  s.width = shown.width;
+  s.height = shown.height;
+  s.dmabuf = true;
+  drop_unsent([&](const Outgoing& m) {
+    return m.scanout == scanout && (m.request == Request::Scanout || m.request == Request::Update);
+  });
+  const display::DmabufScanoutPayload base{scanout,
+                                           shown.x,
+                                           shown.y,
+                                           shown.width,
+                                           shown.height,
+                                           image.width,
+                                           image.height,
+                                           image.stride,
+                                           image.y0_top ? VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP : 0u,
+                                           static_cast<int32_t>(image.fourcc)};
+  Outgoing m;
+  if ((features_ & display::kProtocolFeatureDmabuf2) != 0) {
+    const display::DmabufScanout2Payload payload{base, image.modifier};
+    m = make_message(Request::DmabufScanout2, scanout, sizeof(payload));
+    std::memcpy(m.bytes.get() + kHeaderSize, &payload, sizeof(payload));
+  } else {
+    m = make_message(Request::DmabufScanout, scanout, sizeof(base));
+    std::memcpy(m.bytes.get() + kHeaderSize, &base, sizeof(base));
+  }
+  m.fd = std::move(fd);
+  push(std::move(m));
+  return true;
+}
+
+void SocketDisplay::update_dmabuf(uint32_t scanout, const Rect& damage) {
+  if (!scanout_ok(scanout) || !scanouts_[scanout].dmabuf) return;
+  const ScanoutState& s = scanouts_[scanout];
+  const Rect rect = intersect(damage, Rect{0, 0, s.width, s.height});
+  if (rect.empty()) return;
+  expected_.push_back({Request::DmabufUpdate, Role::Unblock, scanout});
+  ++unblocks_expected_;
+  send_struct(Request::DmabufUpdate, scanout,
+              display::UpdateHeaderPayload{scanout, rect.x, rect.y, rect.width, rect.height});
 }
 
 void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView& image, uint32_t src_x,
@@ -233,9 +305,10 @@ void SocketDisplay::cursor_hide(uint32_t scanout) {
 void SocketDisplay::on_event(uint32_t events) {
   const bool was_busy = busy();
   if (alive_ && (events & EPOLLOUT) != 0) flush();
-  // The zero-copy UPDATE is out: the caller may change its image again (the device resumes its queue).
-  changed_ = changed_ || (was_busy && !busy());
   if (alive_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) read_replies();
+  // The zero-copy UPDATE is out, or the dma-buf frame was shown: the caller may change its image again (the
+  // device resumes its queue).
+  changed_ = changed_ || (was_busy && !busy());
   const bool death_news = !alive_ && !death_reported_;
   if (!changed_ && !death_news) return;
   changed_ = false;
@@ -362,7 +435,13 @@ void SocketDisplay::flush() {
     // Queued messages follow the zero-copy UPDATE in the same sendmsg only once all of it is described: the
     // stream must carry its bytes whole before the next message's.
     const bool whole = !borrowed_ || describe_borrowed(n);
+    int pass_fd = -1;
     for (auto it = queue_.begin(); whole && it != queue_.end() && n < kMaxIov; ++it, ++n) {
+      if (it->fd) {
+        // A message with an fd starts its own sendmsg (its fd attaches to the first byte sent).
+        if (n > 0) break;
+        pass_fd = it->fd.get();
+      }
       const size_t skip = it == queue_.begin() ? head_sent_ : 0;
       iov_[n] = iovec{it->bytes.get() + skip, it->size - skip};
     }
@@ -371,6 +450,16 @@ void SocketDisplay::flush() {
     msghdr mh{};
     mh.msg_iov = iov_.data();
     mh.msg_iovlen = n;
+    alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
+    if (pass_fd >= 0) {
+      mh.msg_control = control.data();
+      mh.msg_controllen = control.size();
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    }
     const ssize_t sent = ::sendmsg(socket_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
       if (errno == EINTR) continue;
@@ -378,6 +467,8 @@ void SocketDisplay::flush() {
       fail(std::string("send: ") + std::strerror(errno));
       return;
     }
+    // The kernel took the fd with the first byte: the rest of that message goes without it.
+    if (pass_fd >= 0 && sent > 0) queue_.front().fd.reset();
     size_t left = borrowed_ ? account_borrowed(static_cast<size_t>(sent)) : static_cast<size_t>(sent);
     while (left > 0) {
       Outgoing& front = queue_.front();
@@ -464,6 +555,7 @@ void SocketDisplay::handle_reply(const MessageHeader& header, std::span<const st
   }
   const Expected expected = expected_.front();
   expected_.pop_front();
+  if (expected.role == Role::Unblock) --unblocks_expected_;
   if (header.size != display::request_info(expected.request).reply_size) {
     fail(std::string("a ") + std::string(display::to_string(expected.request)) + " reply of " +
          std::to_string(header.size) + " bytes");
@@ -474,13 +566,14 @@ void SocketDisplay::handle_reply(const MessageHeader& header, std::span<const st
     case Role::Fence: break;
     case Role::DisplayInfo: on_display_info(payload); break;
     case Role::Edid: on_edid(expected.scanout, payload); break;
+    case Role::Unblock: return;  // busy() may have turned false: on_event() reports it
   }
   finish_if_settled();
 }
 
 void SocketDisplay::on_features(std::span<const std::byte> payload) {
   const auto offered = load<uint64_t>(payload);
-  features_ = offered & display::kProtocolFeatureEdid;  // no DMABUF2: we have no dma-buf scanouts yet
+  features_ = offered & (display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2);
   features_known_ = true;
   send_struct(Request::SetProtocolFeatures, 0, features_);  // QEMU sends no reply
   start_info_cycle();
@@ -563,7 +656,7 @@ void SocketDisplay::on_edid(uint32_t scanout, std::span<const std::byte> payload
 }
 
 void SocketDisplay::finish_if_settled() {
-  if (!alive_ || !expected_.empty()) return;
+  if (!alive_ || info_outstanding()) return;
   if (refresh_wanted_) {
     refresh_wanted_ = false;
     start_info_cycle();
@@ -582,6 +675,7 @@ void SocketDisplay::fail(std::string_view reason) {
   queued_bytes_ = 0;
   queued_update_bytes_.fill(0);
   expected_.clear();
+  unblocks_expected_ = 0;
   refresh_wanted_ = false;
 }
 

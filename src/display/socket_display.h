@@ -18,8 +18,17 @@
 // QEMU answers only GET_PROTOCOL_FEATURES, GET_DISPLAY_INFO and GET_EDID; their replies are read on EPOLLIN
 // and matched against the requests still expected:
 //
-//   GET_PROTOCOL_FEATURES -> SET_PROTOCOL_FEATURES (EDID if offered; never DMABUF2: no dma-buf path yet)
+//   GET_PROTOCOL_FEATURES -> SET_PROTOCOL_FEATURES (EDID and DMABUF2, those offered)
 //   -> GET_DISPLAY_INFO -> for each scanout, when EDID was negotiated: GET_EDID + GET_PROTOCOL_FEATURES
+//
+// Dma-buf scanouts: DMABUF_SCANOUT2 (with the buffer's modifier) once DMABUF2 was negotiated, else
+// DMABUF_SCANOUT (QEMU before 8.1: implicit or linear layouts only, see accepts_dmabuf). The fd rides as
+// SCM_RIGHTS on the message's first byte, in a sendmsg that starts with that message, so QEMU's reader finds
+// it when it handles that message. DMABUF_UPDATE carries only the rectangle; QEMU answers it with an empty
+// DMABUF_UPDATE reply once its GL console has shown the frame, and busy() is true until then (QEMU stops
+// reading the socket meanwhile). A frontend that never answers keeps the device's control queue stalled,
+// as QEMU's own backend (which blocks in vg_wait_ok) would be. Leaving dma-buf mode (set_scanout, any size)
+// first sends DMABUF_SCANOUT without an fd, which makes QEMU release the buffer.
 //
 // QEMU does not answer a GET_EDID for a scanout at or above its own max_outputs, so each GET_EDID is followed
 // by a GET_PROTOCOL_FEATURES "fence": when the fence's reply comes first, that scanout has no EDID.
@@ -86,10 +95,15 @@ class SocketDisplay final : public Display {
   [[nodiscard]] std::optional<std::vector<uint8_t>> edid(uint32_t scanout) const override;
   [[nodiscard]] bool pending() const override;
   void refresh() override;
-  [[nodiscard]] bool busy() const override { return borrowed_.has_value(); }
+  [[nodiscard]] bool busy() const override { return borrowed_.has_value() || unblocks_expected_ > 0; }
 
   void set_scanout(uint32_t scanout, uint32_t width, uint32_t height) override;
   void update(uint32_t scanout, const Rect& damage, const ImageView& image, uint32_t src_x, uint32_t src_y) override;
+  // Any dma-buf once the features are known, except one with an explicit non-linear modifier when QEMU did
+  // not offer DMABUF2 (DMABUF_SCANOUT has no modifier field: newer QEMU reads it as linear).
+  [[nodiscard]] bool accepts_dmabuf(const DmabufImage& image) const override;
+  bool set_scanout_dmabuf(uint32_t scanout, const DmabufImage& image, const Rect& shown) override;
+  void update_dmabuf(uint32_t scanout, const Rect& damage) override;
   void cursor_update(uint32_t scanout, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y,
                      std::span<const uint32_t> pixels) override;
   void cursor_move(uint32_t scanout, uint32_t x, uint32_t y) override;
@@ -101,7 +115,8 @@ class SocketDisplay final : public Display {
   [[nodiscard]] uint32_t wanted_events() const override;
   [[nodiscard]] bool alive() const override { return alive_; }
 
-  // The protocol features we set (a subset of kProtocolFeatureEdid); 0 until QEMU answered.
+  // The protocol features we set (kProtocolFeatureEdid, kProtocolFeatureDmabuf2: those offered); 0 until QEMU
+  // answered.
   [[nodiscard]] uint64_t protocol_features() const { return features_; }
   // Bytes of the messages not yet written whole (a zero-copy UPDATE included), for tests and statistics.
   [[nodiscard]] size_t queued_bytes() const { return queued_bytes_; }
@@ -112,10 +127,12 @@ class SocketDisplay final : public Display {
     size_t size = 0;
     display::Request request = display::Request::None;
     uint32_t scanout = 0;
-    Rect rect;  // UPDATE: the rectangle it carries
+    Rect rect;    // UPDATE: the rectangle it carries
+    UniqueFd fd;  // passed with the message's first byte (DMABUF_SCANOUT*); reset once it went out
   };
   // What a reply we still wait for means; GET_EDID is optional (QEMU may not answer it, see the fence).
-  enum class Role : uint8_t { Features, Fence, DisplayInfo, Edid };
+  // Unblock: DMABUF_UPDATE's reply, which says the frame was shown (busy() until then).
+  enum class Role : uint8_t { Features, Fence, DisplayInfo, Edid, Unblock };
   struct Expected {
     display::Request request;
     Role role;
@@ -141,6 +158,7 @@ class SocketDisplay final : public Display {
     uint32_t height = 0;
     uint32_t cursor_x = 0;
     uint32_t cursor_y = 0;
+    bool dmabuf = false;  // showing a dma-buf (set_scanout_dmabuf) rather than UPDATE pixels
   };
 
   // Outgoing side.
@@ -169,6 +187,8 @@ class SocketDisplay final : public Display {
   void on_edid(uint32_t scanout, std::span<const std::byte> payload);
   void start_info_cycle();
   void finish_if_settled();
+  // Requests whose replies describe the display (everything expected but DMABUF_UPDATE unblocks).
+  [[nodiscard]] bool info_outstanding() const { return expected_.size() > unblocks_expected_; }
 
   void fail(std::string_view reason);
   [[nodiscard]] bool scanout_ok(uint32_t scanout) const { return alive_ && scanout < num_scanouts_; }
@@ -192,6 +212,7 @@ class SocketDisplay final : public Display {
   std::array<ScanoutState, kMaxScanouts> scanouts_{};
 
   std::deque<Expected> expected_;
+  size_t unblocks_expected_ = 0;  // Role::Unblock entries in expected_
   bool features_known_ = false;
   uint64_t features_ = 0;
   bool refresh_wanted_ = false;

@@ -114,10 +114,10 @@ CommandResult GpuDevice::on_set_scanout(const virtio_gpu_set_scanout& req, Reade
   if (res->is_blob()) return fail(GpuError::InvalidParameter);
   const Rect rect = to_rect(req.r);
   if (rect.empty() || !rect_fits(rect, res->width, res->height)) return fail(GpuError::InvalidParameter);
-  const bool same = scanout.resource_id == req.resource_id && scanout.rect == rect && !scanout.blob;
+  if (scanout.resource_id == req.resource_id && scanout.rect == rect && !scanout.blob) return ResponseBytes{};
   resources_.release(scanout.shadow.size());
   scanout = Scanout{req.resource_id, rect};
-  if (!same) display_->set_scanout(req.scanout_id, rect.width, rect.height);
+  show_scanout(req.scanout_id, /*resized=*/true);
   return ResponseBytes{};
 }
 
@@ -126,6 +126,11 @@ void GpuDevice::send_flush(uint32_t scanout_id, const Rect& damage_in_resource) 
   const Rect visible = intersect(damage_in_resource, scanout.rect);
   if (visible.empty()) return;
   const Rect damage{visible.x - scanout.rect.x, visible.y - scanout.rect.y, visible.width, visible.height};
+  if (scanout.dmabuf_shown) {
+    r3d_->flush_for_display();
+    display_->update_dmabuf(scanout_id, damage);
+    return;
+  }
   if (scanout.blob) {
     if (!refresh_blob_shadow(scanout_id, visible)) return;
     const ImageView shadow{.data = scanout.shadow.data(),

@@ -141,7 +141,7 @@ CommandResult GpuDevice::on_set_scanout_blob(const virtio_gpu_set_scanout_blob& 
   scanout.resource_id = req.resource_id;
   scanout.rect = rect;
   scanout.blob = BlobLayout{*format, req.width, req.height, req.strides[0], req.offsets[0]};
-  if (!same_size) display_->set_scanout(req.scanout_id, rect.width, rect.height);
+  show_scanout(req.scanout_id, /*resized=*/!same_size);
   return ResponseBytes{};
 }
 

@@ -353,7 +353,7 @@ void GpuDevice::install_display(std::unique_ptr<Display> display) {
   for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
     const Scanout& sc = scanouts_[s];
     if (sc.resource_id == 0) continue;
-    display_->set_scanout(s, sc.rect.width, sc.rect.height);
+    if (!offer_dmabuf(s)) display_->set_scanout(s, sc.rect.width, sc.rect.height);
     send_flush(s, sc.rect);
   }
   update_display_registration();

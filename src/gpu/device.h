@@ -38,6 +38,10 @@ struct GpuDeviceConfig {
   bool headless = false;                        // ignore GPU_SET_SOCKET's display; keep frames ourselves
   uint32_t headless_width = 1280;               // the layout a headless display reports
   uint32_t headless_height = 800;
+  // Show scanouts of 3D resources and host blobs as dma-bufs the renderer exports (DMABUF_SCANOUT2 and
+  // DMABUF_UPDATE, no pixels copied), where it can export them; the rest go by readback and UPDATE. QEMU
+  // must run a GL display (-display egl-headless, gtk,gl=on, dbus,gl=on, spice,gl=on): a 2D one shows nothing.
+  bool dmabuf_scanout = false;
 };
 
 class GpuDevice final : public Backend {
@@ -132,6 +136,10 @@ class GpuDevice final : public Backend {
     // A blob scanout's pixels as last flushed (rect.width x rect.height, stride rect.width * 4): the blob lives
     // in guest memory or the renderer, and the display needs a host image. Charged to the resource budget.
     std::vector<std::byte> shadow{};
+    // With dmabuf_scanout: the renderer's dma-buf of the resource (kept open so a new display gets it too),
+    // and whether the current display shows it (then flushes send DMABUF_UPDATE and no pixels).
+    std::optional<ExportedDmabuf> dmabuf{};
+    bool dmabuf_shown = false;
   };
 
   enum class Outcome {
@@ -171,6 +179,13 @@ class GpuDevice final : public Backend {
   // RESOURCE_ATTACH_BACKING's and RESOURCE_CREATE_BLOB's entries: read, checked against guest memory, charged.
   Result<GuestScatterList, GpuError> read_backing(uint32_t nr_entries, Reader& rest, uint64_t& host_bytes);
   void send_flush(uint32_t scanout_id, const Rect& damage_in_resource);
+  // Tells the display what scanout `s` now shows (a new resource or layout): exports it first when
+  // dmabuf_scanout allows, then sends its dma-buf, or else its size (always when `resized`).
+  void show_scanout(uint32_t s, bool resized);
+  // Sends scanout `s`'s dma-buf to the display if it has one and the display takes it; sets dmabuf_shown.
+  bool offer_dmabuf(uint32_t s);
+  // Scanout `s`'s dma-buf from the renderer, or nullopt (not asked for, or the renderer cannot export it).
+  std::optional<ExportedDmabuf> export_scanout(uint32_t s);
 
   GpuDeviceConfig cfg_;
   EventLoop* loop_;
@@ -197,7 +212,8 @@ class GpuDevice final : public Backend {
   std::optional<std::vector<ScanoutMode>> last_layout_;
   ResourceTable resources_;
   std::array<Scanout, kMaxScanouts> scanouts_{};
-  std::bitset<0x400> logged_unknown_;  // unknown command types already logged (one line each)
+  bool logged_export_failure_ = false;  // one info line when a scanout falls back to readback
+  std::bitset<0x400> logged_unknown_;   // unknown command types already logged (one line each)
 };
 
 }  // namespace vgpu

@@ -28,6 +28,7 @@
 #include "common/result.h"
 #include "memory/guest_memory.h"
 #include "memory/scatter_list.h"
+#include "renderer/dmabuf.h"
 #include "renderer/image.h"
 
 namespace vgpu {
@@ -173,6 +174,17 @@ class Renderer3D {
   // InvalidResource: not a blob of this renderer; InvalidArgument: the rect leaves the blob or cannot be read.
   virtual Result<void, Renderer3DError> read_blob(uint32_t resource_id, uint64_t offset, uint32_t stride,
                                                   const Rect& rect, std::span<std::byte> dst, uint32_t dst_stride) = 0;
+
+  // Dma-buf scanout (a GL display imports the buffer; no readback). export_image: a texture resource (3D, or a
+  // 2D one this renderer made) with the layout the renderer chose. export_blob: a HOST3D or HOST3D_GUEST blob's
+  // memory; its layout is the guest's (SET_SCANOUT_BLOB), so only the fd comes back. Failed: the renderer or
+  // its driver cannot export (no EGL_MESA_image_dma_buf_export, llvmpipe without udmabuf, a blob backed by
+  // shared memory rather than a dma-buf); the device then reads the pixels back. InvalidResource: unknown id.
+  virtual Result<ExportedDmabuf, Renderer3DError> export_image(uint32_t resource_id) = 0;
+  virtual Result<UniqueFd, Renderer3DError> export_blob(uint32_t resource_id) = 0;
+  // Before telling the display an exported buffer changed: the rendering queued so far must be visible to
+  // another process's import of it.
+  virtual void flush_for_display() = 0;
 
   // TRANSFER_TO_HOST_3D / TRANSFER_FROM_HOST_3D between `backing` (resolved afresh on every call) and the
   // resource. ctx_id 0 is the host context; otherwise the resource must be attached to that context.

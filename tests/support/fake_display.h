@@ -1,11 +1,13 @@
 // A Display that records what the device sent, for unit tests: scanout sizes, updates (with a copy of the
-// damaged pixels, raw in the image's format), cursor calls. Its layout and EDID answers are settable, and
-// can be held back to test the device's waiting for them.
+// damaged pixels, raw in the image's format), dma-buf scanouts and updates (when accept_dmabufs), cursor calls. Its
+// layout and EDID answers are settable, and can be held back to test the device's waiting for them.
 //
 //   auto display = std::make_unique<FakeDisplay>(1);
 //   FakeDisplay* d = display.get();
 //   harness.device().install_display(std::move(display));
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstring>
 #include <functional>
@@ -53,6 +55,14 @@ class FakeDisplay final : public Display {
     }
     updates.push_back(std::move(u));
   }
+  bool accepts_dmabuf(const DmabufImage&) const override { return accept_dmabufs; }
+  bool set_scanout_dmabuf(uint32_t scanout, const DmabufImage& image, const Rect& shown) override {
+    if (!accept_dmabufs) return false;
+    struct stat st {};
+    dmabuf_scanouts.push_back({scanout, image, shown, ::fstat(image.fd, &st) == 0 ? st.st_ino : 0});
+    return true;
+  }
+  void update_dmabuf(uint32_t scanout, const Rect& damage) override { dmabuf_updates.push_back({scanout, damage}); }
   void cursor_update(uint32_t scanout, uint32_t x, uint32_t y, uint32_t hot_x, uint32_t hot_y,
                      std::span<const uint32_t> pixels) override {
     cursor.push_back({CursorCall::Update, scanout, x, y, hot_x, hot_y, {pixels.begin(), pixels.end()}});
@@ -78,7 +88,20 @@ class FakeDisplay final : public Display {
   struct ScanoutCall {
     uint32_t scanout, width, height;
   };
+  struct DmabufScanoutCall {
+    uint32_t scanout;
+    DmabufImage image;  // image.fd was only valid during the call
+    Rect shown;
+    ino_t inode;  // of the fd passed
+  };
+  struct DmabufUpdateCall {
+    uint32_t scanout;
+    Rect damage;
+  };
+  bool accept_dmabufs = false;  // what accepts_dmabuf() answers
   std::vector<ScanoutCall> scanouts;
+  std::vector<DmabufScanoutCall> dmabuf_scanouts;
+  std::vector<DmabufUpdateCall> dmabuf_updates;
   std::vector<Update> updates;
   std::vector<CursorCall> cursor;
 

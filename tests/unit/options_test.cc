@@ -98,5 +98,17 @@ TEST(Options, MaxResourceMemory_WithSuffix_Parsed) {
   EXPECT_EQ(std::get<Options>(r).max_resource_memory, 64ull << 20);
 }
 
+#ifdef VGPU_HAVE_VIRGL
+TEST(Options, DmabufScanout_WithVirgl_Parsed) {
+  auto r = parse({"-s", "/tmp/x", "--virgl", "--dmabuf-scanout"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_TRUE(std::get<Options>(r).dmabuf_scanout);
+}
+
+TEST(Options, DmabufScanout_WithoutVirgl_ExitCode2) {
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--dmabuf-scanout"})), 2);
+}
+#endif
+
 }  // namespace
 }  // namespace vgpu

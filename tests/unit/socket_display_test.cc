@@ -10,13 +10,16 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "display/edid.h"
@@ -216,7 +219,7 @@ TEST_F(SocketDisplayTest, Constructed_SendsGetProtocolFeatures) {
   EXPECT_TRUE(display_->pending());
 }
 
-TEST_F(SocketDisplayTest, FeaturesOfferEdidAndDmabuf2_SetsEdidOnly) {
+TEST_F(SocketDisplayTest, FeaturesOfferEdidDmabuf2AndUnknown_SetsTheKnownOnes) {
   read_message();
 
   reply_and_pump(Request::GetProtocolFeatures,
@@ -224,11 +227,12 @@ TEST_F(SocketDisplayTest, FeaturesOfferEdidAndDmabuf2_SetsEdidOnly) {
   const Message set = read_message();
   const Message info = read_message();
 
+  const uint64_t both = display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2;
   EXPECT_EQ(set.request, req(Request::SetProtocolFeatures));
-  EXPECT_EQ(from_bytes<uint64_t>(set.payload), display::kProtocolFeatureEdid);
+  EXPECT_EQ(from_bytes<uint64_t>(set.payload), both);
   EXPECT_EQ(info.request, req(Request::GetDisplayInfo));
   EXPECT_TRUE(display_->edid_supported());
-  EXPECT_EQ(display_->protocol_features(), display::kProtocolFeatureEdid);
+  EXPECT_EQ(display_->protocol_features(), both);
 }
 
 TEST_F(SocketDisplayTest, FeaturesWithoutEdid_SettlesAfterDisplayInfoWithoutEdidRequests) {
@@ -980,6 +984,217 @@ TEST_F(SocketDisplayTest, DeadDisplay_IgnoresEveryCall) {
 
   EXPECT_EQ(display_->queued_bytes(), 0u);
   EXPECT_EQ(listener_calls_, 1);
+}
+
+// ---- dma-buf scanouts ----
+
+// A "dma-buf" for the protocol tests: any fd travels the same way; a memfd's inode tells it apart.
+UniqueFd fake_dmabuf() {
+  return UniqueFd(::memfd_create("dmabuf", MFD_CLOEXEC));
+}
+
+ino_t inode_of(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+DmabufImage dmabuf_image(int fd, uint64_t modifier = kDrmModInvalid) {
+  return DmabufImage{.fd = fd,
+                     .width = 128,
+                     .height = 64,
+                     .stride = 640,
+                     .offset = 0,
+                     .fourcc = kDrmFormatXrgb8888,
+                     .modifier = modifier,
+                     .y0_top = true};
+}
+
+// One message as QEMU's chardev reads it (header first), with the fd that arrived with the header's bytes.
+struct FdMessage {
+  Message message;
+  UniqueFd fd;
+};
+
+FdMessage read_fd_message(int sock) {
+  FdMessage out;
+  display::MessageHeader h{};
+  iovec iov{&h, sizeof(h)};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  pollfd p{sock, POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1 || ::recvmsg(sock, &mh, MSG_WAITALL) != sizeof(h)) return out;
+  if (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    out.fd.reset(fd);
+  }
+  out.message = Message{h.request, h.flags, read_exact(sock, h.size)};
+  return out;
+}
+
+TEST_F(SocketDisplayTest, AcceptsDmabuf_NeedsFeaturesAndDmabuf2ForExplicitModifiers) {
+  const UniqueFd buf = fake_dmabuf();
+  const bool before = display_->accepts_dmabuf(dmabuf_image(buf.get()));
+  negotiate(0, {{0, 0, 128, 64}});
+
+  EXPECT_FALSE(before);
+  EXPECT_TRUE(display_->accepts_dmabuf(dmabuf_image(buf.get(), kDrmModInvalid)));
+  EXPECT_TRUE(display_->accepts_dmabuf(dmabuf_image(buf.get(), kDrmModLinear)));
+  EXPECT_FALSE(display_->accepts_dmabuf(dmabuf_image(buf.get(), 0x0100000000000002ULL)));  // Y-tiled
+}
+
+TEST_F(SocketDisplayTest, DmabufScanout_WithoutDmabuf2_V1MessageCarriesFdAndFields) {
+  negotiate(0, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{16, 8, 96, 48}));
+  FdMessage m = read_fd_message(qemu_.get());
+
+  EXPECT_EQ(m.message.request, req(Request::DmabufScanout));
+  ASSERT_TRUE(m.fd.valid());
+  EXPECT_EQ(inode_of(m.fd.get()), inode_of(buf.get()));
+  ASSERT_EQ(m.message.payload.size(), sizeof(display::DmabufScanoutPayload));
+  const auto p = from_bytes<display::DmabufScanoutPayload>(m.message.payload);
+  EXPECT_EQ((std::array<uint32_t, 9>{p.scanout_id, p.x, p.y, p.width, p.height, p.fd_width, p.fd_height, p.fd_stride,
+                                     p.fd_flags}),
+            (std::array<uint32_t, 9>{0, 16, 8, 96, 48, 128, 64, 640, VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP}));
+  EXPECT_EQ(p.fd_drm_fourcc, static_cast<int32_t>(kDrmFormatXrgb8888));
+}
+
+TEST_F(SocketDisplayTest, DmabufScanout_WithDmabuf2_Scanout2CarriesModifier) {
+  negotiate(display::kProtocolFeatureDmabuf2, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get(), 0x0100000000000002ULL), Rect{0, 0, 128, 64}));
+  FdMessage m = read_fd_message(qemu_.get());
+
+  EXPECT_EQ(m.message.request, req(Request::DmabufScanout2));
+  EXPECT_TRUE(m.fd.valid());
+  ASSERT_EQ(m.message.payload.size(), sizeof(display::DmabufScanout2Payload));
+  EXPECT_EQ(from_bytes<display::DmabufScanout2Payload>(m.message.payload).modifier, 0x0100000000000002ULL);
+}
+
+TEST_F(SocketDisplayTest, DmabufScanout_UnsendableImages_RefusedAndNothingSent) {
+  negotiate(0, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+  DmabufImage with_offset = dmabuf_image(buf.get());
+  with_offset.offset = 4096;
+  DmabufImage short_stride = dmabuf_image(buf.get());
+  short_stride.stride = 128 * 4 - 4;
+
+  EXPECT_FALSE(display_->set_scanout_dmabuf(0, with_offset, Rect{0, 0, 128, 64}));
+  EXPECT_FALSE(display_->set_scanout_dmabuf(0, short_stride, Rect{0, 0, 128, 64}));
+  EXPECT_FALSE(display_->set_scanout_dmabuf(0, dmabuf_image(-1), Rect{0, 0, 128, 64}));
+  EXPECT_FALSE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{64, 0, 65, 64}));  // leaves the buffer
+  EXPECT_FALSE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 0, 0}));
+  EXPECT_FALSE(display_->set_scanout_dmabuf(1, dmabuf_image(buf.get()), Rect{0, 0, 128, 64}));  // no scanout 1
+  display_->update_dmabuf(0, Rect{0, 0, 8, 8});  // not in dma-buf mode: ignored
+
+  EXPECT_FALSE(qemu_has_input());
+  EXPECT_FALSE(display_->busy());
+  EXPECT_TRUE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, DmabufUpdate_BusyUntilUnblockThenListenerFires) {
+  negotiate(0, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 96, 48}));
+  (void)read_fd_message(qemu_.get());
+  const int calls_before = listener_calls_;
+
+  display_->update_dmabuf(0, Rect{90, 40, 20, 20});
+  const Message update = read_message();
+  const bool busy = display_->busy();
+  const bool pending = display_->pending();
+  reply_and_pump(Request::DmabufUpdate, {});
+
+  EXPECT_EQ(update.request, req(Request::DmabufUpdate));
+  const auto u = from_bytes<display::UpdateHeaderPayload>(update.payload);
+  EXPECT_EQ((std::array<uint32_t, 5>{u.scanout_id, u.x, u.y, u.width, u.height}),
+            (std::array<uint32_t, 5>{0, 90, 40, 6, 8}));  // clipped to the 96x48 shown
+  EXPECT_TRUE(busy);
+  EXPECT_FALSE(pending);  // the layout is known: only the frame is outstanding
+  EXPECT_FALSE(display_->busy());
+  EXPECT_EQ(listener_calls_, calls_before + 1);
+  EXPECT_TRUE(display_->alive());
+}
+
+TEST_F(SocketDisplayTest, RefreshWhileUnblockOutstanding_RepliesMatchInOrder) {
+  negotiate(0, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 128, 64}));
+  (void)read_fd_message(qemu_.get());
+  display_->update_dmabuf(0, Rect{0, 0, 128, 64});
+  display_->refresh();
+  EXPECT_EQ(read_message().request, req(Request::DmabufUpdate));
+  EXPECT_EQ(read_message().request, req(Request::GetDisplayInfo));
+  EXPECT_TRUE(display_->pending());
+
+  reply_and_pump(Request::DmabufUpdate, {});
+  reply_and_pump(Request::GetDisplayInfo, bytes_of(display_info_reply({{0, 0, 800, 600}})));
+
+  EXPECT_TRUE(display_->alive());
+  EXPECT_FALSE(display_->busy());
+  EXPECT_FALSE(display_->pending());
+  EXPECT_EQ(display_->display_info()->at(0).rect, (Rect{0, 0, 800, 600}));
+}
+
+TEST_F(SocketDisplayTest, SetScanoutAfterDmabuf_DisablesDmabufWithoutFdThenScanout) {
+  negotiate(0, {{0, 0, 128, 64}});
+  const UniqueFd buf = fake_dmabuf();
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 128, 64}));
+  (void)read_fd_message(qemu_.get());
+
+  display_->set_scanout(0, 128, 64);
+  FdMessage disable = read_fd_message(qemu_.get());
+  const Message scanout = read_message();
+  display_->set_scanout(0, 64, 64);  // already out of dma-buf mode: SCANOUT only
+  const Message again = read_message();
+
+  EXPECT_EQ(disable.message.request, req(Request::DmabufScanout));
+  EXPECT_FALSE(disable.fd.valid());
+  const auto p = from_bytes<display::DmabufScanoutPayload>(disable.message.payload);
+  EXPECT_EQ((std::array<uint32_t, 3>{p.scanout_id, p.width, p.height}), (std::array<uint32_t, 3>{0, 0, 0}));
+  EXPECT_EQ(scanout.request, req(Request::Scanout));
+  EXPECT_EQ(again.request, req(Request::Scanout));
+  EXPECT_FALSE(qemu_has_input());
+}
+
+TEST_F(SocketDisplayTest, DmabufScanoutBehindQueuedUpdate_FdArrivesWithItsOwnMessage) {
+  negotiate(0, {{0, 0, 256, 256}});
+  squeeze_buffers();
+  display_->set_scanout(0, 256, 256);
+  const auto pixels = pattern_pixels(256, 256);
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);  // 256 KiB against a 4 KiB buffer: queued
+  const UniqueFd buf = fake_dmabuf();
+  DmabufImage big = dmabuf_image(buf.get());
+  big.width = big.height = 256;
+  big.stride = 1024;
+  ASSERT_TRUE(display_->set_scanout_dmabuf(0, big, Rect{0, 0, 256, 256}));
+  ASSERT_GT(display_->queued_bytes(), 0u);
+
+  // QEMU reads message by message (header, then payload) while the display writes on EPOLLOUT.
+  std::vector<FdMessage> got;
+  std::thread reader([&] {
+    for (int i = 0; i < 3; ++i) got.push_back(read_fd_message(qemu_.get()));
+  });
+  for (int spins = 0; spins < 100000 && display_->queued_bytes() > 0; ++spins) display_->on_event(EPOLLOUT);
+  reader.join();
+
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].message.request, req(Request::Scanout));
+  EXPECT_EQ(got[1].message.request, req(Request::Update));
+  EXPECT_EQ(pixels_of(got[1].message), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(got[2].message.request, req(Request::DmabufScanout));
+  EXPECT_FALSE(got[0].fd.valid());
+  EXPECT_FALSE(got[1].fd.valid());
+  ASSERT_TRUE(got[2].fd.valid());
+  EXPECT_EQ(inode_of(got[2].fd.get()), inode_of(buf.get()));
 }
 
 TEST(SocketDisplay, NotASocket_Dead) {

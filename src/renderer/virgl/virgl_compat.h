@@ -7,6 +7,7 @@
 //     v3 callback write_context_fence(cookie, ctx_id, ring_idx, fence_id)), Venus and the render server flags.
 //     In 0.10.x all of it sits behind VIRGL_RENDERER_UNSTABLE_APIS; 1.0 made it stable with the same ABI.
 //     0.10.0-0.10.3 had a uint64_t queue_id in both places: there we use only the global timeline.
+//   - virgl_renderer_resource_get_info_ext (texture modifiers for dma-buf scanouts) exists from 1.0 on.
 //   - virgl_renderer_context_get_poll_fd / context_poll stay behind VIRGL_RENDERER_UNSTABLE_APIS in 1.x.
 //   - Below 0.10.0 there is no render server; CMake refuses those versions.
 //
@@ -71,6 +72,17 @@ inline int context_create_fence([[maybe_unused]] uint32_t ctx_id, [[maybe_unused
 #else
   return -ENOSYS;
 #endif
+}
+
+// A texture resource's DRM format modifier: virgl_renderer_resource_get_info_ext (1.0 and later); 0.10.x
+// cannot say, which is DRM_FORMAT_MOD_INVALID (the exporter's implicit layout).
+inline uint64_t resource_modifier([[maybe_unused]] uint32_t resource_id, uint64_t unknown) {
+#if VGPU_VIRGL_VERSION_MAJOR >= 1
+  virgl_renderer_resource_info_ext info{};
+  info.version = 1;
+  if (virgl_renderer_resource_get_info_ext(static_cast<int>(resource_id), &info) == 0) return info.modifiers;
+#endif
+  return unknown;
 }
 
 inline int context_poll_fd(uint32_t ctx_id) {

@@ -3,8 +3,10 @@
 // EGL through libepoxy (as virglrenderer itself), without X11's macros.
 #define EGL_NO_X11 1
 #include <epoxy/egl.h>
+#include <epoxy/gl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/virtio_gpu.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -713,6 +715,58 @@ Result<void, Renderer3DError> VirglRenderer::read_blob(uint32_t resource_id, uin
     return fail(from_errno(ret, Renderer3DError::InvalidArgument));
   }
   return {};
+}
+
+// --- Renderer3D: dma-buf export for scanout ------------------------------------------------------------------
+
+Result<ExportedDmabuf, Renderer3DError> VirglRenderer::export_image(uint32_t resource_id) {
+  const Resource* res = find(resource_id);
+  if (res == nullptr || res->blob) return fail(Renderer3DError::InvalidResource);
+  virgl_renderer_resource_info info{};
+  if (virgl_renderer_resource_get_info(static_cast<int>(resource_id), &info) != 0 || info.tex_id == 0) {
+    return fail(Renderer3DError::Failed);  // not a texture (a buffer, or a resource the library never made)
+  }
+  int fd = -1;
+  int stride = 0;
+  int offset = 0;
+  // EGL_MESA_image_dma_buf_export on the texture; fails on drivers without it (llvmpipe without udmabuf).
+  if (virgl_renderer_get_fd_for_texture2(info.tex_id, &fd, &stride, &offset) != 0 || fd < 0) {
+    if (fd >= 0) ::close(fd);
+    return fail(Renderer3DError::Failed);
+  }
+  ExportedDmabuf out;
+  out.fd.reset(fd);
+  if (stride <= 0 || offset < 0 || info.drm_fourcc == 0) return fail(Renderer3DError::Failed);
+  out.image = DmabufImage{.fd = out.fd.get(),
+                          .width = info.width,
+                          .height = info.height,
+                          .stride = static_cast<uint32_t>(stride),
+                          .offset = static_cast<uint32_t>(offset),
+                          .fourcc = static_cast<uint32_t>(info.drm_fourcc),
+                          .modifier = virgl_compat::resource_modifier(resource_id, kDrmModInvalid),
+                          .y0_top = (info.flags & VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP) != 0};
+  return out;
+}
+
+Result<UniqueFd, Renderer3DError> VirglRenderer::export_blob(uint32_t resource_id) {
+  const Resource* res = find(resource_id);
+  if (res == nullptr || !res->blob) return fail(Renderer3DError::InvalidResource);
+  uint32_t fd_type = 0;
+  int fd = -1;
+  if (virgl_renderer_resource_export_blob(resource_id, &fd_type, &fd) != 0 || fd < 0) {
+    return fail(Renderer3DError::Failed);
+  }
+  UniqueFd out(fd);
+  // OPAQUE fds are Vulkan memory, SHM ones a memfd: neither is a dma-buf a display can import.
+  if (fd_type != VIRGL_RENDERER_BLOB_FD_TYPE_DMABUF) return fail(Renderer3DError::Failed);
+  return out;
+}
+
+void VirglRenderer::flush_for_display() {
+  // The display imports the buffer in another process's GL context: commands still queued in ours must reach
+  // the driver first (QEMU's backend does the same before DMABUF_UPDATE).
+  virgl_renderer_force_ctx_0();
+  glFlush();
 }
 
 void VirglRenderer::detach_backing(uint32_t resource_id) {

@@ -106,6 +106,12 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   // the library's transfer path, texel-addressed (the object behind the blob keeps its own layout).
   Result<void, Renderer3DError> read_blob(uint32_t resource_id, uint64_t offset, uint32_t stride, const Rect& rect,
                                           std::span<std::byte> dst, uint32_t dst_stride) override;
+  // virgl_renderer_get_fd_for_texture2 (EGL_MESA_image_dma_buf_export) with the layout from
+  // virgl_renderer_resource_get_info (and its modifier from get_info_ext on 1.x).
+  Result<ExportedDmabuf, Renderer3DError> export_image(uint32_t resource_id) override;
+  // virgl_renderer_resource_export_blob; only fds of type DMABUF count.
+  Result<UniqueFd, Renderer3DError> export_blob(uint32_t resource_id) override;
+  void flush_for_display() override;
   Result<void, Renderer3DError> transfer_to_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
                                                     const GuestMemory& mem, const GuestScatterList& backing) override;
   Result<void, Renderer3DError> transfer_from_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,

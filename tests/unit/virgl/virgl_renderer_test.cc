@@ -527,6 +527,52 @@ TEST_F(VirglRendererTest, Blob_Host3dMappable_ReadBlobHonoursOffsetAndStride) {
   EXPECT_EQ(r_->read_blob(30, 0, 256, rect, dst, kDstStride).error(), Renderer3DError::InvalidResource);
 }
 
+// Dma-buf export needs EGL_MESA_image_dma_buf_export on a driver that can export (a GPU's, or llvmpipe with
+// udmabuf): on this machine class it fails, and must fail cleanly, as Failed, so the device reads back instead.
+// Where it works, the layout must be the resource's.
+TEST_F(VirglRendererTest, ExportImage_DmabufWithTheResourceLayoutOrFailed) {
+  ASSERT_TRUE(r_->create_resource(20, PixelFormat::B8G8R8X8, kWidth, kHeight).has_value());
+
+  auto exported = r_->export_image(20);
+
+  if (exported) {
+    EXPECT_TRUE(exported->fd.valid());
+    EXPECT_EQ(exported->image.fd, exported->fd.get());
+    EXPECT_EQ(exported->image.width, kWidth);
+    EXPECT_EQ(exported->image.height, kHeight);
+    EXPECT_GE(exported->image.stride, kWidth * 4);
+    EXPECT_EQ(exported->image.fourcc, kDrmFormatXrgb8888);
+    EXPECT_TRUE(exported->image.y0_top);  // 2D resources are made Y_0_TOP, as QEMU makes them
+  } else {
+    EXPECT_EQ(exported.error(), Renderer3DError::Failed);
+  }
+  EXPECT_EQ(r_->export_image(21).error(), Renderer3DError::InvalidResource);
+  EXPECT_EQ(r_->export_blob(20).error(), Renderer3DError::InvalidResource);  // not a blob
+  r_->flush_for_display();                                                   // harmless at any time
+}
+
+TEST_F(VirglRendererTest, ExportBlob_Host3dBlobIsDmabufOrFailed) {
+  ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
+  constexpr uint32_t kBytes = 64 * 1024;
+  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kBytes, 5))).has_value());
+  const BlobArgs args{.ctx_id = 1,
+                      .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
+                      .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE | VIRGL_RENDERER_BLOB_FLAG_USE_SHAREABLE,
+                      .blob_id = 5,
+                      .size = kBytes};
+  ASSERT_TRUE(r_->create_blob(30, args, nullptr, nullptr).has_value());
+
+  auto fd = r_->export_blob(30);
+
+  if (fd) {
+    EXPECT_TRUE(fd->valid());
+  } else {
+    EXPECT_EQ(fd.error(), Renderer3DError::Failed);
+  }
+  EXPECT_EQ(r_->export_image(30).error(), Renderer3DError::InvalidResource);  // a blob has no texture layout
+  EXPECT_EQ(r_->export_blob(31).error(), Renderer3DError::InvalidResource);
+}
+
 TEST_F(VirglRendererTest, Blob_BadRequests_RefusedAndNothingLeaks) {
   ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
   const BlobArgs unknown_id{.ctx_id = 1, .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D, .blob_id = 77, .size = 4096};
@@ -998,6 +1044,37 @@ TEST_F(Gpu3dCommands, Resource3d_CreateAttachTransferScanout_FlushReachesDisplay
   EXPECT_EQ(h_->transfer(10, {0, 0, 64, 32}, 0), VIRTIO_GPU_RESP_OK_NODATA);
   EXPECT_EQ(h_->set_scanout(0, 10, {0, 0, 64, 32}), VIRTIO_GPU_RESP_OK_NODATA);
   EXPECT_EQ(h_->flush(10, {0, 0, 64, 32}), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+// --dmabuf-scanout with the real library: a scanout is shown by dma-buf where the driver exports, and otherwise
+// (this machine class) by readback with exact pixels; the device never leaves the display without a frame.
+TEST_F(Gpu3dCommands, DmabufScanout_DmabufWhereExportableElseReadback) {
+  h_.reset();
+  h_.emplace(GpuDeviceConfig{.dmabuf_scanout = true}, k3dFeatures, 64ull << 20,
+             std::shared_ptr<Renderer2D>(std::shared_ptr<void>(), r_), r_);
+  auto d = std::make_unique<FakeDisplay>(1);
+  FakeDisplay* display = d.get();
+  display->accept_dmabufs = true;
+  h_->device().install_display(std::move(d));
+  ASSERT_EQ(h_->create_2d(7, 64, 32), kOk);
+  ASSERT_EQ(h_->attach_backing(7, 64 * 32 * 4), kOk);
+  std::vector<uint32_t> px(64 * 32, 0xff20a040u);
+  h_->guest().write(h_->backing_address(7), std::as_bytes(std::span(px)));
+  ASSERT_EQ(h_->transfer(7, {0, 0, 64, 32}, 0), kOk);
+  const bool exportable = r_->export_image(7).has_value();
+
+  ASSERT_EQ(h_->set_scanout(0, 7, {0, 0, 64, 32}), kOk);
+  ASSERT_EQ(h_->flush(7, {0, 0, 64, 32}), kOk);
+
+  if (exportable) {
+    ASSERT_EQ(display->dmabuf_scanouts.size(), 1u);
+    EXPECT_EQ(display->dmabuf_updates.size(), 1u);
+    EXPECT_TRUE(display->updates.empty());
+  } else {
+    EXPECT_TRUE(display->dmabuf_scanouts.empty());
+    ASSERT_EQ(display->updates.size(), 1u);
+    EXPECT_EQ(display->updates[0].pixels, std::vector<uint32_t>(px.begin(), px.end()));
+  }
 }
 
 TEST_F(Gpu3dCommands, Resource3d_HugeDimensions_OutOfMemory) {
