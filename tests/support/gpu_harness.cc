@@ -111,6 +111,16 @@ uint32_t GpuHarness::create_blob(uint32_t id, uint32_t blob_mem, uint64_t bytes,
   return command_type(req, std::as_bytes(std::span(entries)));
 }
 
+uint32_t GpuHarness::ctx_create(uint32_t ctx_id, uint32_t context_init) {
+  virtio_gpu_ctx_create req{};
+  req.hdr.type = VIRTIO_GPU_CMD_CTX_CREATE;
+  req.hdr.ctx_id = ctx_id;
+  req.nlen = 4;
+  req.context_init = context_init;
+  std::memcpy(req.debug_name, "test", 4);
+  return command_type(req);
+}
+
 uint32_t GpuHarness::set_scanout_blob(uint32_t scanout, uint32_t id, virtio_gpu_rect rect, uint32_t width,
                                       uint32_t height, uint32_t stride, uint32_t offset, uint32_t format) {
   virtio_gpu_set_scanout_blob req{};

@@ -58,6 +58,8 @@ class GpuHarness {
   // in `pieces` entries; HOST3D blobs none. Needs VIRTIO_GPU_F_RESOURCE_BLOB acked.
   uint32_t create_blob(uint32_t id, uint32_t blob_mem, uint64_t bytes, uint32_t pieces = 1, uint32_t flags = 0,
                        uint64_t blob_id = 0, uint32_t ctx_id = 0);
+  // CTX_CREATE with the debug name "test" (needs VIRTIO_GPU_F_VIRGL acked and a 3D renderer).
+  uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0);
   // SET_SCANOUT_BLOB of a width x height image (plane 0 at `offset`, `stride` bytes per row) showing `rect`.
   uint32_t set_scanout_blob(uint32_t scanout, uint32_t id, virtio_gpu_rect rect, uint32_t width, uint32_t height,
                             uint32_t stride, uint32_t offset = 0, uint32_t format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);

@@ -46,12 +46,6 @@ class GpuDmabufScanout : public ::testing::Test {
     ASSERT_EQ(h_->transfer(id, {0, 0, 64, 32}, 0), kOk);
     ASSERT_EQ(h_->set_scanout(0, id, rect), kOk);
   }
-  uint32_t ctx_create(uint32_t ctx_id) {
-    virtio_gpu_ctx_create req{};
-    req.hdr.type = VIRTIO_GPU_CMD_CTX_CREATE;
-    req.hdr.ctx_id = ctx_id;
-    return h_->command_type(req);
-  }
 
   FakeRenderer3D r_;
   std::optional<GpuHarness> h_;
@@ -155,7 +149,7 @@ TEST_F(GpuDmabufScanout, Unref_DisablesScanout) {
 
 TEST_F(GpuDmabufScanout, Host3dBlob_GuestLayoutAndLinear_PageFlipSendsEachBuffer) {
   start(true);
-  ASSERT_EQ(ctx_create(1), kOk);
+  ASSERT_EQ(h_->ctx_create(1), kOk);
   ASSERT_EQ(h_->create_blob(10, VIRTIO_GPU_BLOB_MEM_HOST3D, 256 * 48, 1, 0, 5, 1), kOk);
   ASSERT_EQ(h_->create_blob(11, VIRTIO_GPU_BLOB_MEM_HOST3D, 256 * 48, 1, 0, 6, 1), kOk);
 
@@ -180,7 +174,7 @@ TEST_F(GpuDmabufScanout, Host3dBlob_GuestLayoutAndLinear_PageFlipSendsEachBuffer
 
 TEST_F(GpuDmabufScanout, Host3dBlobWithPlaneOffset_ReadBack) {
   start(true);
-  ASSERT_EQ(ctx_create(1), kOk);
+  ASSERT_EQ(h_->ctx_create(1), kOk);
   ASSERT_EQ(h_->create_blob(10, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096 + 256 * 48, 1, 0, 5, 1), kOk);
   ASSERT_EQ(h_->set_scanout_blob(0, 10, {0, 0, 40, 48}, 40, 48, 256, 4096), kOk);
   ASSERT_EQ(h_->flush(10, {0, 0, 40, 48}), kOk);

@@ -847,15 +847,7 @@ class Gpu3dCommands : public ::testing::Test {
     r_->set_fence_callback(nullptr);
     r_->reset();
   }
-  uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0) {
-    virtio_gpu_ctx_create req{};
-    req.hdr.type = VIRTIO_GPU_CMD_CTX_CREATE;
-    req.hdr.ctx_id = ctx_id;
-    req.nlen = 4;
-    req.context_init = context_init;
-    std::memcpy(req.debug_name, "test", 4);
-    return h_->command_type(req);
-  }
+  uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0) { return h_->ctx_create(ctx_id, context_init); }
   // Polls the renderer until no fenced response is held (or 5 s pass).
   bool drain_fences() {
     for (int i = 0; i < 500 && h_->device().pending_fences() > 0; ++i) {
