@@ -397,6 +397,10 @@ Result<std::vector<std::byte>, Renderer3DError> VirglRenderer::capset(uint32_t i
   return out;
 }
 
+void VirglRenderer::enter_host_context() const {
+  if (initialised_) virgl_renderer_force_ctx_0();
+}
+
 VirglRenderer::Resource* VirglRenderer::find(uint32_t resource_id) {
   auto it = resources_.find(resource_id);
   return it == resources_.end() ? nullptr : &it->second;
@@ -429,6 +433,7 @@ Result<void, RendererError> VirglRenderer::create_resource(uint32_t id, PixelFor
 
 void VirglRenderer::release_backing(uint32_t id, Resource& res) {
   if (res.attached) {
+    enter_host_context();
     // The library may read the views here (custom-bind buffers copy their contents back): they must still be
     // mapped, which is why memory-table changes go through release_backings() first.
     virgl_renderer_resource_detach_iov(static_cast<int>(id), nullptr, nullptr);
@@ -441,6 +446,7 @@ void VirglRenderer::destroy_resource(uint32_t id) {
   Resource* res = find(id);
   if (res == nullptr) return;
   release_backing(id, *res);
+  enter_host_context();
   virgl_renderer_resource_unref(id);  // also detaches it from every context
   resources_.erase(id);
 }
@@ -473,6 +479,7 @@ Result<void, RendererError> VirglRenderer::transfer_to_host_2d(uint32_t id, cons
   }
   virgl_box box = box_of(rect);
   iovec iov{.iov_base = rows.data(), .iov_len = rows.size()};
+  enter_host_context();
   const int ret = virgl_renderer_transfer_write_iov(id, 0, 0, static_cast<uint32_t>(row_bytes), 0, &box, 0, &iov, 1);
   if (ret != 0) return fail(to_2d(from_errno(ret, Renderer3DError::InvalidArgument)));
   return {};
@@ -497,6 +504,7 @@ std::optional<ImageView> VirglRenderer::image(uint32_t id) const {
   virgl_box box{
       .x = 0, .y = 0, .z = 0, .w = static_cast<int32_t>(a.width), .h = static_cast<int32_t>(a.height), .d = 1};
   iovec iov{.iov_base = res->shadow.data(), .iov_len = res->shadow.size()};
+  enter_host_context();
   if (virgl_renderer_transfer_read_iov(id, 0, 0, static_cast<uint32_t>(stride), 0, &box, 0, &iov, 1) != 0) {
     return std::nullopt;
   }
@@ -552,8 +560,11 @@ Result<void, Renderer3DError> VirglRenderer::create_context(uint32_t ctx_id, uin
   try {
     const std::string name(debug_name.substr(0, kMaxDebugName));  // NUL-terminated copy for the library
     contexts_.reserve(contexts_.size() + 1);
+    enter_host_context();
     const int ret =
         virgl_renderer_context_create_with_flags(ctx_id, capset_id, static_cast<uint32_t>(name.size()), name.c_str());
+    // The new context's GL context is current now, unknown to the library's record: put ctx0 back at once.
+    enter_host_context();
     if (ret != 0) return fail(from_errno(ret, Renderer3DError::Failed));
     contexts_.emplace(ctx_id, capset_id);
     dirty_ = true;
@@ -565,6 +576,7 @@ Result<void, Renderer3DError> VirglRenderer::create_context(uint32_t ctx_id, uin
 
 void VirglRenderer::destroy_context(uint32_t ctx_id) {
   if (!contexts_.contains(ctx_id)) return;
+  enter_host_context();
   virgl_renderer_context_destroy(ctx_id);
   contexts_.erase(ctx_id);
   // The library freed the context's pending fences without retiring them (see renderer_3d.h).
@@ -574,12 +586,14 @@ void VirglRenderer::destroy_context(uint32_t ctx_id) {
 Result<void, Renderer3DError> VirglRenderer::attach_resource(uint32_t ctx_id, uint32_t resource_id) {
   if (!contexts_.contains(ctx_id)) return fail(Renderer3DError::InvalidContext);
   if (find(resource_id) == nullptr) return fail(Renderer3DError::InvalidResource);
+  enter_host_context();
   virgl_renderer_ctx_attach_resource(static_cast<int>(ctx_id), static_cast<int>(resource_id));
   return {};
 }
 
 void VirglRenderer::detach_resource(uint32_t ctx_id, uint32_t resource_id) {
   if (!contexts_.contains(ctx_id) || find(resource_id) == nullptr) return;
+  enter_host_context();
   virgl_renderer_ctx_detach_resource(static_cast<int>(ctx_id), static_cast<int>(resource_id));
 }
 
@@ -604,6 +618,7 @@ Result<void, Renderer3DError> VirglRenderer::create_resource_3d(uint32_t resourc
                                         .nr_samples = args.nr_samples,
                                         .flags = args.flags};
   // The library validates target, format, bind and sizes against what the GL driver can do.
+  enter_host_context();
   const int ret = virgl_renderer_resource_create(&a, nullptr, 0);
   if (ret != 0) return fail(from_errno(ret, Renderer3DError::InvalidArgument));
   resources_.emplace(resource_id, Resource{.args = args});
@@ -626,6 +641,7 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
   }
   res->backing_mem = &mem;
   if (res->iovs.empty()) return {};  // nothing to hand over: an empty backing
+  enter_host_context();
   const int ret = virgl_renderer_resource_attach_iov(static_cast<int>(resource_id), res->iovs.data(),
                                                      static_cast<int>(res->iovs.size()));
   if (ret != 0) {
@@ -666,6 +682,7 @@ Result<void, Renderer3DError> VirglRenderer::create_blob(uint32_t resource_id, c
                                                    .iovecs = res->iovs.empty() ? nullptr : res->iovs.data(),
                                                    .num_iovs = static_cast<uint32_t>(res->iovs.size())};
   // The library checks the blob id against what the context made, and the flags against what it can do.
+  enter_host_context();
   if (const int ret = virgl_renderer_resource_create_blob(&a); ret != 0) {
     resources_.erase(resource_id);
     return fail(from_errno(ret, Renderer3DError::InvalidArgument));
@@ -691,6 +708,7 @@ Result<void, Renderer3DError> VirglRenderer::read_blob(uint32_t resource_id, uin
   if (dst_stride < row_bytes || dst.size() < dst_extent || !src_extent || *src_extent > res->blob->size) {
     return fail(Renderer3DError::InvalidArgument);
   }
+  enter_host_context();
   if ((res->blob->blob_flags & VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE) != 0) {
     void* map = nullptr;
     uint64_t map_size = 0;
@@ -722,6 +740,7 @@ Result<void, Renderer3DError> VirglRenderer::read_blob(uint32_t resource_id, uin
 Result<ExportedDmabuf, Renderer3DError> VirglRenderer::export_image(uint32_t resource_id) {
   const Resource* res = find(resource_id);
   if (res == nullptr || res->blob) return fail(Renderer3DError::InvalidResource);
+  enter_host_context();
   virgl_renderer_resource_info info{};
   if (virgl_renderer_resource_get_info(static_cast<int>(resource_id), &info) != 0 || info.tex_id == 0) {
     return fail(Renderer3DError::Failed);  // not a texture (a buffer, or a resource the library never made)
@@ -751,6 +770,7 @@ Result<ExportedDmabuf, Renderer3DError> VirglRenderer::export_image(uint32_t res
 Result<UniqueFd, Renderer3DError> VirglRenderer::export_blob(uint32_t resource_id) {
   const Resource* res = find(resource_id);
   if (res == nullptr || !res->blob) return fail(Renderer3DError::InvalidResource);
+  enter_host_context();
   uint32_t fd_type = 0;
   int fd = -1;
   if (virgl_renderer_resource_export_blob(resource_id, &fd_type, &fd) != 0 || fd < 0) {
@@ -765,7 +785,7 @@ Result<UniqueFd, Renderer3DError> VirglRenderer::export_blob(uint32_t resource_i
 void VirglRenderer::flush_for_display() {
   // The display imports the buffer in another process's GL context: commands still queued in ours must reach
   // the driver first (QEMU's backend does the same before DMABUF_UPDATE).
-  virgl_renderer_force_ctx_0();
+  enter_host_context();
   glFlush();
 }
 
@@ -783,6 +803,7 @@ void VirglRenderer::release_backings() {
 
 void VirglRenderer::refresh_backings() {
   release_backings();
+  enter_host_context();
   for (auto& [id, res] : resources_) {
     if (!res.backing || res.backing_mem == nullptr) continue;
     auto resolved = resolve_iovs(*res.backing_mem, *res.backing, 0, res.backing->size(), res.iovs);
@@ -831,6 +852,7 @@ Result<void, Renderer3DError> VirglRenderer::transfer_3d(uint32_t ctx_id, uint32
                 .w = static_cast<int32_t>(b.w),
                 .h = static_cast<int32_t>(b.h),
                 .d = static_cast<int32_t>(b.d)};
+  enter_host_context();
   const int ret = to_host ? virgl_renderer_transfer_write_iov(resource_id, ctx_id, static_cast<int>(t.level), t.stride,
                                                               t.layer_stride, &box, 0, iovs.data(),
                                                               static_cast<unsigned>(iovs.size()))
@@ -865,6 +887,7 @@ Result<void, Renderer3DError> VirglRenderer::submit_3d(uint32_t ctx_id, std::spa
   }
   std::memcpy(submit_words_.data(), commands.data(), commands.size());
   // A virgl context that rejects a stream marks itself broken and refuses later streams; others are unaffected.
+  enter_host_context();
   const int ret =
       virgl_renderer_submit_cmd(submit_words_.data(), static_cast<int>(ctx_id), static_cast<int>(submit_words_.size()));
   if (ret != 0) {

@@ -176,6 +176,15 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   Result<void, Renderer3DError> transfer_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
                                             const GuestMemory& mem, const GuestScatterList& backing, bool to_host);
   void deliver();
+  // Makes the library's host context (its ctx0) current, in GL and in the library's own record of what is
+  // current, before any call into the library but fence creation. Why (each measured, tests "Contexts_*"):
+  // virglrenderer runs resource creation and other non-stream work in whatever GL context is current, so a
+  // guest context's texture bindings were undone by another program's RESOURCE_CREATE_3D (its next draw
+  // sampled nothing: black); and creating a context makes the new GL context current without updating that
+  // record, so the previous context's next SUBMIT_3D ran in the new one's GL state and was refused. QEMU's
+  // virgl backends force ctx0 before every command for the same reasons. Fences are the exception: the
+  // library inserts them into the current GL context, which must stay the one the fenced command ran in.
+  void enter_host_context() const;
 
   VirglOptions options_;
   int flags_ = 0;

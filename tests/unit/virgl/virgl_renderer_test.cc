@@ -25,6 +25,7 @@
 #include "support/fake_display.h"
 #include "support/fake_guest.h"
 #include "support/gpu_harness.h"
+#include "support/virgl_stream.h"
 
 // The test reads the library's own numbers to compare (plain C header, no extern "C" guards).
 extern "C" {
@@ -35,56 +36,20 @@ namespace vgpu {
 namespace {
 
 using test::FakeGuestMemory;
+using test::VirglStream;
+namespace virgl = test::virgl;
 
-// gallium / virgl protocol numbers (virglrenderer's src/virgl_protocol.h and p_defines.h; not installed).
-constexpr uint32_t kPipeTexture2D = 2;
-constexpr uint32_t kVirglFormatB8G8R8X8 = 2;
-constexpr uint32_t kBindRenderTarget = 1u << 1;
-constexpr uint32_t kBindSamplerView = 1u << 3;
-constexpr uint32_t kCcmdCreateObject = 1;
-constexpr uint32_t kCcmdSetFramebufferState = 5;
-constexpr uint32_t kCcmdClear = 7;
-constexpr uint32_t kObjectSurface = 8;
-constexpr uint32_t kPipeClearColor0 = 1u << 2;
-constexpr uint32_t kCcmdPipeResourceCreate = 48;  // the same number in 0.10.4 and 1.x
-
-constexpr uint32_t cmd0(uint32_t cmd, uint32_t obj, uint32_t len) {
-  return cmd | obj << 8 | len << 16;
-}
-
-// Surface 1 on `res` as the only colour buffer, cleared to (r, g, b, a).
+// Short names for the protocol numbers these tests use most.
+constexpr uint32_t kPipeTexture2D = virgl::kPipeTexture2D;
+constexpr uint32_t kVirglFormatB8G8R8X8 = virgl::kFormatB8G8R8X8;
+constexpr uint32_t kBindRenderTarget = virgl::kBindRenderTarget;
+constexpr uint32_t kBindSamplerView = virgl::kBindSamplerView;
+// Streams come from test::VirglStream (support/virgl_stream.h).
 std::vector<uint32_t> clear_stream_for(uint32_t res, std::array<float, 4> rgba) {
-  std::vector<uint32_t> s = {cmd0(kCcmdCreateObject, kObjectSurface, 5),
-                             1,
-                             res,
-                             kVirglFormatB8G8R8X8,
-                             0,
-                             0,
-                             cmd0(kCcmdSetFramebufferState, 0, 3),
-                             1,
-                             0,
-                             1,
-                             cmd0(kCcmdClear, 0, 8),
-                             kPipeClearColor0};
-  for (float c : rgba) {
-    uint32_t bits = 0;
-    std::memcpy(&bits, &c, sizeof(bits));
-    s.push_back(bits);
-  }
-  s.insert(s.end(), {0, 0, 0});  // depth (a double), stencil
-  return s;
+  return VirglStream{}.surface(1, res).framebuffer(1).clear(rgba).words();
 }
-
-// A context-made object the guest later claims as a HOST3D blob: VIRGL_CCMD_PIPE_RESOURCE_CREATE (11 words:
-// target, format, bind, width, height, depth, array_size, last_level, nr_samples, flags, blob_id). A
-// persistently mapped buffer, as Mesa's virgl driver makes its host blobs.
-constexpr uint32_t kPipeBuffer = 0;
-constexpr uint32_t kVirglFormatR8 = 64;
-constexpr uint32_t kBindVertexBuffer = 1u << 4;
-constexpr uint32_t kResourceMapPersistentCoherent = (1u << 1) | (1u << 2);  // bit 0 is Y_0_TOP
 std::vector<uint32_t> pipe_buffer_stream(uint32_t bytes, uint32_t blob_id) {
-  return {cmd0(kCcmdPipeResourceCreate, 0, 11), kPipeBuffer, kVirglFormatR8, kBindVertexBuffer, bytes, 1, 1, 1, 0, 0,
-          kResourceMapPersistentCoherent,       blob_id};
+  return VirglStream{}.pipe_buffer(bytes, blob_id).words();
 }
 
 // Fills a mappable host blob through the library's own mapping (what the guest would do through a
@@ -228,6 +193,61 @@ class VirglRendererTest : public ::testing::Test {
   // Surface 1 on `res` as the only colour buffer, cleared to (r, g, b, a).
   static std::vector<uint32_t> clear_stream(uint32_t res, std::array<float, 4> rgba) {
     return clear_stream_for(res, rgba);
+  }
+
+  // kWidth x kHeight BGRX pixels of one colour, X byte 0xff (what a GL BGRX texture reads back).
+  static std::vector<std::byte> solid_bgrx(uint8_t b, uint8_t g, uint8_t r) {
+    std::vector<std::byte> out(kFrameBytes);
+    for (size_t i = 0; i < out.size(); i += 4) {
+      out[i] = std::byte{b};
+      out[i + 1] = std::byte{g};
+      out[i + 2] = std::byte{r};
+      out[i + 3] = std::byte{0xff};
+    }
+    return out;
+  }
+  // "" when `got` == `want` (BGRX pixels), else the first pixel that differs, readably.
+  static std::string pixel_difference(const std::vector<std::byte>& got, const std::vector<std::byte>& want) {
+    if (got.size() != want.size()) return "size " + std::to_string(got.size()) + " != " + std::to_string(want.size());
+    for (size_t i = 0; i + 3 < got.size(); i += 4) {
+      if (std::memcmp(&got[i], &want[i], 3) == 0) continue;
+      auto bgr = [](const std::byte* p) {
+        return std::to_string(std::to_integer<int>(p[0])) + "," + std::to_string(std::to_integer<int>(p[1])) + "," +
+               std::to_string(std::to_integer<int>(p[2]));
+      };
+      return "pixel " + std::to_string(i / 4) + ": BGR " + bgr(&got[i]) + ", expected " + bgr(&want[i]);
+    }
+    return "";
+  }
+  // Target `res` read back through the host context into fresh guest memory.
+  std::vector<std::byte> read_target(uint32_t res) {
+    const GuestScatterList out = backing(kFrameBytes);
+    auto read = r_->transfer_from_host_3d(0, res, whole(kWidth, kHeight), guest_.memory(), out);
+    EXPECT_TRUE(read.has_value()) << to_string(read.error());
+    return contents(out);
+  }
+  // A kWidth x kHeight sampler-view texture holding `bgrx`, uploaded through the host context.
+  void make_texture(uint32_t res, const std::vector<std::byte>& bgrx) {
+    ASSERT_TRUE(r_->create_resource_3d(res, texture_args(kWidth, kHeight)).has_value());
+    const GuestScatterList in = backing(kFrameBytes);
+    fill(in, bgrx);
+    ASSERT_TRUE(r_->transfer_to_host_3d(0, res, whole(kWidth, kHeight), guest_.memory(), in).has_value());
+  }
+  // A vertex buffer holding virgl::quad_vertices().
+  void make_quad_vertex_buffer(uint32_t res) {
+    const auto data = virgl::quad_vertices();
+    const auto size = static_cast<uint32_t>(data.size());
+    ASSERT_TRUE(r_->create_resource_3d(res, Resource3DArgs{.target = virgl::kPipeBuffer,
+                                                           .format = virgl::kFormatR8,
+                                                           .bind = virgl::kBindVertexBuffer,
+                                                           .width = size,
+                                                           .height = 1,
+                                                           .depth = 1,
+                                                           .array_size = 1})
+                    .has_value());
+    const GuestScatterList in = backing(size);
+    fill(in, data);
+    ASSERT_TRUE(r_->transfer_to_host_3d(0, res, whole(size, 1), guest_.memory(), in).has_value());
   }
 
   VirglRenderer* r_ = nullptr;
@@ -389,7 +409,12 @@ TEST_F(VirglRendererTest, Transfer3D_BadArguments_RefusedAndNothingBreaks) {
   EXPECT_EQ(r_->transfer_to_host_3d(1, 10, huge, guest_.memory(), frame).error(), Renderer3DError::InvalidArgument);
   EXPECT_EQ(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), small).error(),
             Renderer3DError::InvalidArgument);
-  EXPECT_TRUE(r_->transfer_from_host_3d(1, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+  // The library marks context 1 broken for those (as it does for a bad stream); the resource and the host
+  // context still work, and so does a new context.
+  EXPECT_TRUE(r_->transfer_from_host_3d(0, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
+  ASSERT_TRUE(r_->create_context(2, 0, "healthy").has_value());
+  ASSERT_TRUE(r_->attach_resource(2, 10).has_value());
+  EXPECT_TRUE(r_->transfer_from_host_3d(2, 10, whole(kWidth, kHeight), guest_.memory(), frame).has_value());
 }
 
 TEST_F(VirglRendererTest, Resource3D_BadArgsOrDuplicateId_InvalidArgument) {
@@ -493,6 +518,84 @@ TEST_F(VirglRendererTest, Submit3D_ClearOfASurface_ReadsBackTheColour) {
   }
   ASSERT_TRUE(view.has_value());
   EXPECT_EQ(std::vector<std::byte>(view->data, view->data + kFrameBytes), got);
+}
+
+// --- several contexts -----------------------------------------------------------------------------------------
+// virglrenderer runs work that is not a context's command stream (resource creation, transfers, readback,
+// fences) in whatever GL context is current, and its record of the current context goes stale when a context
+// is created. QEMU forces the host context before every command; these tests fail without that.
+
+TEST_F(VirglRendererTest, Contexts_SubmitAfterAnotherContextIsCreated_RendersInItsOwnContext) {
+  make_context_and_target(1, 10);
+  VirglStream setup;
+  setup.surface(1, 10).framebuffer(1).clear({1.0f, 0.0f, 0.0f, 1.0f});
+  ASSERT_TRUE(r_->submit_3d(1, setup.bytes()).has_value());
+
+  // Creating context 2 makes its GL context current behind the library's back.
+  ASSERT_TRUE(r_->create_context(2, 0, "second program").has_value());
+  VirglStream clear;
+  clear.clear({0.0f, 1.0f, 0.0f, 1.0f});  // context 1's framebuffer is still bound in context 1
+  ASSERT_TRUE(r_->submit_3d(1, clear.bytes()).has_value());
+
+  EXPECT_EQ(pixel_difference(read_target(10), solid_bgrx(0x00, 0xff, 0x00)),
+            "");  // green: the clear reached context 1's target
+}
+
+TEST_F(VirglRendererTest, Contexts_ResourceCreatedBetweenDraws_KeepsTheContextsTextureBound) {
+  // Context 1 draws a quad textured with a solid colour into target 10; then another program creates a texture
+  // (RESOURCE_CREATE_3D), and context 1 draws the same quad into target 11 without rebinding anything.
+  make_context_and_target(1, 10);
+  ASSERT_TRUE(r_->create_resource_3d(11, texture_args(kWidth, kHeight)).has_value());
+  ASSERT_TRUE(r_->attach_resource(1, 11).has_value());
+  const uint32_t texture = 12, vertices = 13;
+  make_texture(texture, solid_bgrx(0x30, 0x60, 0xc0));
+  make_quad_vertex_buffer(vertices);
+  ASSERT_TRUE(r_->attach_resource(1, texture).has_value());
+  ASSERT_TRUE(r_->attach_resource(1, vertices).has_value());
+  VirglStream first;
+  first.surface(1, 10).framebuffer(1).textured_quad_pipeline(100, vertices, texture, kWidth, kHeight).draw_quad();
+  ASSERT_TRUE(r_->submit_3d(1, first.bytes()).has_value());  // (no readback here: it would switch contexts)
+
+  ASSERT_TRUE(r_->create_resource_3d(20, texture_args(kWidth, kHeight)).has_value());
+  VirglStream second;
+  second.clear({0.0f, 0.0f, 0.0f, 1.0f}).draw_quad();
+  ASSERT_TRUE(r_->submit_3d(1, second.bytes()).has_value());
+
+  EXPECT_EQ(pixel_difference(read_target(10), solid_bgrx(0x30, 0x60, 0xc0)),
+            "");  // not black: texture unit 0 still has the texture
+}
+
+TEST_F(VirglRendererTest, Contexts_InterleavedSubmitsTransfersAndFences_EachContextSeesItsOwnWork) {
+  // Two programs at once: each clears its own target in turn, with transfers, resource creation and fences of
+  // the other in between; every fence is delivered and every target ends in its own colour.
+  make_context_and_target(1, 10);
+  make_context_and_target(2, 11);
+  std::vector<std::pair<FenceRing, uint64_t>> seen;
+  r_->set_fence_callback([&](FenceRing ring, uint64_t id) { seen.emplace_back(ring, id); });
+  VirglStream bind1, bind2;
+  bind1.surface(1, 10).framebuffer(1);
+  bind2.surface(1, 11).framebuffer(1);
+  ASSERT_TRUE(r_->submit_3d(1, bind1.bytes()).has_value());
+  ASSERT_TRUE(r_->submit_3d(2, bind2.bytes()).has_value());
+  const GuestScatterList scratch = backing(kFrameBytes);
+  uint64_t fence = 0;
+  for (uint32_t round = 0; round < 4; ++round) {
+    const float level = static_cast<float>(round + 1) / 4.0f;
+    VirglStream c1, c2;
+    c1.clear({level, 0.0f, 0.0f, 1.0f});
+    c2.clear({0.0f, 0.0f, level, 1.0f});
+    ASSERT_TRUE(r_->submit_3d(1, c1.bytes()).has_value());
+    ASSERT_TRUE(r_->create_fence(FenceRing::context(1, 0), ++fence).has_value());
+    ASSERT_TRUE(r_->create_resource_3d(30 + round, texture_args(8, 8)).has_value());
+    ASSERT_TRUE(r_->transfer_from_host_3d(2, 11, whole(kWidth, kHeight), guest_.memory(), scratch).has_value());
+    ASSERT_TRUE(r_->submit_3d(2, c2.bytes()).has_value());
+    ASSERT_TRUE(r_->create_fence(FenceRing::context(2, 0), ++fence).has_value());
+    ASSERT_TRUE(r_->create_fence(FenceRing::global(), ++fence).has_value());
+  }
+
+  ASSERT_TRUE(poll_until([&] { return seen.size() == fence; }));
+  EXPECT_EQ(pixel_difference(read_target(10), solid_bgrx(0x00, 0x00, 0xff)), "");
+  EXPECT_EQ(pixel_difference(read_target(11), solid_bgrx(0xff, 0x00, 0x00)), "");
 }
 
 // --- Blobs ---------------------------------------------------------------------------------------------------------
@@ -618,8 +721,8 @@ TEST_F(VirglRendererTest, Submit3D_EmptyStream_Succeeds) {
 TEST_F(VirglRendererTest, Submit3D_Garbage_ErrorThenOtherContextsKeepWorking) {
   make_context_and_target(1, 10);
   // A command whose length runs past the end, then an unknown command number.
-  const std::vector<uint32_t> overrun = {cmd0(kCcmdClear, 0, 200), 1, 2};
-  const std::vector<uint32_t> unknown = {cmd0(250, 0, 0)};
+  const std::vector<uint32_t> overrun = {virgl::cmd0(virgl::kCcmdClear, 0, 200), 1, 2};
+  const std::vector<uint32_t> unknown = {virgl::cmd0(250, 0, 0)};
 
   EXPECT_EQ(r_->submit_3d(1, bytes_of(unknown)).error(), Renderer3DError::InvalidArgument);
   (void)r_->submit_3d(1, bytes_of(overrun));  // 0.10.4 reports this one only through the context's error state
@@ -1002,6 +1105,63 @@ TEST_F(Gpu3dCommands, Submit3d_GarbageFenced_ErrorAndFenceStillCompletes) {
   EXPECT_FALSE(first);  // held until its fence signals
   EXPECT_TRUE(drain_fences());
   EXPECT_EQ(ctx_create(2), VIRTIO_GPU_RESP_OK_NODATA);  // the device keeps serving
+}
+
+// Two guest programs through the device: context 1's fenced submit after context 2 was created (what the
+// guest kernel logged as "response 0x1205 (command 0x207)") answers OK, and its clear reaches its target.
+TEST_F(Gpu3dCommands, TwoContexts_FencedSubmitsTransfersAndContextCreation_EachContextRendersItsOwn) {
+  virtio_gpu_resource_create_3d res{};
+  res.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D;
+  res.resource_id = 10;
+  res.target = kPipeTexture2D;
+  res.format = kVirglFormatB8G8R8X8;
+  res.bind = kBindRenderTarget | kBindSamplerView;
+  res.width = 64;
+  res.height = 32;
+  res.depth = 1;
+  res.array_size = 1;
+  ASSERT_EQ(h_->command_type(res), kOk);
+  ASSERT_EQ(h_->attach_backing(10, 64 * 32 * 4, 2), kOk);
+  ASSERT_EQ(ctx_create(1), kOk);
+  virtio_gpu_ctx_resource attach{};
+  attach.hdr.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE;
+  attach.hdr.ctx_id = 1;
+  attach.resource_id = 10;
+  ASSERT_EQ(h_->command_type(attach), kOk);
+  uint64_t fence = 0;
+  // SUBMIT_3D; fenced ones are held until their fence signals (0 is returned for them: no response yet).
+  auto submit = [&](uint32_t ctx, const VirglStream& stream, bool fenced) -> uint32_t {
+    virtio_gpu_cmd_submit req{};
+    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+    req.hdr.ctx_id = ctx;
+    req.hdr.flags = fenced ? VIRTIO_GPU_FLAG_FENCE : 0;
+    req.hdr.fence_id = fenced ? ++fence : 0;
+    req.size = static_cast<uint32_t>(stream.bytes().size());
+    return h_->command_type(req, stream.bytes());
+  };
+  VirglStream red;
+  red.surface(1, 10).framebuffer(1).clear({1.0f, 0.0f, 0.0f, 1.0f});
+  EXPECT_EQ(submit(1, red, /*fenced=*/true), 0u);
+
+  ASSERT_EQ(ctx_create(2), kOk);  // a second program starts
+  VirglStream green;
+  green.clear({0.0f, 1.0f, 0.0f, 1.0f});
+  EXPECT_EQ(submit(1, green, /*fenced=*/false), kOk);
+  EXPECT_EQ(submit(1, VirglStream{}, /*fenced=*/true), 0u);
+  ASSERT_TRUE(drain_fences());
+  virtio_gpu_transfer_host_3d read{};
+  read.hdr.type = VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D;
+  read.hdr.ctx_id = 1;
+  read.resource_id = 10;
+  read.box = {.x = 0, .y = 0, .z = 0, .w = 64, .h = 32, .d = 1};
+  ASSERT_EQ(h_->command_type(read), kOk);
+
+  std::vector<std::byte> pixels(64 * 32 * 4);
+  pixels = h_->guest().read(h_->backing_address(10), pixels.size());
+  for (size_t px = 0; px < pixels.size() / 4; ++px) {
+    ASSERT_EQ(std::to_integer<int>(pixels[px * 4 + 1]), 0xff) << "pixel " << px << " is not green";
+    ASSERT_EQ(std::to_integer<int>(pixels[px * 4 + 2]), 0x00) << "pixel " << px << " is not green";
+  }
 }
 
 TEST_F(Gpu3dCommands, FencedCommands_ManyOnGlobalTimeline_AllCompletedAfterPoll) {
