@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Build the 3D e2e guest's root file system, a Debian sid with Mesa, kmscube and IGT, as an ext4 image, and
-# print the image's path.
+# Build the 3D e2e guest's root file system, a Debian sid with Mesa, kmscube, IGT and piglit, as an ext4 image,
+# and print the image's path.
 #
 #   build-guest-root.sh            prints the image path (building it when the cache has none)
+#   build-guest-root.sh --root     prints the unpacked root folder the image was made from (building both when
+#                                  the cache has no such folder): piglit.sh's vtest reference run chroots into it
 #   build-guest-root.sh --info     prints the image's record (suite, mirror, package versions, sizes, times)
 #
 # `debootstrap --variant=minbase sid` from the Debian mirror of the host's own apt sources (never a host name
 # written here; VGPU_GUEST_MIRROR overrides), then `apt-get install --no-install-recommends` of the packages
-# below inside the root (chroot), documentation and apt lists removed, then `mke2fs -t ext4 -d ROOT IMG 2G`:
+# below inside the root (chroot), documentation and apt lists removed, then `mke2fs -t ext4 -d ROOT IMG 4G`:
 # no loop device, no mount. The guest mounts it read-only (virgl.sh: -drive ...,readonly=on), so one image
 # serves parallel runs; the test's own programs travel in the initramfs, not in the image, and a change to
 # them never rebuilds it.
 #
 # Cached in $VGPU_CACHE/guest-root/<key>/ (root.ext4 and info.txt), key = a hash of the suite, the package
 # lists, the image size and the recipe (the shell functions below that build the root). The unpacked root is
-# deleted once the image exists (VGPU_GUEST_ROOT_KEEP_DIR=1 keeps it as <key>/root). sid moves on:
-# VGPU_GUEST_ROOT_REFRESH=1 builds a fresh image under the same key. The 2 newest images are kept.
+# kept beside the image as <key>/root (what --root prints; the image and the folder always come from the same
+# build); VGPU_GUEST_ROOT_KEEP_DIR=0 deletes it once the image exists, and a later --root then rebuilds both.
+# Its users must leave it as it is: piglit.sh chroots into it with in-root.sh (a private tmpfs on /tmp, binds only
+# below /tmp).
+# sid moves on: VGPU_GUEST_ROOT_REFRESH=1 builds a fresh image under the same key. The 2 newest images are kept,
+# the unpacked root of the newest build only.
 #
 # Needs root (debootstrap, chroot), and the host packages debootstrap and e2fsprogs (mke2fs >= 1.43 for -d).
-# Environment: VGPU_GUEST_SUITE (default sid), VGPU_GUEST_MIRROR, VGPU_GUEST_ROOT_SIZE (default 2G),
-# VGPU_GUEST_PACKAGES (replaces the required list), VGPU_CACHE.
+# Environment: VGPU_GUEST_SUITE (default sid), VGPU_GUEST_MIRROR, VGPU_GUEST_ROOT_SIZE (default 4G: the root
+# is about 2.6 GB with piglit), VGPU_GUEST_PACKAGES (replaces the required list), VGPU_GUEST_ROOT_KEEP_DIR
+# (default 1), VGPU_CACHE.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -29,20 +36,22 @@ want=image
 case "${1:-}" in
   "") ;;
   --info) want=info ;;
+  --root) want=root ;;
   -h | --help)
-    sed -n '2,22p' "$0"
+    sed -n '2,29p' "$0"
     exit 0
     ;;
-  *) die "unknown argument '$1' (use --info or nothing)" ;;
+  *) die "unknown argument '$1' (use --info, --root or nothing)" ;;
 esac
 
 suite="${VGPU_GUEST_SUITE:-sid}"
-img_size="${VGPU_GUEST_ROOT_SIZE:-2G}"
+img_size="${VGPU_GUEST_ROOT_SIZE:-4G}"
 # Required: Mesa's EGL/GBM/GLES (virgl and llvmpipe drivers are both in libgl1-mesa-dri's libgallium), the
-# demos, IGT (drm_virtgpu and the kms_* tests are in igt-gpu-tools-tests, sid only).
+# demos, IGT (drm_virtgpu and the kms_* tests are in igt-gpu-tools-tests, sid only), piglit and Xvfb (piglit.sh:
+# the vtest reference run chroots into the unpacked root and runs piglit's window tests on an Xvfb display).
 # shellcheck disable=SC2206 # word splitting of the override is intended
 packages=(${VGPU_GUEST_PACKAGES:-libgl1-mesa-dri libegl-mesa0 libegl1 libgbm1 libgles2 libdrm2 mesa-utils kmscube
-  igt-gpu-tools igt-gpu-tools-tests})
+  igt-gpu-tools igt-gpu-tools-tests piglit xvfb})
 # Installed when the suite has them.
 optional=(glmark2-es2-drm)
 
@@ -137,14 +146,19 @@ base="${VGPU_CACHE}/guest-root"
 out="${base}/${key}"
 
 print_result() {
-  if [[ "${want}" == info ]]; then
-    cat -- "${out}/info.txt"
-  else
-    printf '%s\n' "${out}/root.ext4"
-  fi
+  case "${want}" in
+    info) cat -- "${out}/info.txt" ;;
+    root) printf '%s\n' "${out}/root" ;;
+    *) printf '%s\n' "${out}/root.ext4" ;;
+  esac
 }
 
-if [[ "${VGPU_GUEST_ROOT_REFRESH:-0}" != 1 && -e "${out}/.complete" ]]; then
+# cached: the build is complete (and, for --root, its folder was kept).
+cached() {
+  [[ -e "${out}/.complete" ]] && [[ "${want}" != root || -x "${out}/root/usr/bin/env" ]]
+}
+
+if [[ "${VGPU_GUEST_ROOT_REFRESH:-0}" != 1 ]] && cached; then
   log "cached: ${out}/root.ext4 ($(sed -n 's/^os //p' "${out}/info.txt"), $(sed -n 's/^built //p' "${out}/info.txt"))"
   print_result
   exit 0
@@ -157,7 +171,7 @@ if [[ -z "${mirror}" ]]; then
   mirror="$(host_mirror)" || die "cannot find a Debian mirror (a URI ending in /debian) in /etc/apt sources; set VGPU_GUEST_MIRROR"
 fi
 cache_lock guest-root
-if [[ "${VGPU_GUEST_ROOT_REFRESH:-0}" != 1 && -e "${out}/.complete" ]]; then
+if [[ "${VGPU_GUEST_ROOT_REFRESH:-0}" != 1 ]] && cached; then
   log "cached (built by a parallel run): ${out}/root.ext4"
   print_result
   exit 0
@@ -182,7 +196,7 @@ img_used="$(du -m "${work}/root.ext4" | cut -f1)"
   printf 'times debootstrap %ss, packages %ss, mke2fs %ss, total %ss\n' "${t_debootstrap}" "${t_packages}" \
     "${t_image}" "$(secs_since "${t0}")"
 } >"${work}/info.txt"
-if [[ "${VGPU_GUEST_ROOT_KEEP_DIR:-0}" != 1 ]]; then
+if [[ "${VGPU_GUEST_ROOT_KEEP_DIR:-1}" == 0 ]]; then
   rm -rf -- "${work}/root"
 fi
 touch "${work}/.complete"
@@ -190,7 +204,9 @@ rm -rf -- "${out}.old"
 [[ ! -e "${out}" ]] || mv -- "${out}" "${out}.old"
 mv -- "${work}" "${out}"
 rm -rf -- "${out}.old"
-# Keep the 2 newest images.
+# Keep the 2 newest images, and the unpacked root of the newest only (each is about 2.6 GB).
+find "${base}" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %p\n' | sort -rn | cut -d' ' -f2- |
+  tail -n +2 | while read -r old; do rm -rf -- "${old}/root"; done
 find "${base}" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %p\n' | sort -rn | tail -n +3 |
   cut -d' ' -f2- | while read -r old; do rm -rf -- "${old}"; done
 log "built ${out}/root.ext4: root ${root_size} MB, image ${img_size} (${img_used} MB allocated);" \

@@ -32,7 +32,7 @@
 #     tests/e2e/virgl.sh ours "$(tests/e2e/build-in-root.sh "${VGPU_E2E_ROOT}")"
 #
 # Cases (VGPU_E2E_CASES, default "renderer hostile draw kmscube igt" for virgl kinds, "renderer draw kmscube igt"
-# for 2D kinds, in this order; glmark2 on request):
+# for 2D kinds, in this order; glmark2 and piglit on request):
 #   renderer  GL_RENDERER (EGL on GBM, GLES 2) matches VGPU_E2E_RENDERER_RE (virgl kinds: 'virgl'; 2D kinds:
 #             'llvmpipe|softpipe'); the driver's `[drm] features:` line has +virgl (virgl kinds; -virgl for 2D),
 #             and for virgl kinds `number of cap sets:` >= 1 with each `cap set` line listed
@@ -50,6 +50,12 @@
 #             VGPU_E2E_IGT_REQUIRE did not pass (defaults below, per kind)
 #   glmark2   glmark2-es2-drm on VGPU_E2E_GLMARK2 scenes (comma separated, default
 #             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
+#   piglit    the piglit tests of VGPU_E2E_PIGLIT_LIST (tests/e2e/piglit/tests.txt) through guest/3d/piglit-run.sh,
+#             PIGLIT_PLATFORM=gbm, VGPU_E2E_PIGLIT_JOBS programs at a time; writes the per-test results
+#             (`result<TAB>seconds<TAB>detail<TAB>name`) to VGPU_E2E_PIGLIT_DIR/results.txt with copies of the
+#             console and backend logs and the count of the guest kernel's `response 0x.. (command 0x..)` errors
+#             (kernel-errors.txt). Passes when every test ran (test results are piglit.sh's to judge: it compares
+#             them with a vtest run), GL_RENDERER matches VGPU_E2E_RENDERER_RE and the backend did not crash
 #
 # The guest: Debian 12's kernel (fetch-kernel.sh), the busybox initramfs (build-initramfs.sh, plus virtio_blk,
 # ext4 and crc32c_generic) and a read-only ext4 disk with Debian sid and Mesa (build-guest-root.sh). The
@@ -78,6 +84,11 @@
 #                         context-init (vhost-user-gpu-pci never offers the guest RESOURCE_BLOB or CONTEXT_INIT);
 #                         2D kinds also execbuffer 3d-transfer-from-host get-caps
 #   VGPU_E2E_GLMARK2      glmark2 scenes
+#   VGPU_E2E_PIGLIT_LIST  piglit: the test list (default tests/e2e/piglit/tests.txt)
+#   VGPU_E2E_PIGLIT_JOBS  piglit: programs at a time (default 2)
+#   VGPU_E2E_PIGLIT_TEST_TIMEOUT  piglit: seconds per test (default 120)
+#   VGPU_E2E_PIGLIT_TIMEOUT  piglit: seconds for the whole case (default 1500)
+#   VGPU_E2E_PIGLIT_DIR   piglit: where its results go (default the temp dir: kept with VGPU_KEEP=1)
 #   VGPU_E2E_HOSTILE_SEED seed of hostile's random streams (default: the program's fixed seed; the case prints it)
 #   VGPU_E2E_ACCEL        tcg (default) or kvm
 #   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
@@ -106,7 +117,7 @@ kind="${1:-}"
 binary="${2:-}"
 [[ -n "${kind}" ]] || usage
 
-all_cases=(renderer hostile draw kmscube igt glmark2)
+all_cases=(renderer hostile draw kmscube igt glmark2 piglit)
 case "${kind}" in
   ours | qemu-c-virgl) default_cases="renderer hostile draw kmscube igt" ;;
   *) default_cases="renderer draw kmscube igt" ;;
@@ -224,6 +235,15 @@ size="${VGPU_E2E_SIZE:-1280x800}"
 mem="${VGPU_E2E_MEM:-1G}"
 use_proxy="${VGPU_E2E_PROXY:-0}"
 glmark2_scenes="${VGPU_E2E_GLMARK2:-build:duration=3,texture:duration=3}"
+piglit_list="${VGPU_E2E_PIGLIT_LIST:-${E2E_DIR}/piglit/tests.txt}"
+piglit_jobs="${VGPU_E2E_PIGLIT_JOBS:-2}"
+piglit_test_timeout="${VGPU_E2E_PIGLIT_TEST_TIMEOUT:-120}"
+piglit_timeout=0
+if [[ " ${cases[*]} " == *" piglit "* ]]; then
+  piglit_timeout="${VGPU_E2E_PIGLIT_TIMEOUT:-1500}"
+  [[ -r "${piglit_list}" ]] || die "no piglit test list ${piglit_list} (VGPU_E2E_PIGLIT_LIST)"
+  [[ "${piglit_jobs}" =~ ^[1-9][0-9]*$ ]] || die "VGPU_E2E_PIGLIT_JOBS must be a positive number"
+fi
 accel="${VGPU_E2E_ACCEL:-tcg}"
 case "${accel}" in
   tcg) accel_args=(-accel tcg -cpu max) ;;
@@ -239,6 +259,7 @@ kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
 gl="$("${E2E_DIR}/build-guest-gl.sh")" || die "build-guest-gl.sh failed"
 initrd="$(VGPU_E2E_MODULES="virtio_blk crc32c_generic ext4" "${E2E_DIR}/build-initramfs.sh" \
   --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+  --add "${E2E_DIR}/guest/3d/piglit-run.sh=/vgpu-e2e-root/piglit-run.sh" --add "${piglit_list}=/vgpu-e2e-root/piglit-tests.txt" \
   "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
 t_root="$(now_s)"
 rootimg="$("${E2E_DIR}/build-guest-root.sh")" || die "build-guest-root.sh failed"
@@ -249,6 +270,12 @@ e2e_tmpdir
 tmp="${E2E_TMP}"
 dir="${tmp}"
 console="${dir}/console.log"
+piglit_dir="${VGPU_E2E_PIGLIT_DIR:-${dir}/piglit}"
+if [[ " ${cases[*]} " == *" piglit "* ]]; then
+  mkdir -p -- "${piglit_dir}"
+  piglit_dir="$(cd "${piglit_dir}" && pwd)"
+  rm -f -- "${piglit_dir}/results.txt" "${piglit_dir}/status.txt"
+fi
 qmp_sock="${dir}/qmp.sock"
 backend_log="${dir}/backend.log"
 qemu_log="${dir}/qemu.log"
@@ -374,6 +401,35 @@ guest_uptime() {
 
 # A sanitizer report or a crash in the backend's log.
 crash_re='ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|SIGSEGV|SIGABRT|Aborted|core dumped|terminate called|assertion .*failed|Assertion .*failed'
+# piglit_collect: the piglit case's per-test results from the console into piglit_dir/results.txt (the format
+# of piglit-run.sh -o); checks the renderer and the backend log.
+piglit_collect() {
+  local r n expected ran
+  r="$(console_line '^VGPU-E2E: piglit:renderer ' | sed 's/^VGPU-E2E: piglit:renderer //')"
+  [[ "${r}" =~ ${renderer_re} ]] || case_fail piglit "piglit's GL_RENDERER '${r}' does not match /${renderer_re}/"
+  # `piglit:result <index> <result> <seconds> <name>` and `piglit:out <index> (<detail>)`.
+  { grep -aE '^VGPU-E2E: piglit:(result|out) ' "${console}" || true; } | tr -d '\r' | awk '
+    $2 == "piglit:out" && $4 ~ /^\(/ { d = $0; sub(/^[^(]*\(/, "", d); sub(/\)$/, "", d); detail[$3] = d; next }
+    $2 == "piglit:result" { n++; idx[n] = $3; res[n] = $4; secs[n] = $5; name = $0
+      for (i = 1; i <= 5; i++) sub(/^[^ ]+ /, "", name); nm[n] = name }
+    END { for (i = 1; i <= n; i++) printf "%s\t%s\t%s\t%s\n", res[i], secs[i], detail[idx[i]], nm[i] }
+  ' >"${piglit_dir}/results.txt"
+  ran="$(wc -l <"${piglit_dir}/results.txt")"
+  expected="$(grep -cvE '^(#|[[:space:]]*$)' "${piglit_list}")"
+  ((ran == expected)) || case_fail piglit "${ran} of ${expected} tests have a result"
+  # The guest kernel's virtio-gpu error replies (rate limited by the kernel: a lower bound).
+  {
+    { grep -aoE 'response 0x[0-9a-f]+ \(command 0x[0-9a-f]+\)' "${console}" || true; } | sort | uniq -c | sort -rn
+    n="$({ grep -aoE '[0-9]+ callbacks suppressed' "${console}" || true; } | awk '{ s += $1 } END { print s + 0 }')"
+    printf '%7s suppressed by the kernel'"'"'s rate limit (callbacks suppressed)\n' "${n}"
+  } >"${piglit_dir}/kernel-errors.txt"
+  case_note piglit "${marker}; ${ran}/${expected} results in ${piglit_dir}/results.txt; kernel errors: $(awk '
+    / suppressed / { next } { s += $1 } END { print s + 0 }' "${piglit_dir}/kernel-errors.txt")"
+  if grep -aqE "${crash_re}" "${backend_log}"; then
+    case_fail piglit "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+  fi
+}
+
 declare -a igt_rows=()
 run_case() {
   local c="$1" w rc rb first_wait="$2"
@@ -563,6 +619,17 @@ run_case() {
         case_fail glmark2 "guest: ${marker}"
       fi
       ;;
+    piglit)
+      rc=0
+      wait_marker piglit "" "$((first_wait + piglit_timeout))" || rc=$?
+      if ((rc == 3)); then
+        result[piglit]=SKIP
+        detail[piglit]="${marker}"
+      else
+        ((rc == 0)) || case_fail piglit "guest: ${marker}"
+        piglit_collect
+      fi
+      ;;
   esac
   if [[ "${result[${c}]}" == RUNNING ]]; then
     result[${c}]=PASS
@@ -593,7 +660,7 @@ fi
 # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
 bcmd=("${binary}" --socket-path "${sock}" "${backend_extra[@]}" ${VGPU_E2E_BACKEND_ARGS:-})
 ((backend_in_root == 0)) || bcmd=("${in_root[@]}" --bind "${dir}" -- env "${backend_env[@]}" "${bcmd[@]}")
-budget=$((boot_timeout + igt_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
+budget=$((boot_timeout + igt_timeout + piglit_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
 bg_start backend "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
 wait_for_socket "${sock}" 15 "${backend_log}" || {
   show_tail "backend log" "${backend_log}"
@@ -624,7 +691,7 @@ qemu_args=(
   "${device_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
-  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"
@@ -692,6 +759,15 @@ for c in "${cases[@]}"; do
 done
 if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
   for c in "${cases[@]}"; do case_fail "${c}" "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 1)"; done
+fi
+
+# The piglit case's verdict and logs beside its results (piglit.sh reads status.txt).
+if [[ " ${cases[*]} " == *" piglit "* ]]; then
+  cp -f -- "${console}" "${piglit_dir}/console.log"
+  cp -f -- "${backend_log}" "${piglit_dir}/backend.log"
+  printf 'result %s\nbackend %s\ndetail %s\n' "${result[piglit]}" \
+    "$( ((backend_alive)) && echo "alive at the end" || echo "ended (exit status $(bg_rc "${backend_log}"))")" \
+    "${detail[piglit]:-}" >"${piglit_dir}/status.txt"
 fi
 
 # --- report ------------------------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@
 #   igt       every subtest of IGT's drm_virtgpu, one run each: `igt:<subtest> SUCCESS|FAIL|SKIP|... <reason>`,
 #             then `igt ok success=N fail=N skip=N other=N`
 #   glmark2   glmark2-es2-drm on the scenes of vgpu_e2e.glmark2=scene:opt=v,scene...: `glmark2 ok score=N`
+#   piglit    piglit-run.sh (next to this script) on the list piglit-tests.txt, PIGLIT_PLATFORM=gbm,
+#             vgpu_e2e.piglit_jobs programs at a time (default 2), vgpu_e2e.piglit_timeout seconds per test
+#             (default 120): `piglit:result ...` per test, then `piglit ok total=N pass=N ...`
 # A case that cannot run prints `VGPU-E2E: <case> SKIP <why>`; failures `VGPU-E2E: <case> FAIL <what>`.
 # Then `VGPU-E2E: done`, a wait of vgpu_e2e.hold seconds, and power-off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -33,7 +36,7 @@ mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 
-cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed=""
+cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed="" piglit_jobs=2 piglit_timeout=120
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
   case "${arg}" in
@@ -42,6 +45,8 @@ for arg in "${cmdline[@]}"; do
     vgpu_e2e.step_timeout=*) step_timeout="${arg#*=}" ;;
     vgpu_e2e.glmark2=*) glmark2_scenes="${arg#*=}" ;;
     vgpu_e2e.hostile_seed=*) hostile_seed="${arg#*=}" ;;
+    vgpu_e2e.piglit_jobs=*) piglit_jobs="${arg#*=}" ;;
+    vgpu_e2e.piglit_timeout=*) piglit_timeout="${arg#*=}" ;;
   esac
 done
 
@@ -210,10 +215,24 @@ case_glmark2() {
   fi
 }
 
+case_piglit() {
+  [[ -x /usr/lib/x86_64-linux-gnu/piglit/bin/shader_runner ]] || {
+    say "piglit SKIP piglit is not installed in this root"
+    return 0
+  }
+  [[ -r "${E}/piglit-tests.txt" ]] || {
+    say "piglit FAIL no test list ${E}/piglit-tests.txt in the initramfs"
+    return 1
+  }
+  # gbm: EGL on the render node, no window system; tests without -fbo draw to a gbm surface.
+  PIGLIT_PLATFORM=gbm WAFFLE_GBM_DEVICE=/dev/dri/renderD128 \
+    bash "${E}/piglit-run.sh" -j "${piglit_jobs}" -t "${piglit_timeout}" "${E}/piglit-tests.txt"
+}
+
 for c in ${cases//,/ }; do
   say "case ${c} start (guest uptime $(uptime_s) s)"
   case "${c}" in
-    renderer | hostile | draw | kmscube | igt | glmark2) "case_${c}" ;;
+    renderer | hostile | draw | kmscube | igt | glmark2 | piglit) "case_${c}" ;;
     *) say "${c} FAIL unknown case" ;;
   esac
   say "case ${c} exit $? (guest uptime $(uptime_s) s)"
