@@ -150,7 +150,12 @@ run_ours() {
     VGPU_E2E_PIGLIT_TEST_TIMEOUT="${test_timeout}" VGPU_E2E_PIGLIT_TIMEOUT="${side_timeout}" \
     VGPU_E2E_PIGLIT_DIR="${res}" bash "${E2E_DIR}/virgl.sh" ours "${binary}" || rc=$?
   t0="$(secs_since "${t0}")"
-  printf 'wall %s\nvirgl.sh %s\nbackend %s (built %s; source tree at %s)\n' "${t0}" "${rc}" "${binary}" \
+  # The report is committed: a binary of this tree is named by its path in the tree (build/vhost-gpu).
+  local src shown="${binary}" bindir
+  src="$(cd "${E2E_DIR}/../.." && pwd)"
+  if bindir="$(cd "$(dirname "${binary}")" 2>/dev/null && pwd)"; then shown="${bindir}/$(basename "${binary}")"; fi
+  shown="${shown#"${src}/"}"
+  printf 'wall %s\nvirgl.sh %s\nbackend %s (built %s; source tree at %s)\n' "${t0}" "${rc}" "${shown}" \
     "$(date -u -r "${binary}" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?')" \
     "$(git -C "${E2E_DIR}" rev-parse --short HEAD 2>/dev/null || echo '?')" >"${res}/summary.txt"
   log "ours: virgl.sh exit status ${rc} (wall ${t0}s); $(sed -n 's/^VGPU-E2E: piglit ok //p' "${res}/console.log" 2>/dev/null | tr -d '\r' | head -n 1)"

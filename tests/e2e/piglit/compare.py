@@ -13,6 +13,8 @@ test whose results differ, and exits 1 when
   * a test of --list has no result on our side (the guest or the device died before it ran),
   * --ours-status (virgl.sh's piglit status.txt) does not say `result PASS` (the backend died, crashed, or the
     case did not complete),
+  * fewer than --min-reference-pass (default 0.5) of the tests pass or warn through vtest: a reference that broke
+    (no server, a software fallback that failed) would otherwise make every comparison pass,
 
 unless the test's name is in --allow (a file, one test name per line, `#` comments; VGPU_PIGLIT_ALLOW in
 piglit.sh; empty by default). --md writes a markdown report: both runs' counts, the differences, then every
@@ -83,6 +85,8 @@ def main():
     ap.add_argument("--md", help="write the markdown report here")
     ap.add_argument("--title", default="piglit: our device against vtest")
     ap.add_argument("--info", action="append", default=[], help="KEY=VALUE lines for the report's header")
+    ap.add_argument("--min-reference-pass", type=float, default=0.5,
+                    help="the least share of tests that must pass or warn through vtest (0 to 1)")
     args = ap.parse_args()
 
     vt = read_results(args.vtest)
@@ -119,6 +123,8 @@ def main():
         if why and n not in allow:
             failing.append((n, why))
     status_bad = bool(args.ours_status) and status.get("result") != "PASS"
+    reference_good = sum(1 for n in names if vt.get(n, missing)[0] in GOOD)
+    reference_bad = reference_good < args.min_reference_pass * len(names)
 
     cv, co = counts(vt, names), counts(ours, names)
     out = []
@@ -136,7 +142,10 @@ def main():
     if args.ours_status:
         out.append(f"our device's run: {status.get('result', '?')}; backend {status.get('backend', '?')}"
                    f"{'; ' + status['detail'] if status.get('detail') else ''}")
-    verdict = "FAILED" if failing or status_bad else "PASSED"
+    if reference_bad:
+        out.append(f"the vtest reference passed only {reference_good} of {len(names)} tests (less than "
+                   f"{args.min_reference_pass:.0%}): it is broken, so nothing can be compared")
+    verdict = "FAILED" if failing or status_bad or reference_bad else "PASSED"
     out.append(f"piglit compare {verdict}: {len(failing)} tests fail only on our device"
                f"{' (allowed: ' + str(sum(1 for d in diffs if d[3] and d[0] in allow)) + ')' if allow else ''}"
                f"{'; our run did not pass (status ' + status.get('result', '?') + ')' if status_bad else ''}")
@@ -174,7 +183,7 @@ def main():
         with open(args.md, "w", encoding="utf-8") as f:
             f.write("\n".join(md) + "\n")
 
-    sys.exit(1 if failing or status_bad else 0)
+    sys.exit(1 if failing or status_bad or reference_bad else 0)
 
 
 if __name__ == "__main__":
