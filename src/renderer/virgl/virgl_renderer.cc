@@ -20,41 +20,13 @@
 #include <new>
 
 #include "common/checked.h"
+#include "common/leak_check.h"
 #include "common/log.h"
 #include "renderer/virgl/virgl_compat.h"
-
-// Under AddressSanitizer: Mesa's EGL (LLVM's one-time setup) leaks a little on every virgl_renderer_init.
-#if defined(__SANITIZE_ADDRESS__)
-#define VGPU_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VGPU_LSAN 1
-#endif
-#endif
-#ifdef VGPU_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
 
 namespace vgpu {
 
 namespace {
-
-// Ignores allocations made on this thread for its lifetime (LeakSanitizer builds only): wraps the
-// library's init, whose driver-side leaks are not ours to fix and would fail every sanitizer run.
-struct IgnoreDriverLeaks {
-#ifdef VGPU_LSAN
-  IgnoreDriverLeaks() {
-    __lsan_disable();
-  }
-  ~IgnoreDriverLeaks() {
-    __lsan_enable();
-  }
-#else
-  IgnoreDriverLeaks() = default;
-#endif
-  IgnoreDriverLeaks(const IgnoreDriverLeaks&) = delete;
-  IgnoreDriverLeaks& operator=(const IgnoreDriverLeaks&) = delete;
-};
 
 bool has_extension(std::string_view list, std::string_view name) {
   while (!list.empty()) {
@@ -82,7 +54,8 @@ std::string surfaceless_egl_problem() {
 
 // virgl_renderer_init with the driver's leaks ignored.
 int init_library(void* cookie, int flags, virgl_renderer_callbacks* callbacks) {
-  [[maybe_unused]] IgnoreDriverLeaks ignore;
+  // Mesa's EGL (LLVM's one-time set-up) leaks a little on every init.
+  [[maybe_unused]] LeakCheckPaused driver_allocates;
   return virgl_renderer_init(cookie, flags, callbacks);
 }
 
@@ -431,9 +404,9 @@ Result<void, RendererError> VirglRenderer::create_resource(uint32_t id, PixelFor
   return {};
 }
 
+// Callers enter the host context first (once, not per resource).
 void VirglRenderer::release_backing(uint32_t id, Resource& res) {
   if (res.attached) {
-    enter_host_context();
     // The library may read the views here (custom-bind buffers copy their contents back): they must still be
     // mapped, which is why memory-table changes go through release_backings() first.
     virgl_renderer_resource_detach_iov(static_cast<int>(id), nullptr, nullptr);
@@ -445,8 +418,8 @@ void VirglRenderer::release_backing(uint32_t id, Resource& res) {
 void VirglRenderer::destroy_resource(uint32_t id) {
   Resource* res = find(id);
   if (res == nullptr) return;
-  release_backing(id, *res);
   enter_host_context();
+  release_backing(id, *res);
   virgl_renderer_resource_unref(id);  // also detaches it from every context
   resources_.erase(id);
 }
@@ -630,6 +603,7 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
                                                             const GuestScatterList& backing) {
   Resource* res = find(resource_id);
   if (res == nullptr) return fail(Renderer3DError::InvalidResource);
+  enter_host_context();
   release_backing(resource_id, *res);
   res->backing.reset();
   res->backing_mem = nullptr;
@@ -641,7 +615,6 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
   }
   res->backing_mem = &mem;
   if (res->iovs.empty()) return {};  // nothing to hand over: an empty backing
-  enter_host_context();
   const int ret = virgl_renderer_resource_attach_iov(static_cast<int>(resource_id), res->iovs.data(),
                                                      static_cast<int>(res->iovs.size()));
   if (ret != 0) {
@@ -792,18 +765,19 @@ void VirglRenderer::flush_for_display() {
 void VirglRenderer::detach_backing(uint32_t resource_id) {
   Resource* res = find(resource_id);
   if (res == nullptr) return;
+  enter_host_context();
   release_backing(resource_id, *res);
   res->backing.reset();
   res->backing_mem = nullptr;
 }
 
 void VirglRenderer::release_backings() {
+  enter_host_context();
   for (auto& [id, res] : resources_) release_backing(id, res);
 }
 
 void VirglRenderer::refresh_backings() {
-  release_backings();
-  enter_host_context();
+  release_backings();  // enters the host context
   for (auto& [id, res] : resources_) {
     if (!res.backing || res.backing_mem == nullptr) continue;
     auto resolved = resolve_iovs(*res.backing_mem, *res.backing, 0, res.backing->size(), res.iovs);

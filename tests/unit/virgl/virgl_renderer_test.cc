@@ -22,22 +22,11 @@
 #include <thread>
 #include <vector>
 
+#include "common/leak_check.h"
 #include "support/fake_display.h"
 #include "support/fake_guest.h"
 #include "support/gpu_harness.h"
 #include "support/virgl_stream.h"
-
-// Under LeakSanitizer: Mesa leaks a little when it first compiles a shader (see DriverLeaksIgnored).
-#if defined(__SANITIZE_ADDRESS__)
-#define VGPU_TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VGPU_TEST_LSAN 1
-#endif
-#endif
-#ifdef VGPU_TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
 
 // The test reads the library's own numbers to compare (plain C header, no extern "C" guards).
 extern "C" {
@@ -56,24 +45,6 @@ constexpr uint32_t kPipeTexture2D = virgl::kPipeTexture2D;
 constexpr uint32_t kVirglFormatB8G8R8X8 = virgl::kFormatB8G8R8X8;
 constexpr uint32_t kBindRenderTarget = virgl::kBindRenderTarget;
 constexpr uint32_t kBindSamplerView = virgl::kBindSamplerView;
-// Ignores allocations made on this thread while alive (LeakSanitizer builds only). For library calls that compile
-// shaders: Mesa's llvmpipe keeps 112 bytes from its first compile unreachable (calloc from JIT code, measured
-// 2026-12-05), which is the driver's and would fail every sanitizer run.
-struct DriverLeaksIgnored {
-#ifdef VGPU_TEST_LSAN
-  DriverLeaksIgnored() {
-    __lsan_disable();
-  }
-  ~DriverLeaksIgnored() {
-    __lsan_enable();
-  }
-#else
-  DriverLeaksIgnored() = default;
-#endif
-  DriverLeaksIgnored(const DriverLeaksIgnored&) = delete;
-  DriverLeaksIgnored& operator=(const DriverLeaksIgnored&) = delete;
-};
-
 // Streams come from test::VirglStream (support/virgl_stream.h).
 std::vector<uint32_t> clear_stream_for(uint32_t res, std::array<float, 4> rgba) {
   return VirglStream{}.surface(1, res).framebuffer(1).clear(rgba).words();
@@ -585,7 +556,8 @@ TEST_F(VirglRendererTest, Contexts_ResourceCreatedBetweenDraws_KeepsTheContextsT
   VirglStream first;
   first.surface(1, 10).framebuffer(1).textured_quad_pipeline(100, vertices, texture, kWidth, kHeight).draw_quad();
   {
-    [[maybe_unused]] DriverLeaksIgnored compiling_shaders;
+    // llvmpipe keeps 112 bytes of its first shader compile unreachable (calloc from JIT code).
+    [[maybe_unused]] LeakCheckPaused compiling_shaders;
     ASSERT_TRUE(r_->submit_3d(1, first.bytes()).has_value());  // (no readback here: it would switch contexts)
   }
 
@@ -593,7 +565,7 @@ TEST_F(VirglRendererTest, Contexts_ResourceCreatedBetweenDraws_KeepsTheContextsT
   VirglStream second;
   second.clear({0.0f, 0.0f, 0.0f, 1.0f}).draw_quad();
   {
-    [[maybe_unused]] DriverLeaksIgnored drawing;  // a variant of the program may be compiled here
+    [[maybe_unused]] LeakCheckPaused drawing;  // a variant of the program may be compiled here
     ASSERT_TRUE(r_->submit_3d(1, second.bytes()).has_value());
   }
 
@@ -987,6 +959,17 @@ class Gpu3dCommands : public ::testing::Test {
     r_->reset();
   }
   uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0) { return h_->ctx_create(ctx_id, context_init); }
+  // SUBMIT_3D of `commands` on context `ctx`. With a fence id it is fenced and held until the fence signals: 0
+  // comes back (no response yet).
+  uint32_t submit_3d(uint32_t ctx, std::span<const std::byte> commands, uint64_t fence_id = 0) {
+    virtio_gpu_cmd_submit req{};
+    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+    req.hdr.ctx_id = ctx;
+    req.hdr.flags = fence_id != 0 ? VIRTIO_GPU_FLAG_FENCE : 0;
+    req.hdr.fence_id = fence_id;
+    req.size = static_cast<uint32_t>(commands.size());
+    return h_->command_type(req, commands);
+  }
   // RESOURCE_CREATE_3D of a 64x32 BGRX render target / sampler view, with a 64x32x4-byte backing in two pieces.
   void create_target_with_backing(uint32_t id) {
     virtio_gpu_resource_create_3d req{};
@@ -1027,17 +1010,9 @@ TEST_F(Gpu3dCommands, Host3dBlob_SetScanoutBlobFlush_DisplayShowsItsBytes) {
   FakeDisplay* display = d.get();
   h_->device().install_display(std::move(d));
   ASSERT_EQ(ctx_create(1), kOk);
-  auto submit = [&](const std::vector<uint32_t>& words) {
-    const auto bytes = bytes_of(words);
-    virtio_gpu_cmd_submit req{};
-    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-    req.hdr.ctx_id = 1;
-    req.size = static_cast<uint32_t>(bytes.size());
-    return h_->command_type(req, bytes);
-  };
   constexpr uint32_t kW = 32, kH = 16, kStride = kW * 4 + 64, kOffset = 4096;
   constexpr uint32_t kBytes = kOffset + kStride * kH;
-  ASSERT_EQ(submit(pipe_buffer_stream(kBytes, 9)), kOk);
+  ASSERT_EQ(submit_3d(1, bytes_of(pipe_buffer_stream(kBytes, 9))), kOk);
   ASSERT_EQ(h_->create_blob(40, VIRTIO_GPU_BLOB_MEM_HOST3D, kBytes, 1, VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE, 9, 1), kOk);
   fill_host_blob(40, kBytes, 11);
   ASSERT_EQ(h_->set_scanout_blob(0, 40, {0, 0, kW, kH}, kW, kH, kStride, kOffset), kOk);
@@ -1168,26 +1143,15 @@ TEST_F(Gpu3dCommands, TwoContexts_FencedSubmitsTransfersAndContextCreation_EachC
   attach.hdr.ctx_id = 1;
   attach.resource_id = 10;
   ASSERT_EQ(h_->command_type(attach), kOk);
-  uint64_t fence = 0;
-  // SUBMIT_3D; fenced ones are held until their fence signals (0 is returned for them: no response yet).
-  auto submit = [&](uint32_t ctx, const VirglStream& stream, bool fenced) -> uint32_t {
-    virtio_gpu_cmd_submit req{};
-    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-    req.hdr.ctx_id = ctx;
-    req.hdr.flags = fenced ? VIRTIO_GPU_FLAG_FENCE : 0;
-    req.hdr.fence_id = fenced ? ++fence : 0;
-    req.size = static_cast<uint32_t>(stream.bytes().size());
-    return h_->command_type(req, stream.bytes());
-  };
   VirglStream red;
   red.surface(1, 10).framebuffer(1).clear({1.0f, 0.0f, 0.0f, 1.0f});
-  EXPECT_EQ(submit(1, red, /*fenced=*/true), 0u);
+  EXPECT_EQ(submit_3d(1, red.bytes(), /*fence_id=*/1), 0u);
 
   ASSERT_EQ(ctx_create(2), kOk);  // a second program starts
   VirglStream green;
   green.clear({0.0f, 1.0f, 0.0f, 1.0f});
-  EXPECT_EQ(submit(1, green, /*fenced=*/false), kOk);
-  EXPECT_EQ(submit(1, VirglStream{}, /*fenced=*/true), 0u);
+  EXPECT_EQ(submit_3d(1, green.bytes()), kOk);
+  EXPECT_EQ(submit_3d(1, {}, /*fence_id=*/2), 0u);
   ASSERT_TRUE(drain_fences());
   virtio_gpu_transfer_host_3d read{};
   read.hdr.type = VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D;
