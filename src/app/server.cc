@@ -181,6 +181,12 @@ int Server::run() {
         case Token::QueueKick:
           if (session_) session_->on_kick(ev.source.index);
           break;
+        case Token::BackendChannel:
+          if (session_) session_->on_backend_channel(ev.events);
+          break;
+        case Token::BackendTimer:
+          if (session_) session_->on_backend_timer();
+          break;
         case Token::Signal: {
           signalfd_siginfo info{};
           if (::read(signal_fd_.get(), &info, sizeof(info)) != sizeof(info)) break;

@@ -13,6 +13,8 @@ std::string_view to_string(Token t) {
     case Token::RendererPoll: return "renderer-poll";
     case Token::FenceEventfd: return "fence-eventfd";
     case Token::Signal: return "signal";
+    case Token::BackendChannel: return "backend-channel";
+    case Token::BackendTimer: return "backend-timer";
   }
   return "unknown";
 }

@@ -26,6 +26,8 @@ enum class Token : uint32_t {
   RendererPoll,    // a renderer's poll fd
   FenceEventfd,    // fence completions from renderer threads
   Signal,          // signalfd: SIGINT, SIGTERM, SIGUSR1
+  BackendChannel,  // the vhost-user backend request channel (SET_BACKEND_REQ_FD): the frontend's replies
+  BackendTimer,    // timerfd: the oldest unanswered backend request's deadline
 };
 
 std::string_view to_string(Token t);

@@ -8,11 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "common/event_loop.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "memory/guest_memory.h"
+#include "vhost_user/shmem_mapper.h"
 #include "virtio/queue.h"
 
 namespace vgpu {
@@ -76,6 +78,14 @@ class Backend {
   // a new one each time it starts the device (boot, resume): it replaces the previous one. Default: not a
   // GPU; the fd is closed.
   virtual void on_display_socket(UniqueFd fd) { (void)fd; }
+
+  // Shared-memory regions the device wants the frontend to create (VHOST_USER_PROTOCOL_F_SHMEM), their sizes
+  // indexed by shmid (0: none with that id). Read once per connection. Default: none, and SHMEM is not offered.
+  [[nodiscard]] virtual std::vector<uint64_t> shmem_regions() const { return {}; }
+  // The frontend negotiated SHMEM and gave a backend channel (SET_BACKEND_REQ_FD): the device may now map
+  // into its regions through `mapper`, until it is called again with another mapper or nullptr (the channel
+  // was replaced, or the session ends: pending requests are then never answered). Default: no regions, no use.
+  virtual void set_shmem_mapper(ShmemMapper* mapper) { (void)mapper; }
 
   // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).
   // Not called for SET_STATUS 0: QEMU sends that on every stop, VM pause included.

@@ -138,10 +138,45 @@ enum class ProtocolFeature : uint32_t {
   XenMmap = 17,
   SharedObject = 18,  // QEMU >= 8.2 (moved from 17 before release)
   DeviceState = 19,   // QEMU >= 9.0
+  // QEMU 11.1: the frontend may take GET_VRING_BASE's index from its inflight area. Never offered.
+  GetVringBaseInflight = 20,
+  // QEMU 11.1: memory-table addresses become guest-physical, which changes every region's meaning. Never offered.
+  GpaAddresses = 21,
+  Shmem = 22,  // QEMU >= 11.1: GET_SHMEM_CONFIG and the backend's SHMEM_MAP / SHMEM_UNMAP
 };
 
 constexpr uint64_t bit(ProtocolFeature f) {
   return uint64_t{1} << static_cast<uint32_t>(f);
+}
+
+// Requests a backend sends to the frontend on the SET_BACKEND_REQ_FD channel ("Back-end message types").
+enum class BackendRequest : uint32_t {
+  IotlbMsg = 1,
+  ConfigChangeMsg = 2,
+  VringHostNotifierMsg = 3,
+  VringCall = 4,
+  VringErr = 5,
+  SharedObjectAdd = 6,
+  SharedObjectRemove = 7,
+  SharedObjectLookup = 8,
+  ShmemMap = 9,
+  ShmemUnmap = 10,
+};
+
+constexpr std::string_view to_string(BackendRequest r) {
+  switch (r) {
+    case BackendRequest::IotlbMsg: return "IOTLB_MSG";
+    case BackendRequest::ConfigChangeMsg: return "CONFIG_CHANGE_MSG";
+    case BackendRequest::VringHostNotifierMsg: return "VRING_HOST_NOTIFIER_MSG";
+    case BackendRequest::VringCall: return "VRING_CALL";
+    case BackendRequest::VringErr: return "VRING_ERR";
+    case BackendRequest::SharedObjectAdd: return "SHARED_OBJECT_ADD";
+    case BackendRequest::SharedObjectRemove: return "SHARED_OBJECT_REMOVE";
+    case BackendRequest::SharedObjectLookup: return "SHARED_OBJECT_LOOKUP";
+    case BackendRequest::ShmemMap: return "SHMEM_MAP";
+    case BackendRequest::ShmemUnmap: return "SHMEM_UNMAP";
+  }
+  return "UNKNOWN";
 }
 
 // Virtio feature bit that says the backend speaks GET/SET_PROTOCOL_FEATURES.
@@ -220,6 +255,29 @@ static_assert(sizeof(ConfigHeader) == 12);
 // ConfigHeader::flags (VHOST_SET_CONFIG_TYPE_*): a plain write, or a restore during live migration.
 constexpr uint32_t kConfigTypeFrontend = 0;
 constexpr uint32_t kConfigTypeMigration = 1;
+
+// GET_SHMEM_CONFIG's reply: the size of each shared-memory region, indexed by shmid (0: no such region).
+// `nregions` counts the non-zero sizes. Sizes are page multiples; a PCI frontend maps each as one BAR, so a
+// power of two.
+constexpr size_t kMaxShmemRegions = 256;
+struct ShmemConfig {
+  uint32_t nregions;
+  uint32_t padding;
+  uint64_t memory_sizes[kMaxShmemRegions];  // NOLINT(*-avoid-c-arrays): the wire layout
+};
+static_assert(sizeof(ShmemConfig) == 2056);
+
+// SHMEM_MAP (with exactly one fd) and SHMEM_UNMAP (no fd; must name one whole existing mapping).
+struct ShmemMapMessage {
+  uint8_t shmid;
+  uint8_t padding[7];  // NOLINT(*-avoid-c-arrays): the wire layout
+  uint64_t fd_offset;
+  uint64_t shm_offset;
+  uint64_t len;
+  uint64_t flags;
+};
+static_assert(sizeof(ShmemMapMessage) == 40);
+constexpr uint64_t kShmemMapFlagWritable = 1u << 0;
 
 // u64 payload of SET_VRING_KICK / CALL / ERR.
 constexpr uint64_t kVringIndexMask = 0xff;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -75,6 +76,7 @@ std::string_view protocol_feature_name(ProtocolFeature f) {
     case ProtocolFeature::BackendReq: return "BACKEND_REQ";
     case ProtocolFeature::ConfigureMemSlots: return "CONFIGURE_MEM_SLOTS";
     case ProtocolFeature::Status: return "STATUS";
+    case ProtocolFeature::Shmem: return "SHMEM";
     default: return "(not offered)";
   }
 }
@@ -160,7 +162,13 @@ bool same_rings(const QueueConfig& a, const QueueConfig& b) {
 // Construction and teardown
 
 Session::Session(UniqueFd socket, Backend& backend, EventLoop& loop, int recv_timeout_ms)
-    : conn_(std::move(socket), recv_timeout_ms), backend_(backend), loop_(loop), vrings_(backend.num_queues()) {}
+    : conn_(std::move(socket), recv_timeout_ms),
+      backend_(backend),
+      loop_(loop),
+      vrings_(backend.num_queues()),
+      shmem_regions_(backend.shmem_regions()) {
+  if (shmem_regions_.size() > kMaxShmemRegions) shmem_regions_.resize(kMaxShmemRegions);
+}
 
 Session::~Session() {
   close();
@@ -170,11 +178,25 @@ void Session::close() {
   if (closed_) return;
   closed_ = true;
   for (size_t i = 0; i < vrings_.size(); ++i) stop_ring(i);  // kick fds leave the loop before being closed
-  backend_.reset();
+  backend_.reset();  // may still ask the frontend to unmap, best effort
+  backend_.set_shmem_mapper(nullptr);
+  channel_.reset();  // pending callbacks are dropped: the device state they touch is gone
   vrings_.clear();
   mem_.clear();
-  backend_req_.reset();
   conn_.close();
+}
+
+uint64_t Session::offered_protocol_features() const {
+  const bool shmem = std::any_of(shmem_regions_.begin(), shmem_regions_.end(), [](uint64_t s) { return s != 0; });
+  return kOfferedProtocolFeatures | (shmem ? kShmemProtocolFeatures : 0);
+}
+
+void Session::on_backend_channel(uint32_t events) {
+  if (channel_) channel_->on_readable(events);
+}
+
+void Session::on_backend_timer() {
+  if (channel_) channel_->on_timer();
 }
 
 uint64_t Session::offered_features() const {
@@ -262,7 +284,8 @@ const Session::RequestSpec* Session::find_spec(uint32_t request) {
     {R::GetSharedObject,     P::Any,     0,  0, kAnyFds, G::NotOffered, F::SharedObject, true, refuse},
     {R::SetDeviceStateFd,    P::Any,     0,  0, kAnyFds, G::NotOffered, F::DeviceState, true, refuse},
     {R::CheckDeviceState,    P::Any,     0,  0, kAnyFds, G::NotOffered, F::DeviceState, true, refuse},
-    {R::GetShmemConfig,      P::Any,     0,  0, kAnyFds, G::NotOffered, {}, true, refuse},
+    {R::GetShmemConfig,      P::Fixed,   0,  0, 0, G::Protocol, F::Shmem, true,
+     &Session::plain<&Session::on_get_shmem_config>},
   };
   // clang-format on
   for (const RequestSpec& s : kSpecs) {
@@ -427,7 +450,7 @@ Result<void, Session::Failure> Session::check_features(const uint64_t& v, const 
 }
 
 Result<void, Session::Failure> Session::check_protocol_features(const uint64_t& v, const Message& /*msg*/) const {
-  if (const uint64_t extra = v & ~kOfferedProtocolFeatures; extra != 0) {
+  if (const uint64_t extra = v & ~offered_protocol_features(); extra != 0) {
     return fatal(SessionError::InvalidPayload,
                  fmt::format("acknowledges protocol feature bits 0x{:x} never offered", extra));
   }
@@ -678,7 +701,7 @@ Session::Outcome Session::on_set_vring_err(const uint64_t& v, Message& msg) {
 }
 
 Session::Outcome Session::on_get_protocol_features(Message& /*msg*/) {
-  return Reply(bytes_of(kOfferedProtocolFeatures));
+  return Reply(bytes_of(offered_protocol_features()));
 }
 
 Session::Outcome Session::on_set_protocol_features(const uint64_t& v, Message& /*msg*/) {
@@ -705,7 +728,14 @@ Session::Outcome Session::on_set_vring_enable(const VringState& s, Message& /*ms
 
 Session::Outcome Session::on_set_backend_req_fd(Message& msg) {
   if (!is_socket(msg.fds[0].get())) return fatal(SessionError::InvalidPayload, "the fd is not a socket");
-  backend_req_ = std::move(msg.fds[0]);
+  // A new channel replaces the old one: requests pending there will never be answered.
+  backend_.set_shmem_mapper(nullptr);
+  if (channel_) channel_->close(ShmemReply::ChannelLost);
+  channel_ = std::make_unique<BackendChannel>(std::move(msg.fds[0]), loop_);
+  // Only a frontend that negotiated SHMEM maps anything for us (and only it has the regions it asked for).
+  if ((acked_protocol_features_ & bit(ProtocolFeature::Shmem)) != 0 && channel_->open()) {
+    backend_.set_shmem_mapper(channel_.get());
+  }
   return Reply{};
 }
 
@@ -769,6 +799,17 @@ Session::Outcome Session::on_set_status(const uint64_t& v, Message& /*msg*/) {
 
 Session::Outcome Session::on_get_status(Message& /*msg*/) {
   return Reply(bytes_of(uint64_t{status_}));
+}
+
+// vhost-user.rst, GET_SHMEM_CONFIG: the size of each region, indexed by shmid, and how many are non-zero. The
+// frontend creates one PCI BAR per region from this; it is asked once and must stay valid for the connection.
+Session::Outcome Session::on_get_shmem_config(Message& /*msg*/) {
+  ShmemConfig config{};
+  for (size_t i = 0; i < shmem_regions_.size(); ++i) {
+    config.memory_sizes[i] = shmem_regions_[i];
+    if (shmem_regions_[i] != 0) ++config.nregions;
+  }
+  return Reply(bytes_of(config));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -50,6 +51,7 @@
 #include "common/unique_fd.h"
 #include "memory/guest_memory.h"
 #include "vhost_user/backend.h"
+#include "vhost_user/backend_channel.h"
 #include "vhost_user/connection.h"
 #include "vhost_user/message.h"
 #include "virtio/queue.h"
@@ -73,10 +75,14 @@ std::string_view to_string(SessionError e);
 
 class Session {
  public:
-  // Protocol features offered: only what is implemented end to end here.
+  // Protocol features offered to every frontend: only what is implemented end to end here.
   static constexpr uint64_t kOfferedProtocolFeatures =
       bit(ProtocolFeature::Mq) | bit(ProtocolFeature::ReplyAck) | bit(ProtocolFeature::Config) |
       bit(ProtocolFeature::BackendReq) | bit(ProtocolFeature::ConfigureMemSlots) | bit(ProtocolFeature::Status);
+  // Offered on top when the backend has shared-memory regions (Backend::shmem_regions()): GET_SHMEM_CONFIG, and
+  // SHMEM_MAP / SHMEM_UNMAP on the backend channel. Bits 20 (GET_VRING_BASE_INFLIGHT) and 21 (GPA_ADDRESSES,
+  // which would change what every memory-table address means) are never offered.
+  static constexpr uint64_t kShmemProtocolFeatures = bit(ProtocolFeature::Shmem);
 
   // Takes the connected frontend socket. Registers nothing with `loop` except kick fds of started rings.
   Session(UniqueFd socket, Backend& backend, EventLoop& loop, int recv_timeout_ms = Connection::kDefaultTimeoutMs);
@@ -117,8 +123,13 @@ class Session {
   [[nodiscard]] uint64_t acked_protocol_features() const { return acked_protocol_features_; }
   [[nodiscard]] bool ring_running(size_t index) const;
   [[nodiscard]] const GuestMemory& memory() const { return mem_; }
-  // The SET_BACKEND_REQ_FD socket (-1 when none): kept for backend → frontend requests.
-  [[nodiscard]] int backend_req_fd() const { return backend_req_.get(); }
+  // The protocol features GET_PROTOCOL_FEATURES reports.
+  [[nodiscard]] uint64_t offered_protocol_features() const;
+  // The SET_BACKEND_REQ_FD channel (null when none or dropped): backend → frontend requests.
+  [[nodiscard]] vhost_user::BackendChannel* backend_channel() const { return channel_.get(); }
+  // The channel's socket or timer is ready (Token::BackendChannel / Token::BackendTimer).
+  void on_backend_channel(uint32_t events);
+  void on_backend_timer();
   [[nodiscard]] uint8_t status() const { return status_; }
 
  private:
@@ -206,6 +217,7 @@ class Session {
   Outcome on_rem_mem_reg(const SingleMemoryRegion& r, Message& msg);
   Outcome on_set_status(const uint64_t& v, Message& msg);
   Outcome on_get_status(Message& msg);
+  Outcome on_get_shmem_config(Message& msg);
 
   // Rings.
   [[nodiscard]] bool protocol_features_acked() const;
@@ -225,7 +237,9 @@ class Session {
   uint64_t acked_features_ = 0;
   uint64_t acked_protocol_features_ = 0;
   uint8_t status_ = 0;
-  UniqueFd backend_req_;
+  std::unique_ptr<BackendChannel> channel_;
+  // Shared-memory regions by shmid (Backend::shmem_regions(), read once: valid for the connection's life).
+  std::vector<uint64_t> shmem_regions_;
   std::optional<SessionError> error_;
   std::string error_detail_;
   bool closed_ = false;

@@ -56,6 +56,8 @@ class MockBackend : public Backend {
   MOCK_METHOD(void, on_memory_changing, (), (override));
   MOCK_METHOD(void, on_queue_kick, (size_t, Queue&, const GuestMemory&), (override));
   MOCK_METHOD(void, reset, (), (override));
+  MOCK_METHOD(std::vector<uint64_t>, shmem_regions, (), (const, override));
+  MOCK_METHOD(void, set_shmem_mapper, (ShmemMapper*), (override));
   // Move-only argument: recorded by hand.
   void on_display_socket(UniqueFd fd) override { display_sockets.push_back(std::move(fd)); }
 
@@ -964,13 +966,13 @@ TEST_F(SessionTest, SetBackendReqFd_Negotiated_KeepsFd) {
   negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
   const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
-  EXPECT_GE(session_->backend_req_fd(), 0);
+  EXPECT_NE(session_->backend_channel(), nullptr);
 }
 
 TEST_F(SessionTest, SetBackendReqFd_NotNegotiated_RefusedAndFdClosed) {
   const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
-  EXPECT_EQ(session_->backend_req_fd(), -1);
+  EXPECT_EQ(session_->backend_channel(), nullptr);
   EXPECT_FALSE(session_->broken());
 }
 
@@ -1113,6 +1115,91 @@ TEST_F(SessionTest, QemuLikeSequence_FullNegotiationAndStart_BothRingsRun) {
   EXPECT_TRUE(session_->ring_running(0));
   EXPECT_TRUE(session_->ring_running(1));
   EXPECT_FALSE(session_->broken());
+}
+
+
+// ---- shared memory (VHOST_USER_PROTOCOL_F_SHMEM) -------------------------------------------------------------
+
+class SessionShmemTest : public SessionTest {
+ protected:
+  static constexpr uint64_t kHostVisibleSize = 256ull << 20;
+
+  // A new session whose backend has a host-visible region (shmid 1, as virtio-gpu's).
+  void reconnect_with_region() {
+    ON_CALL(backend_, shmem_regions()).WillByDefault(Return(std::vector<uint64_t>{0, kHostVisibleSize}));
+    session_.reset();
+    int sv[2] = {-1, -1};
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+  }
+};
+
+TEST_F(SessionShmemTest, GetProtocolFeatures_NoRegion_OffersNeitherShmemNorBits20And21) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  const auto offered = frontend_->receive_u64();
+  ASSERT_TRUE(offered);
+  EXPECT_EQ(*offered, Session::kOfferedProtocolFeatures);
+  EXPECT_EQ(*offered & (uint64_t{7} << 20), 0u);
+}
+
+TEST_F(SessionShmemTest, GetProtocolFeatures_WithRegion_OffersBit22Only) {
+  reconnect_with_region();
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  const auto offered = frontend_->receive_u64();
+  ASSERT_TRUE(offered);
+  EXPECT_EQ(*offered, Session::kOfferedProtocolFeatures | (uint64_t{1} << 22));
+  EXPECT_EQ(*offered & (uint64_t{3} << 20), 0u);
+}
+
+TEST_F(SessionShmemTest, SetProtocolFeatures_ShmemWithoutRegion_Breaks) {
+  EXPECT_EQ(deliver(FrontendRequest::SetProtocolFeatures, bytes_of(bit(ProtocolFeature::Shmem))).error(),
+            SessionError::InvalidPayload);
+}
+
+TEST_F(SessionShmemTest, GetShmemConfig_Negotiated_Answers2056BytesIndexedByShmid) {
+  reconnect_with_region();
+  negotiate_protocol_features(bit(ProtocolFeature::Shmem));
+  ASSERT_TRUE(deliver(FrontendRequest::GetShmemConfig));
+  const auto reply = frontend_->receive();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->header.request, static_cast<uint32_t>(FrontendRequest::GetShmemConfig));
+  EXPECT_EQ(reply->header.flags, 0x5u);  // version 1 | reply
+  ASSERT_EQ(reply->payload.size(), 2056u);
+  ShmemConfig config{};
+  std::memcpy(&config, reply->payload.data(), sizeof(config));
+  EXPECT_EQ(config.nregions, 1u);
+  EXPECT_EQ(config.memory_sizes[0], 0u);
+  EXPECT_EQ(config.memory_sizes[1], kHostVisibleSize);
+  EXPECT_EQ(config.memory_sizes[2], 0u);
+}
+
+TEST_F(SessionShmemTest, GetShmemConfig_NotNegotiated_RefusedWithFailureReply) {
+  reconnect_with_region();
+  ASSERT_TRUE(deliver(FrontendRequest::GetShmemConfig));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNegotiated_GivesTheBackendAMapper) {
+  reconnect_with_region();
+  negotiate_protocol_features(bit(ProtocolFeature::Shmem) | bit(ProtocolFeature::BackendReq));
+  EXPECT_CALL(backend_, set_shmem_mapper(nullptr)).Times(::testing::AnyNumber());
+  EXPECT_CALL(backend_, set_shmem_mapper(::testing::NotNull())).Times(1);
+  const UniqueFd fd = make_socket();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  ASSERT_NE(session_->backend_channel(), nullptr);
+  ::testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNotNegotiated_NoMapper) {
+  reconnect_with_region();
+  negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
+  EXPECT_CALL(backend_, set_shmem_mapper(nullptr)).Times(::testing::AnyNumber());
+  EXPECT_CALL(backend_, set_shmem_mapper(::testing::NotNull())).Times(0);
+  const UniqueFd fd = make_socket();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  EXPECT_NE(session_->backend_channel(), nullptr);
 }
 
 }  // namespace

@@ -1,0 +1,236 @@
+// BackendChannel: SHMEM_MAP / SHMEM_UNMAP sent with NEED_REPLY, replies matched in order without blocking,
+// and every way a frontend can fail us (refuse, close, stay silent, answer nonsense) ending in one callback.
+#include "vhost_user/backend_channel.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace vgpu::vhost_user {
+namespace {
+
+struct Received {
+  MessageHeader header{};
+  ShmemMapMessage payload{};
+  std::vector<int> fds;
+};
+
+// The QEMU end of the channel.
+class FrontendEnd {
+ public:
+  explicit FrontendEnd(UniqueFd fd) : fd_(std::move(fd)) {}
+  ~FrontendEnd() {
+    for (int fd : owned_) ::close(fd);
+  }
+  FrontendEnd(const FrontendEnd&) = delete;
+  FrontendEnd& operator=(const FrontendEnd&) = delete;
+
+  std::optional<Received> receive() {
+    Received r;
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+    std::byte buf[sizeof(MessageHeader) + sizeof(ShmemMapMessage)];
+    iovec iov{buf, sizeof(buf)};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof(control);
+    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != static_cast<ssize_t>(sizeof(buf))) return std::nullopt;
+    std::memcpy(&r.header, buf, sizeof(r.header));
+    std::memcpy(&r.payload, buf + sizeof(r.header), sizeof(r.payload));
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < n; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        r.fds.push_back(fd);
+        owned_.push_back(fd);
+      }
+    }
+    return r;
+  }
+
+  void reply(uint32_t request, uint64_t value, uint32_t flags = kVersion1 | kFlagReply) const {
+    std::byte buf[sizeof(MessageHeader) + sizeof(uint64_t)];
+    const MessageHeader h{request, flags, sizeof(uint64_t)};
+    std::memcpy(buf, &h, sizeof(h));
+    std::memcpy(buf + sizeof(h), &value, sizeof(value));
+    ASSERT_EQ(::send(fd_.get(), buf, sizeof(buf), MSG_NOSIGNAL), static_cast<ssize_t>(sizeof(buf)));
+  }
+
+  void close() { fd_.reset(); }
+
+ private:
+  UniqueFd fd_;
+  std::vector<int> owned_;
+};
+
+class BackendChannelTest : public ::testing::Test {
+ protected:
+  static constexpr int kTimeoutMs = 50;
+  static constexpr uint32_t kMap = static_cast<uint32_t>(BackendRequest::ShmemMap);
+  static constexpr uint32_t kUnmap = static_cast<uint32_t>(BackendRequest::ShmemUnmap);
+
+  BackendChannelTest() : loop_(EventLoop::create().value()) {
+    int sv[2] = {-1, -1};
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    channel_.emplace(UniqueFd(sv[1]), loop_, kTimeoutMs);
+    memfd_ = UniqueFd(::memfd_create("backend-channel-test", MFD_CLOEXEC));
+    EXPECT_EQ(::ftruncate(memfd_.get(), 1 << 16), 0);
+  }
+
+  // Runs the loop once (waiting up to `ms`), dispatching the channel's events.
+  void pump(int ms = 0) {
+    const std::vector<Event> events = loop_.wait(ms).value();
+    for (const Event& ev : events) {
+      if (ev.source.token == Token::BackendChannel) channel_->on_readable(ev.events);
+      if (ev.source.token == Token::BackendTimer) channel_->on_timer();
+    }
+  }
+
+  ShmemCallback record() {
+    return [this](ShmemReply r) { replies_.push_back(r); };
+  }
+
+  static constexpr ShmemRange kRange{.shmid = 1, .shm_offset = 0x20000, .len = 0x10000};
+
+  EventLoop loop_;
+  std::optional<FrontendEnd> frontend_;
+  std::optional<BackendChannel> channel_;
+  UniqueFd memfd_;
+  std::vector<ShmemReply> replies_;
+};
+
+TEST_F(BackendChannelTest, Map_SendsShmemMapWithNeedReplyAndTheFd) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0x1000, true, record()));
+  const auto got = frontend_->receive();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->header.request, 9u);
+  EXPECT_EQ(got->header.flags, kVersion1 | kFlagNeedReply);
+  EXPECT_EQ(got->header.size, 40u);
+  EXPECT_EQ(got->payload.shmid, 1u);
+  EXPECT_EQ(got->payload.fd_offset, 0x1000u);
+  EXPECT_EQ(got->payload.shm_offset, 0x20000u);
+  EXPECT_EQ(got->payload.len, 0x10000u);
+  EXPECT_EQ(got->payload.flags, kShmemMapFlagWritable);
+  EXPECT_EQ(got->fds.size(), 1u);
+  EXPECT_TRUE(replies_.empty());  // nothing waited for the answer
+  EXPECT_EQ(channel_->pending(), 1u);
+}
+
+TEST_F(BackendChannelTest, Unmap_SendsShmemUnmapWithoutFd) {
+  ASSERT_TRUE(channel_->unmap(kRange, record()));
+  const auto got = frontend_->receive();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->header.request, 10u);
+  EXPECT_EQ(got->header.flags, kVersion1 | kFlagNeedReply);
+  EXPECT_EQ(got->payload.shm_offset, 0x20000u);
+  EXPECT_TRUE(got->fds.empty());
+}
+
+TEST_F(BackendChannelTest, Replies_ZeroAndNonZero_DoneAndRefusedInOrder) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  ASSERT_TRUE(channel_->unmap(kRange, record()));
+  frontend_->reply(kMap, 0);
+  frontend_->reply(kUnmap, 1);
+  pump(100);
+  ASSERT_EQ(replies_.size(), 2u);
+  EXPECT_EQ(replies_[0], ShmemReply::Done);
+  EXPECT_EQ(replies_[1], ShmemReply::Refused);
+  EXPECT_EQ(channel_->pending(), 0u);
+  EXPECT_TRUE(channel_->open());
+}
+
+TEST_F(BackendChannelTest, FrontendCloses_PendingFailWithChannelLostAndLaterRequestsFailAtOnce) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  frontend_->close();
+  pump(100);
+  ASSERT_EQ(replies_.size(), 1u);
+  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+  EXPECT_FALSE(channel_->open());
+  EXPECT_EQ(channel_->map(kRange, memfd_.get(), 0, true, record()).error(), ShmemReply::ChannelLost);
+  EXPECT_EQ(replies_.size(), 1u);
+}
+
+TEST_F(BackendChannelTest, NoAnswer_TimesOutWithoutBlockingAndDropsTheChannel) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  pump(0);
+  EXPECT_TRUE(replies_.empty());
+  for (int i = 0; i < 20 && replies_.empty(); ++i) pump(kTimeoutMs);
+  ASSERT_EQ(replies_.size(), 1u);
+  EXPECT_EQ(replies_[0], ShmemReply::Timeout);
+  EXPECT_FALSE(channel_->open());
+}
+
+TEST_F(BackendChannelTest, ReplyToTheWrongRequest_DropsTheChannel) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  frontend_->reply(kUnmap, 0);
+  pump(100);
+  ASSERT_EQ(replies_.size(), 1u);
+  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+}
+
+TEST_F(BackendChannelTest, ReplyWithoutReplyFlag_DropsTheChannel) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  frontend_->reply(kMap, 0, kVersion1);
+  pump(100);
+  ASSERT_EQ(replies_.size(), 1u);
+  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+}
+
+TEST_F(BackendChannelTest, UnaskedReply_DropsTheChannel) {
+  frontend_->reply(kMap, 0);
+  pump(100);
+  EXPECT_FALSE(channel_->open());
+}
+
+TEST_F(BackendChannelTest, CallbackSendsTheNextRequest_ItGoesOut) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, [this](ShmemReply r) {
+    replies_.push_back(r);
+    ASSERT_TRUE(channel_->unmap(kRange, record()));
+  }));
+  ASSERT_TRUE(frontend_->receive());
+  frontend_->reply(kMap, 0);
+  pump(100);
+  const auto second = frontend_->receive();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->header.request, kUnmap);
+  frontend_->reply(kUnmap, 0);
+  pump(100);
+  EXPECT_EQ(replies_, (std::vector<ShmemReply>{ShmemReply::Done, ShmemReply::Done}));
+}
+
+TEST_F(BackendChannelTest, Close_RunsPendingCallbacks_DestructorDoesNot) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  channel_->close(ShmemReply::ChannelLost);
+  EXPECT_EQ(replies_, std::vector<ShmemReply>{ShmemReply::ChannelLost});
+  channel_.reset();
+  EXPECT_EQ(replies_.size(), 1u);
+
+  int sv[2] = {-1, -1};
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  FrontendEnd other(UniqueFd{sv[0]});
+  channel_.emplace(UniqueFd(sv[1]), loop_, kTimeoutMs);
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
+  channel_.reset();
+  EXPECT_EQ(replies_.size(), 1u);
+}
+
+TEST_F(BackendChannelTest, TooManyUnanswered_RefusedAtOnce) {
+  for (size_t i = 0; i < BackendChannel::kMaxPending; ++i) {
+    ASSERT_TRUE(channel_->unmap(kRange, record())) << i;
+    (void)frontend_->receive();  // keep the socket buffer from filling
+  }
+  EXPECT_FALSE(channel_->unmap(kRange, record()));
+  EXPECT_TRUE(channel_->open());
+}
+
+}  // namespace
+}  // namespace vgpu::vhost_user
