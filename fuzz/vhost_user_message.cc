@@ -45,7 +45,9 @@ using vgpu::UniqueFd;
 constexpr size_t kMaxInput = 64 * 1024;
 constexpr size_t kNumQueues = 2;
 
-// A device that accepts everything and answers nothing: drains kicked queues, keeps a small config space.
+// A device that accepts everything and answers nothing: drains kicked queues, keeps a small config space, and
+// has a host-visible region (so SHMEM, GET_SHMEM_CONFIG and the backend channel are reachable): whenever a
+// channel arrives it asks for one mapping through it, as a MAP_BLOB would.
 class NullBackend final : public Backend {
  public:
   [[nodiscard]] size_t num_queues() const override { return kNumQueues; }
@@ -63,6 +65,13 @@ class NullBackend final : public Backend {
     if (offset > sizeof(config_) || in.size() > sizeof(config_) - offset) return false;
     std::memcpy(config_ + offset, in.data(), in.size());
     return true;
+  }
+  [[nodiscard]] std::vector<uint64_t> shmem_regions() const override { return {0, uint64_t{1} << 20}; }
+  void set_shmem_mapper(vgpu::ShmemMapper* mapper) override {
+    if (mapper == nullptr) return;
+    UniqueFd memfd(::memfd_create("fuzz-blob", MFD_CLOEXEC));
+    if (!memfd || ::ftruncate(memfd.get(), 4096) != 0) return;
+    (void)mapper->map({.shmid = 1, .shm_offset = 0, .len = 4096}, memfd.get(), 0, true, [](vgpu::ShmemReply) {});
   }
   void on_queue_kick(size_t /*index*/, Queue& queue, const GuestMemory& /*mem*/) override {
     for (auto chain = queue.pop(); chain && *chain; chain = queue.pop()) queue.add_used(std::move(**chain), 0);

@@ -44,7 +44,9 @@ int run_main(int argc, char** argv) {
                                    .headless = opts.headless,
                                    .headless_width = opts.width,
                                    .headless_height = opts.height,
-                                   .dmabuf_scanout = opts.dmabuf_scanout},
+                                   .dmabuf_scanout = opts.dmabuf_scanout,
+                                   .hostmem_size = opts.hostmem,
+                                   .max_venus_contexts = opts.max_venus_contexts},
                    &*loop, std::move(renderer), renderer_3d);
   auto dump = [&device, dir = opts.screenshot_dir] {
     auto paths = device.dump_frames(dir);

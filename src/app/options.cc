@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdio>
+#include <bit>
 #include <iostream>
 
 #include "common/log.h"
@@ -88,7 +89,22 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
                  "Mesa llvmpipe without a GPU)")
       ->type_name("PATH")
       ->check(CLI::ExistingFile);
-  app.add_flag("--venus", opts.venus, "Also offer Vulkan (Venus) contexts; needs --virgl and virgl_render_server");
+  app.add_flag("--venus", opts.venus,
+               "Also offer Vulkan (Venus) contexts; needs --virgl and virgl_render_server (package virgl-server). "
+               "Guests use Venus only with host-visible memory: add --hostmem");
+  app.add_option("--hostmem", opts.hostmem,
+                 "Host-visible memory window offered to the guest (suffixes K, M, G; a power of two, as QEMU makes "
+                 "it one PCI BAR): mappable Venus blobs are mapped into it (RESOURCE_MAP_BLOB). Needs --venus and a "
+                 "frontend with vhost-user SHMEM (QEMU >= 11.1, -device vhost-user-test-device-pci,virtio-id=16,"
+                 "num_vqs=2,config_size=24); default: none")
+      ->type_name("SIZE")
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--max-venus-contexts", opts.max_venus_contexts,
+                 "Venus contexts one guest may have at once (each is a render-server process here); CTX_CREATE "
+                 "beyond it fails with ERR_OUT_OF_MEMORY")
+      ->type_name("N")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
   app.add_flag("--dmabuf-scanout", opts.dmabuf_scanout,
                "Show 3D scanouts as dma-bufs the renderer exports (DMABUF_SCANOUT2, no pixel copies); needs "
                "--virgl, a GPU driver that exports dma-bufs, and a GL display in QEMU (-display egl-headless, "
@@ -144,6 +160,17 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
   }
   if ((opts.venus || !opts.render_node.empty() || opts.dmabuf_scanout) && !opts.virgl) {
     std::cerr << "vhost-gpu: --venus, --render-node and --dmabuf-scanout need --virgl\n";
+    return ExitNow{2};
+  }
+  if (opts.hostmem != 0 && !opts.venus) {
+    // Only Venus blobs are memory another process can map (a GL context's are buffer mappings in this one).
+    std::cerr << "vhost-gpu: --hostmem needs --venus (and --virgl)\n";
+    return ExitNow{2};
+  }
+  if (opts.hostmem != 0 && (!std::has_single_bit(opts.hostmem) || opts.hostmem < kMinHostmem ||
+                            opts.hostmem > kMaxHostmem)) {
+    std::cerr << "vhost-gpu: --hostmem must be a power of two between 1M and 64G (QEMU makes it one PCI BAR), got "
+              << opts.hostmem << " bytes\nRun with --help for usage.\n";
     return ExitNow{2};
   }
   if (opts.max_resource_memory == 0) {

@@ -12,6 +12,10 @@
 
 namespace vgpu {
 
+// --hostmem bounds: a page multiple at least, and no more than a PCI BAR a guest can be given sanely.
+constexpr uint64_t kMinHostmem = uint64_t{1} << 20;
+constexpr uint64_t kMaxHostmem = uint64_t{64} << 30;
+
 struct Options {
   std::optional<std::string> socket_path;  // listen here (we are the vhost-user server)
   std::optional<int> fd;                   // inherited socket: connected, or listening (socket activation)
@@ -25,6 +29,8 @@ struct Options {
   bool venus = false;           // Vulkan (Venus) contexts too; needs --virgl
   std::string render_node;      // empty: surfaceless EGL
   bool dmabuf_scanout = false;  // 3D scanouts as exported dma-bufs; needs --virgl and a GL display in QEMU
+  uint64_t hostmem = 0;         // host-visible memory window (QEMU's property name); 0: none
+  uint32_t max_venus_contexts = 16;
   std::string screenshot_dir = ".";
   std::string log_level = "info";
 };

@@ -93,8 +93,10 @@ void GpuDevice::disable_scanouts_of(uint32_t resource_id) {
 
 CommandResult GpuDevice::on_resource_unref(const virtio_gpu_resource_unref& req, Reader& /*rest*/) {
   if (!resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
-  // A resource still on a scanout stops being shown (as QEMU does) rather than dangling.
+  // A resource still on a scanout stops being shown (as QEMU does) rather than dangling; a mapped blob leaves
+  // the host-visible region before the renderer frees it.
   disable_scanouts_of(req.resource_id);
+  drop_mapping_of(req.resource_id);
   renderer_->destroy_resource(req.resource_id);
   resources_.erase(req.resource_id);
   return ResponseBytes{};

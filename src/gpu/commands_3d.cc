@@ -74,8 +74,24 @@ CommandResult GpuDevice::on_ctx_create(const virtio_gpu_ctx_create& req, Reader&
   // context_init is meaningful only with VIRTIO_GPU_F_CONTEXT_INIT (spec 5.7.6.11); its low byte is the capset.
   const uint32_t context_init = has_feature(VIRTIO_GPU_F_CONTEXT_INIT) ? req.context_init : 0;
   const std::string_view name(req.debug_name, req.nlen);
+  const uint32_t capset = context_init & VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK;
+  if (capset == kCapsetVenus) {
+    // Each Venus context is a render-server process on the host: a guest gets a bounded number of them.
+    const auto venus = static_cast<uint32_t>(std::count_if(contexts_.begin(), contexts_.end(),
+                                                           [](const auto& c) { return c.second.capset == kCapsetVenus; }));
+    if (venus >= cfg_.max_venus_contexts) {
+      if (!logged_venus_cap_) {
+        VGPU_LOG_WARN("CTX_CREATE {}: the guest has {} Venus contexts, the most --max-venus-contexts allows; "
+                      "refusing more (logged once)",
+                      ctx_id, venus);
+        logged_venus_cap_ = true;
+      }
+      return fail(GpuError::OutOfMemory);
+    }
+  }
   if (auto r = r3d_->create_context(ctx_id, context_init, name); !r) return fail(to_gpu_error(r.error()));
   Context ctx;
+  ctx.capset = capset;
   ctx.poll_fd = r3d_->context_poll_fd(ctx_id);
   if (ctx.poll_fd >= 0 && ctx.poll_fd == registered_poll_fd_) ctx.poll_fd = -1;
   if (ctx.poll_fd >= 0 && loop_ != nullptr) {
@@ -92,6 +108,8 @@ CommandResult GpuDevice::on_ctx_destroy(const virtio_gpu_ctx_destroy& req, Reade
   if (it == contexts_.end()) return fail(GpuError::InvalidContextId);
   if (it->second.poll_fd >= 0 && loop_ != nullptr) loop_->remove(it->second.poll_fd);
   contexts_.erase(it);
+  // Its blobs' memory may go with the context: out of the host-visible region first.
+  drop_mappings_of_context(ctx_id);
   r3d_->destroy_context(ctx_id);
   // The renderer drops the fences of a destroyed context without signalling them: release what waits on
   // them, in order, so the driver is not left waiting for work that no longer exists.

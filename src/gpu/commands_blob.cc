@@ -1,8 +1,7 @@
 // Blob resources (virtio spec 5.7.6.8, feature VIRTIO_GPU_F_RESOURCE_BLOB): RESOURCE_CREATE_BLOB for guest
 // memory (BLOB_MEM_GUEST, with or without a 3D renderer) and for a 3D context's objects (BLOB_MEM_HOST3D,
-// BLOB_MEM_HOST3D_GUEST, with the 3D renderer), SET_SCANOUT_BLOB, and RESOURCE_MAP_BLOB / UNMAP_BLOB, which
-// answer an error: mapping host memory into the guest needs a host-visible shared-memory region, which this
-// device does not offer (VIRTIO_GPU_SHM_ID_HOST_VISIBLE).
+// BLOB_MEM_HOST3D_GUEST, with the 3D renderer) and SET_SCANOUT_BLOB. RESOURCE_MAP_BLOB / UNMAP_BLOB are in
+// commands_map.cc.
 //
 // A blob scanout is copied into a host shadow of the scanout rectangle on RESOURCE_FLUSH (from guest memory,
 // or read back from the renderer), and sent to the display like any other frame: this machine class has no
@@ -39,6 +38,10 @@ GpuError blob_error(Renderer3DError e) {
 CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_create_blob& req, Reader& rest) {
   if (req.resource_id == 0 || resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
   if (req.size == 0 || (req.blob_flags & ~kKnownBlobFlags) != 0) return fail(GpuError::InvalidParameter);
+  // virtio 1.4, VIRTIO_GPU_F_BLOB_ALIGNMENT: the driver MUST align the size to blob_alignment.
+  if (has_feature(kFeatureBlobAlignment) && req.size % blob_alignment_ != 0) {
+    return fail(GpuError::InvalidParameter);
+  }
   // USE_CROSS_DEVICE promises a UUID for other devices (RESOURCE_ASSIGN_UUID): VIRTIO_GPU_F_RESOURCE_UUID is
   // not offered, so such a blob cannot be honoured.
   if ((req.blob_flags & VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE) != 0) return fail(GpuError::InvalidParameter);
@@ -92,6 +95,8 @@ CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_creat
   res.backing = std::move(backing);
   res.blob_mem = req.blob_mem;
   res.blob_size = req.size;
+  res.blob_flags = req.blob_flags;
+  res.blob_ctx_id = host3d ? req.hdr.ctx_id : 0;
   resources_.insert(req.resource_id, std::move(res));
   return ResponseBytes{};
 }
@@ -177,19 +182,6 @@ bool GpuDevice::refresh_blob_shadow(uint32_t scanout_id, const Rect& visible) {
     return false;
   }
   return true;
-}
-
-CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob& req, Reader& /*rest*/) {
-  if (!resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
-  // No host-visible shared-memory region is offered (the driver reports HOST_VISIBLE 0 and never maps host
-  // blobs): a guest that maps anyway gets an error, not a mapping into memory it cannot see.
-  VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {}: no host-visible memory region", req.resource_id);
-  return fail(GpuError::Unspec);
-}
-
-CommandResult GpuDevice::on_resource_unmap_blob(const virtio_gpu_resource_unmap_blob& req, Reader& /*rest*/) {
-  if (!resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
-  return fail(GpuError::Unspec);  // nothing can have been mapped (see on_resource_map_blob)
 }
 
 }  // namespace vgpu

@@ -7,8 +7,11 @@
 #endif
 #include <linux/virtio_ring.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cstring>
 #include <filesystem>
 
@@ -53,6 +56,19 @@ GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Re
     r3d_->set_fence_callback([this](FenceRing ring, uint64_t id) { on_fence(ring, id); });
     register_renderer_poll();
   }
+  if (cfg_.hostmem_size != 0) {
+    if (r3d_ != nullptr && r3d_->maps_blobs()) {
+      const auto page = static_cast<uint32_t>(::sysconf(_SC_PAGESIZE));
+      host_visible_.emplace(cfg_.hostmem_size, page);
+      blob_alignment_ = page;
+      VGPU_LOG_INFO("host-visible memory: {} MiB (shmid {}), blob alignment {}", cfg_.hostmem_size >> 20,
+                    int{VIRTIO_GPU_SHM_ID_HOST_VISIBLE}, page);
+    } else {
+      VGPU_LOG_WARN("host-visible memory not offered: {}",
+                    r3d_ == nullptr ? "it needs --virgl"
+                                    : "the renderer cannot map blobs into another process (Venus did not start)");
+    }
+  }
   install_display(make_headless(cfg_));
 }
 
@@ -85,7 +101,21 @@ uint64_t GpuDevice::features() const {
                feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID) |
                feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB);
   if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
+  // Blob alignment matters where blobs are mapped: only with a host-visible region. Its config field sits past
+  // the 16 bytes older frontends size the config space for (QEMU's generic device needs config_size >= 20).
+  if (host_visible_) f |= feature_bit(kFeatureBlobAlignment);
   return f;
+}
+
+size_t GpuDevice::config_size() const {
+  return host_visible_ ? kConfigBlobAlignmentOffset + sizeof(blob_alignment_) : sizeof(virtio_gpu_config);
+}
+
+std::vector<uint64_t> GpuDevice::shmem_regions() const {
+  if (!host_visible_) return {};
+  std::vector<uint64_t> regions(VIRTIO_GPU_SHM_ID_HOST_VISIBLE + 1, 0);
+  regions[VIRTIO_GPU_SHM_ID_HOST_VISIBLE] = host_visible_->size();
+  return regions;
 }
 
 bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
@@ -94,10 +124,13 @@ bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
   // read as zero (the spec's reserved fields), up to vhost-user's config limit.
   if (!range_fits<size_t>(offset, out.size(), vhost_user::kMaxConfigSize)) return false;
   std::fill(out.begin(), out.end(), std::byte{0});
-  if (offset < sizeof(config_)) {
-    // SAFETY: virtio_gpu_config is four u32 fields; copied out byte-wise.
-    const size_t n = std::min(out.size(), sizeof(config_) - offset);
-    std::memcpy(out.data(), reinterpret_cast<const std::byte*>(&config_) + offset, n);
+  // virtio_gpu_config (four u32) and, virtio 1.4, blob_alignment (0 where not offered: a reserved field).
+  std::array<std::byte, kConfigBlobAlignmentOffset + sizeof(uint32_t)> space{};
+  std::memcpy(space.data(), &config_, sizeof(config_));
+  std::memcpy(space.data() + kConfigBlobAlignmentOffset, &blob_alignment_, sizeof(blob_alignment_));
+  if (offset < space.size()) {
+    const size_t n = std::min(out.size(), space.size() - offset);
+    std::memcpy(out.data(), space.data() + offset, n);
   }
   return true;
 }
@@ -127,6 +160,8 @@ void GpuDevice::on_queue_stopped(size_t index) {
     }
     // Held fenced responses were answered already: hand them back now rather than lose them.
     release_fences([](const PendingFence&) { return true; });
+    // Commands waiting for the frontend are answered now (an error); their mappings are unmapped when mapped.
+    answer_held_now();
   }
   queues_[index] = nullptr;
 }
@@ -144,7 +179,9 @@ void GpuDevice::drain(size_t index) {
     uint32_t written = 0;
     const Outcome outcome = process(index, *stalled_, written);
     if (outcome == Outcome::Stall) return;  // still waiting for the display
-    if (outcome == Outcome::Fenced) {
+    if (outcome == Outcome::Held) {
+      held_.push_back({std::exchange(hold_token_, 0), held_hdr_, std::move(*stalled_)});
+    } else if (outcome == Outcome::Fenced) {
       pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(*stalled_), written});
     } else {
       queue->add_used(std::move(*stalled_), written);
@@ -172,6 +209,7 @@ void GpuDevice::drain(size_t index) {
         case Outcome::Fenced:
           pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(**chain), written});
           break;
+        case Outcome::Held: held_.push_back({std::exchange(hold_token_, 0), held_hdr_, std::move(**chain)}); break;
         case Outcome::Done: queue->add_used(std::move(**chain), written); break;
       }
     }
@@ -210,7 +248,6 @@ bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> requ
 
 GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint32_t& written) {
   Reader reader = chain.reader();
-  Writer writer = chain.writer();
   const bool cursor_queue = index == kCursorQueue;
   const char* queue_name = cursor_queue ? "cursorq" : "controlq";
 
@@ -265,6 +302,10 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
     written = 0;
     return Outcome::Done;
   }
+  if (hold_token_ != 0) {
+    held_hdr_ = hdr;
+    return Outcome::Held;  // answered by complete_held() when the frontend replies
+  }
   ResponseBytes response;
   if (answer && !answer->empty()) {
     response = std::move(*answer);
@@ -273,6 +314,14 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
     const uint32_t type = answer ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(error);
     std::memcpy(response.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
   }
+  if (!write_response(chain, hdr, std::move(response), written)) return Outcome::Done;
+  // Spec 5.7.6.7: a fenced command's completion means its fence signalled. With a 3D renderer the work may
+  // still be running: hold the response until the renderer's fence for it signals.
+  return peeked && fence_command(hdr) ? Outcome::Fenced : Outcome::Done;
+}
+
+bool GpuDevice::write_response(DescriptorChain& chain, const virtio_gpu_ctrl_hdr& hdr, ResponseBytes response,
+                               uint32_t& written) {
   // Spec 5.7.6.7: with VIRTIO_GPU_FLAG_FENCE the device MUST set the flag in the response and copy fence_id
   // (and, with INFO_RING_IDX, ring_idx); ctx_id is echoed too.
   virtio_gpu_ctrl_hdr out{};
@@ -282,16 +331,15 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
   out.ctx_id = hdr.ctx_id;
   out.ring_idx = (out.flags & VIRTIO_GPU_FLAG_INFO_RING_IDX) != 0 ? hdr.ring_idx : 0;
   std::memcpy(response.data(), &out, sizeof(out));
+  Writer writer = chain.writer();
   if (!writer.write_bytes(response)) {
-    VGPU_LOG_WARN("{}: {} bytes of room for a {}-byte response to {}", queue_name, writer.available(), response.size(),
+    VGPU_LOG_WARN("controlq: {} bytes of room for a {}-byte response to {}", writer.available(), response.size(),
                   command_name(hdr.type));
     written = 0;
-    return Outcome::Done;
+    return false;
   }
   written = static_cast<uint32_t>(writer.written());
-  // Spec 5.7.6.7: a fenced command's completion means its fence signalled. With a 3D renderer the work may
-  // still be running: hold the response until the renderer's fence for it signals.
-  return peeked && fence_command(hdr) ? Outcome::Fenced : Outcome::Done;
+  return true;
 }
 
 bool GpuDevice::fence_command(const virtio_gpu_ctrl_hdr& hdr) {
@@ -437,6 +485,19 @@ Result<std::vector<std::string>, std::string> GpuDevice::dump_frames(const std::
 void GpuDevice::reset() {
   if (stalled_) stalled_.reset();  // its queue is gone with the session
   pending_fences_.clear();
+  held_.clear();
+  hold_token_ = 0;
+  if (host_visible_) {
+    // QEMU drops its mappings at reset too; asking first keeps a frontend that does not from holding our
+    // memory. Answers are ignored: the book is cleared now.
+    for (const HostVisibleRegion::Mapping& m : host_visible_->all()) {
+      if (mapper_ != nullptr && m.state != HostVisibleRegion::State::Unmapping) {
+        (void)mapper_->unmap(shm_range(m.offset, m.len), [](ShmemReply) {});
+      }
+    }
+    host_visible_->clear();
+  }
+  logged_venus_cap_ = false;
   if (loop_ != nullptr) {
     for (const auto& [id, ctx] : contexts_) {
       if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);

@@ -21,16 +21,24 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/event_loop.h"
 #include "display/display.h"
 #include "gpu/command_table.h"
+#include "gpu/host_visible.h"
 #include "gpu/resource_table.h"
 #include "renderer/renderer_2d.h"
 #include "renderer/renderer_3d.h"
 #include "vhost_user/backend.h"
 
 namespace vgpu {
+
+// virtio 1.4 VIRTIO_GPU_F_BLOB_ALIGNMENT (Linux >= 7.2; Debian 12's <linux/virtio_gpu.h> predates it): the
+// config space grows a u32 blob_alignment after num_capsets, which RESOURCE_CREATE_BLOB sizes and
+// RESOURCE_MAP_BLOB offsets must be multiples of.
+constexpr int kFeatureBlobAlignment = 5;
+constexpr uint32_t kConfigBlobAlignmentOffset = sizeof(virtio_gpu_config);
 
 struct GpuDeviceConfig {
   uint32_t num_scanouts = 1;                    // 1..VIRTIO_GPU_MAX_SCANOUTS
@@ -42,6 +50,11 @@ struct GpuDeviceConfig {
   // DMABUF_UPDATE, no pixels copied), where it can export them; the rest go by readback and UPDATE. QEMU
   // must run a GL display (-display egl-headless, gtk,gl=on, dbus,gl=on, spice,gl=on): a 2D one shows nothing.
   bool dmabuf_scanout = false;
+  // Bytes of host-visible memory (shmid 1) the frontend is asked to create, a power of two; 0: none. Offered
+  // (with BLOB_ALIGNMENT) only when the 3D renderer can map blobs into another process (Renderer3D::maps_blobs).
+  uint64_t hostmem_size = 0;
+  // Venus contexts a guest may have at once: each costs a render-server process on the host.
+  uint32_t max_venus_contexts = 16;
 };
 
 class GpuDevice final : public Backend {
@@ -64,7 +77,9 @@ class GpuDevice final : public Backend {
   [[nodiscard]] uint64_t features() const override;
   void set_acked_features(uint64_t acked) override { acked_features_ = acked; }
 
-  [[nodiscard]] size_t config_size() const override { return sizeof(virtio_gpu_config); }
+  [[nodiscard]] size_t config_size() const override;
+  [[nodiscard]] std::vector<uint64_t> shmem_regions() const override;
+  void set_shmem_mapper(ShmemMapper* mapper) override { mapper_ = mapper; }
   bool read_config(uint32_t offset, std::span<std::byte> out) const override;
   bool write_config(uint32_t offset, std::span<const std::byte> in) override;
 
@@ -119,6 +134,11 @@ class GpuDevice final : public Backend {
 
   [[nodiscard]] size_t pending_fences() const { return pending_fences_.size(); }
   [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
+  // A host-visible region is offered (--hostmem, and a renderer that can map blobs).
+  [[nodiscard]] bool host_visible() const { return host_visible_.has_value(); }
+  [[nodiscard]] const HostVisibleRegion* host_visible_region() const { return host_visible_ ? &*host_visible_ : nullptr; }
+  // Control commands answered later (MAP_BLOB / UNMAP_BLOB waiting for the frontend).
+  [[nodiscard]] size_t held_commands() const { return held_.size(); }
 
  private:
   // SET_SCANOUT_BLOB's description of the blob as an image (plane 0; every virtio-gpu format has one plane).
@@ -146,6 +166,13 @@ class GpuDevice final : public Backend {
     Done,    // answered: put the chain on the used ring
     Stall,   // waits for the display (GET_DISPLAY_INFO / GET_EDID): keep it in stalled_ and stop draining
     Fenced,  // answered, but the response is released when its fence signals (pending_fences_)
+    Held,    // not answered yet: the frontend's reply decides the response (held_, complete_held)
+  };
+  // A control command whose answer waits for the frontend (MAP_BLOB, UNMAP_BLOB); later commands go on.
+  struct HeldCommand {
+    uint64_t token;
+    virtio_gpu_ctrl_hdr hdr;  // the request's header, echoed in the response
+    DescriptorChain chain;
   };
   struct PendingFence {
     FenceRing ring;
@@ -153,6 +180,26 @@ class GpuDevice final : public Backend {
     DescriptorChain chain;
     uint32_t written;
   };
+
+  // Host-visible memory (commands_map.cc). A handler that sends the frontend a request calls hold() and
+  // returns an empty response; process() then keeps the chain, and complete_held() answers it.
+  uint64_t hold();
+  void complete_held(uint64_t token, ResponseBytes response);
+  void complete_held(uint64_t token, GpuError error);
+  // Fills in the response header from the request's (fence flags, fence_id, ctx_id, ring_idx) and writes it.
+  static bool write_response(DescriptorChain& chain, const virtio_gpu_ctrl_hdr& hdr, ResponseBytes response,
+                             uint32_t& written);
+  void on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply);
+  // Sends SHMEM_UNMAP for the mapping at `offset`; `token` (0: none) is a held UNMAP_BLOB its reply answers.
+  // False when it could not be sent: the range is released, and a held command is the caller's to answer.
+  bool start_unmap(uint64_t offset, uint64_t token);
+  void on_unmap_reply(uint64_t token, uint64_t offset, ShmemReply reply);
+  // The guest gives up `resource_id`'s mapping (RESOURCE_UNREF, CTX_DESTROY): unmap it, whatever its state.
+  void drop_mapping_of(uint32_t resource_id);
+  void drop_mappings_of_context(uint32_t ctx_id);
+  // Held commands are answered with ERR_UNSPEC now (queue stopping); their mappings become orphans.
+  void answer_held_now();
+  [[nodiscard]] ShmemRange shm_range(uint64_t offset, uint64_t len) const;
 
   // Drains `index` until empty or until a command must wait for the display (then `stalled_` holds it).
   void drain(size_t index);
@@ -198,6 +245,7 @@ class GpuDevice final : public Backend {
   Renderer3D* r3d_ = nullptr;  // the same object as renderer_ when 3D is on
   struct Context {
     int poll_fd = -1;  // a Venus context's own fence fd, registered as Token::RendererPoll index ctx_id
+    uint32_t capset = 0;
   };
   std::unordered_map<uint32_t, Context> contexts_;
   std::deque<PendingFence> pending_fences_;
@@ -212,6 +260,14 @@ class GpuDevice final : public Backend {
   std::optional<std::vector<ScanoutMode>> last_layout_;
   ResourceTable resources_;
   std::array<Scanout, kMaxScanouts> scanouts_{};
+  std::optional<HostVisibleRegion> host_visible_;
+  uint32_t blob_alignment_ = 0;  // config space; 0 unless BLOB_ALIGNMENT is offered
+  ShmemMapper* mapper_ = nullptr;
+  std::deque<HeldCommand> held_;
+  uint64_t next_hold_token_ = 1;
+  uint64_t hold_token_ = 0;  // set by hold() for the chain process() is answering
+  virtio_gpu_ctrl_hdr held_hdr_{};
+  bool logged_venus_cap_ = false;
   bool logged_export_failure_ = false;  // one info line when a scanout falls back to readback
   std::bitset<0x400> logged_unknown_;   // unknown command types already logged (one line each)
 };

@@ -26,6 +26,8 @@ struct Resource {
   // blob has no format or size of its own (width, height 0): SET_SCANOUT_BLOB gives its layout.
   uint32_t blob_mem = 0;
   uint64_t blob_size = 0;
+  uint32_t blob_flags = 0;   // VIRTIO_GPU_BLOB_FLAG_USE_*
+  uint32_t blob_ctx_id = 0;  // HOST3D*: the context whose object it is (its CTX_DESTROY unmaps the blob)
   [[nodiscard]] bool is_blob() const { return blob_mem != 0; }
   [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
 };

@@ -123,6 +123,16 @@ struct FenceRing {
 // from inside the library). The callback may call back into the renderer.
 using FenceCallback = std::function<void(FenceRing ring, uint64_t fence_id)>;
 
+// A mappable blob's memory as another process maps it (RESOURCE_MAP_BLOB, through the frontend): the fd, where
+// the blob's first byte is in it, how many bytes from there belong to it, and the cache type the guest must use
+// (VIRTIO_GPU_MAP_CACHE_*, from the library's map info).
+struct BlobMapping {
+  UniqueFd fd;
+  uint64_t fd_offset = 0;
+  uint64_t size = 0;
+  uint32_t map_info = 0;
+};
+
 class Renderer3D {
  public:
   virtual ~Renderer3D() = default;
@@ -182,6 +192,14 @@ class Renderer3D {
   // shared memory rather than a dma-buf); the device then reads the pixels back. InvalidResource: unknown id.
   virtual Result<ExportedDmabuf, Renderer3DError> export_image(uint32_t resource_id) = 0;
   virtual Result<UniqueFd, Renderer3DError> export_blob(uint32_t resource_id) = 0;
+  // Host-visible memory. maps_blobs: whether blob_mapping can succeed at all here (the device offers a
+  // host-visible region only then). blob_mapping: a HOST3D or HOST3D_GUEST blob created USE_MAPPABLE, as an fd
+  // another process can mmap (a dma-buf or shared memory at offset 0, or Vulkan memory in a memfd behind a
+  // header, at the data's offset). InvalidResource: not a blob of this renderer; InvalidArgument: not mappable;
+  // Failed: the library cannot export it as an fd that maps to the blob's bytes (never a guessed offset).
+  [[nodiscard]] virtual bool maps_blobs() const = 0;
+  virtual Result<BlobMapping, Renderer3DError> blob_mapping(uint32_t resource_id) = 0;
+
   // Before telling the display an exported buffer changed: the rendering queued so far must be visible to
   // another process's import of it.
   virtual void flush_for_display() = 0;

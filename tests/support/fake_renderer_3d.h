@@ -52,7 +52,7 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
   }
 
   // --- Renderer3D
-  [[nodiscard]] const std::vector<CapsetInfo>& capsets() const override { return capsets_; }
+  [[nodiscard]] const std::vector<CapsetInfo>& capsets() const override { return capset_infos; }
   [[nodiscard]] Result<std::vector<std::byte>, Renderer3DError> capset(uint32_t, uint32_t) const override {
     return fail(Renderer3DError::InvalidArgument);
   }
@@ -61,6 +61,8 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
     return {};
   }
   void destroy_context(uint32_t ctx_id) override { contexts_.erase(ctx_id); }
+  // Capsets a test can add to (VENUS, to test the per-guest cap on Venus contexts).
+  std::vector<CapsetInfo> capset_infos{{kCapsetVirgl2, 2, 1384}};
   Result<void, Renderer3DError> attach_resource(uint32_t, uint32_t) override { return {}; }
   void detach_resource(uint32_t, uint32_t) override {}
   Result<void, Renderer3DError> create_resource_3d(uint32_t, const Resource3DArgs&) override {
@@ -115,6 +117,19 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
     exported_inodes[resource_id] = inode_of(fd.get());
     return fd;
   }
+  [[nodiscard]] bool maps_blobs() const override { return mappable; }
+  // A memfd of the blob's size plus kMapHeader bytes in front (as lavapipe's Vulkan memory), at that offset.
+  static constexpr uint64_t kMapHeader = 4096;
+  static constexpr uint32_t kMapInfo = 0x3;  // VIRTIO_GPU_MAP_CACHE_WC
+  Result<BlobMapping, Renderer3DError> blob_mapping(uint32_t resource_id) override {
+    const auto it = blobs_.find(resource_id);
+    if (it == blobs_.end()) return fail(Renderer3DError::InvalidResource);
+    if ((it->second.blob_flags & 1u) == 0) return fail(Renderer3DError::InvalidArgument);  // USE_MAPPABLE
+    if (!mappable) return fail(Renderer3DError::Failed);
+    BlobMapping out{memfd(kMapHeader + it->second.size), kMapHeader, it->second.size, kMapInfo};
+    mapped_inodes[resource_id] = inode_of(out.fd.get());
+    return out;
+  }
   void flush_for_display() override { ++display_flushes; }
   Result<void, Renderer3DError> transfer_to_host_3d(uint32_t, uint32_t, const Transfer3D&, const GuestMemory&,
                                                     const GuestScatterList&) override {
@@ -149,6 +164,8 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
 
   // Test controls and observations.
   bool exportable = true;
+  bool mappable = true;
+  std::map<uint32_t, ino_t> mapped_inodes;  // the latest blob_mapping of each resource
   int export_calls = 0;
   int display_flushes = 0;
   int blob_reads = 0;
@@ -162,7 +179,6 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
   }
 
   Soft2DRenderer soft2d_;
-  std::vector<CapsetInfo> capsets_{{kCapsetVirgl2, 2, 1384}};
   std::set<uint32_t> contexts_;
   std::map<uint32_t, BlobArgs> blobs_;
   FenceCallback fence_callback_;

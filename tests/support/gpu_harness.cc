@@ -48,6 +48,29 @@ std::optional<std::vector<std::byte>> GpuHarness::send(size_t queue, std::span<c
   return std::nullopt;
 }
 
+GpuHarness::Submitted GpuHarness::submit_bytes(size_t queue, std::span<const std::byte> request,
+                                               uint32_t response_size) {
+  FakeVirtqueue& vq = *vqs_.at(queue);
+  ChainBuilder builder(vq);
+  builder.readable(std::vector<std::byte>(request.begin(), request.end()));
+  if (response_size > 0) builder.writable(response_size);
+  const BuiltChain built = builder.build();
+  device_->on_queue_kick(queue, *queues_.at(queue), guest_->memory());
+  return Submitted{built.head, response_size > 0 ? built.writable.at(0).addr : GuestAddress{0}, response_size};
+}
+
+std::optional<std::vector<std::byte>> GpuHarness::collect(const Submitted& s, size_t queue) {
+  FakeVirtqueue& vq = *vqs_.at(queue);
+  while (auto used = vq.next_used()) {
+    if (used->id != s.head) continue;
+    std::vector<std::byte> response;
+    if (s.response_size > 0) response = guest_->read(s.response, s.response_size);
+    response.resize(std::min<size_t>(used->len, response.size()));
+    return response;
+  }
+  return std::nullopt;
+}
+
 uint32_t GpuHarness::response_type(const std::optional<std::vector<std::byte>>& response) {
   if (!response || response->size() < sizeof(virtio_gpu_ctrl_hdr)) return 0;
   virtio_gpu_ctrl_hdr hdr{};

@@ -32,6 +32,8 @@ class GpuHarness {
   [[nodiscard]] GpuDevice& device() { return *device_; }
   [[nodiscard]] FakeGuestMemory& guest() { return *guest_; }
   [[nodiscard]] FakeVirtqueue& queue(size_t index) { return *vqs_.at(index); }
+  // The device's side of the control queue (to stop and restart it).
+  [[nodiscard]] Queue& control_queue() { return *queues_.at(GpuDevice::kControlQueue); }
 
   // Sends `request` (plus `extra` bytes after it, e.g. backing entries) on `queue` with `response_size`
   // writable bytes, kicks the device and returns what it wrote (nullopt: the chain is not back yet, e.g.
@@ -39,6 +41,20 @@ class GpuHarness {
   std::optional<std::vector<std::byte>> send(size_t queue, std::span<const std::byte> request,
                                              uint32_t response_size = sizeof(virtio_gpu_ctrl_hdr),
                                              std::span<const std::byte> extra = {});
+  // A command whose answer may come later (held by the device): submit() publishes and kicks it, collect() looks
+  // for its completion among the used entries published since (skipping others) and returns its response.
+  struct Submitted {
+    uint16_t head = 0;
+    GuestAddress response{0};
+    uint32_t response_size = 0;
+  };
+  template <class T>
+  Submitted submit(const T& request, uint32_t response_size = sizeof(virtio_gpu_ctrl_hdr)) {
+    return submit_bytes(GpuDevice::kControlQueue, as_bytes(request), response_size);
+  }
+  Submitted submit_bytes(size_t queue, std::span<const std::byte> request, uint32_t response_size);
+  std::optional<std::vector<std::byte>> collect(const Submitted& s, size_t queue = GpuDevice::kControlQueue);
+
   // The response type of a control command (0 when no response came back).
   template <class T>
   uint32_t command_type(const T& request, std::span<const std::byte> extra = {}) {

@@ -108,6 +108,23 @@ TEST(Options, DmabufScanout_WithVirgl_Parsed) {
 TEST(Options, DmabufScanout_WithoutVirgl_ExitCode2) {
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--dmabuf-scanout"})), 2);
 }
+
+TEST(Options, Hostmem_PowerOfTwoWithSuffix_Parsed) {
+  auto r = parse({"-s", "/tmp/x", "--virgl", "--venus", "--hostmem", "256M", "--max-venus-contexts", "4"});
+  ASSERT_TRUE(std::holds_alternative<Options>(r));
+  EXPECT_EQ(std::get<Options>(r).hostmem, uint64_t{256} << 20);
+  EXPECT_EQ(std::get<Options>(r).max_venus_contexts, 4u);
+  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl", "--venus", "--hostmem", "1G"})).hostmem,
+            uint64_t{1} << 30);
+}
+
+TEST(Options, Hostmem_NotAPowerOfTwoOrOutOfRangeOrWithoutVenus_ExitCode2) {
+  for (const char* size : {"300M", "0x1234", "512K", "128G", "3", "lots"}) {
+    EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--hostmem", size})), 2) << size;
+  }
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--hostmem", "256M"})), 2);
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--max-venus-contexts", "0"})), 2);
+}
 #endif
 
 }  // namespace

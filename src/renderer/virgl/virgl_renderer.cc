@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/virtio_gpu.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "common/checked.h"
 #include "common/leak_check.h"
 #include "common/log.h"
+#include "renderer/mapped_file.h"
 #include "renderer/virgl/virgl_compat.h"
 
 namespace vgpu {
@@ -752,6 +754,57 @@ Result<UniqueFd, Renderer3DError> VirglRenderer::export_blob(uint32_t resource_i
   UniqueFd out(fd);
   // OPAQUE fds are Vulkan memory, SHM ones a memfd: neither is a dma-buf a display can import.
   if (fd_type != VIRGL_RENDERER_BLOB_FD_TYPE_DMABUF) return fail(Renderer3DError::Failed);
+  return out;
+}
+
+Result<BlobMapping, Renderer3DError> VirglRenderer::blob_mapping(uint32_t resource_id) {
+  const Resource* res = find(resource_id);
+  if (res == nullptr || !res->blob) return fail(Renderer3DError::InvalidResource);
+  if ((res->blob->blob_flags & VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE) == 0) {
+    return fail(Renderer3DError::InvalidArgument);
+  }
+  enter_host_context();
+  BlobMapping out;
+  if (virgl_renderer_resource_get_map_info(resource_id, &out.map_info) != 0) return fail(Renderer3DError::Failed);
+  out.map_info &= VIRGL_RENDERER_MAP_CACHE_MASK;
+  uint32_t fd_type = 0;
+  int fd = -1;
+  if (virgl_renderer_resource_export_blob(resource_id, &fd_type, &fd) != 0 || fd < 0) {
+    VGPU_LOG_DEBUG("3D: blob {} has no fd to map (a GL buffer of this process?)", resource_id);
+    return fail(Renderer3DError::Failed);
+  }
+  out.fd.reset(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(Renderer3DError::Failed);
+  if (fd_type == VIRGL_RENDERER_BLOB_FD_TYPE_DMABUF) {
+    const off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end <= 0) return fail(Renderer3DError::Failed);
+    out.size = static_cast<uint64_t>(end);
+    return out;
+  }
+  if (fd_type == VIRGL_RENDERER_BLOB_FD_TYPE_SHM) {
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0) return fail(Renderer3DError::Failed);
+    out.size = static_cast<uint64_t>(st.st_size);
+    return out;
+  }
+  if (fd_type != VIRGL_RENDERER_BLOB_FD_TYPE_OPAQUE || !S_ISREG(st.st_mode)) return fail(Renderer3DError::Failed);
+  // OPAQUE: where the data starts in the file is the driver's business. The library's own mapping of the blob
+  // says it: the file offset its pointer maps, if that mapping is of this very file.
+  void* ptr = nullptr;
+  uint64_t map_size = 0;
+  if (virgl_renderer_resource_map(resource_id, &ptr, &map_size) != 0 || ptr == nullptr) {
+    return fail(Renderer3DError::Failed);
+  }
+  const auto offset = file_offset_of(read_proc_maps(), reinterpret_cast<uintptr_t>(ptr), st.st_dev, st.st_ino);
+  virgl_renderer_resource_unmap(resource_id);
+  if (!offset || *offset > static_cast<uint64_t>(st.st_size) ||
+      map_size > static_cast<uint64_t>(st.st_size) - *offset) {
+    VGPU_LOG_WARN("3D: blob {}: its OPAQUE fd does not map to the library's view of it; not mapping it",
+                  resource_id);
+    return fail(Renderer3DError::Failed);
+  }
+  out.fd_offset = *offset;
+  out.size = map_size;
   return out;
 }
 

@@ -112,6 +112,13 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   // virgl_renderer_resource_export_blob; only fds of type DMABUF count.
   Result<UniqueFd, Renderer3DError> export_blob(uint32_t resource_id) override;
   void flush_for_display() override;
+  // Only Venus blobs can be mapped by another process: they are Vulkan memory the library exports as an fd.
+  // A virgl (GL) context's mappable blob is a GL buffer mapping inside this process, which no fd describes.
+  [[nodiscard]] bool maps_blobs() const override { return venus_; }
+  // virgl_renderer_resource_export_blob + get_map_info. DMABUF and SHM fds map from offset 0; an OPAQUE fd (a
+  // memfd with a header, lavapipe without udmabuf) from where the library's own mapping of it starts, read
+  // from /proc/self/maps and checked against the fd's inode.
+  Result<BlobMapping, Renderer3DError> blob_mapping(uint32_t resource_id) override;
   Result<void, Renderer3DError> transfer_to_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
                                                     const GuestMemory& mem, const GuestScatterList& backing) override;
   Result<void, Renderer3DError> transfer_from_host_3d(uint32_t ctx_id, uint32_t resource_id, const Transfer3D& t,
