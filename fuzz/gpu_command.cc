@@ -1,7 +1,8 @@
 // libFuzzer target: virtio-gpu command decoding and handling on soft2d (STYLE.md practice 14).
 //
 // Input: byte 0 picks the negotiated features (bit 0: EDID, bit 1: RESOURCE_BLOB; bit 2: a 3D device with a
-// fake renderer whose Venus blobs map, a host-visible region and a fake frontend for SHMEM_MAP / UNMAP) and
+// fake renderer whose Venus blobs map, a host-visible region and a fake frontend for SHMEM_MAP / UNMAP; bit 3:
+// BLOB_ALIGNMENT offered with it) and
 // byte 1 the number of scanouts; then a sequence of operations, each starting with an op byte:
 //   0: a control command:  [type index][len][len bytes]  (type index < table size overrides hdr.type with a
 //      real command type, so the fuzzer reaches handlers quickly; the rest of the bytes are the request,
@@ -69,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   GpuHarness h(GpuDeviceConfig{.num_scanouts = scanouts,
                                .max_resource_memory = 8ull << 20,
                                .hostmem_size = host_visible ? 1ull << 20 : 0,
+                               .blob_alignment = (feature_bits & 8) != 0 ? BlobAlignmentMode::On : BlobAlignmentMode::Off,
                                .max_venus_contexts = 4},
                features, 4ull << 20, renderer, renderer.get());
   FakeShmemMapper mapper;

@@ -46,6 +46,9 @@ int run_main(int argc, char** argv) {
                                    .headless_height = opts.height,
                                    .dmabuf_scanout = opts.dmabuf_scanout,
                                    .hostmem_size = opts.hostmem,
+                                   .blob_alignment = opts.blob_alignment == "on"    ? BlobAlignmentMode::On
+                                                     : opts.blob_alignment == "off" ? BlobAlignmentMode::Off
+                                                                                    : BlobAlignmentMode::Auto,
                                    .max_venus_contexts = opts.max_venus_contexts},
                    &*loop, std::move(renderer), renderer_3d);
   auto dump = [&device, dir = opts.screenshot_dir] {

@@ -39,7 +39,7 @@ CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_creat
   if (req.resource_id == 0 || resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
   if (req.size == 0 || (req.blob_flags & ~kKnownBlobFlags) != 0) return fail(GpuError::InvalidParameter);
   // virtio 1.4, VIRTIO_GPU_F_BLOB_ALIGNMENT: the driver MUST align the size to blob_alignment.
-  if (has_feature(kFeatureBlobAlignment) && req.size % blob_alignment_ != 0) {
+  if (has_feature(kFeatureBlobAlignment) && blob_alignment_ != 0 && req.size % blob_alignment_ != 0) {
     return fail(GpuError::InvalidParameter);
   }
   // USE_CROSS_DEVICE promises a UUID for other devices (RESOURCE_ASSIGN_UUID): VIRTIO_GPU_F_RESOURCE_UUID is

@@ -34,6 +34,9 @@ constexpr uint64_t feature_bit(unsigned bit) {
 // Large enough for every request struct in the command table (checked there with a static_assert).
 constexpr size_t kMaxRequestSize = 128;
 
+// The page size of the guests we serve (x86-64, and arm64 with 4 KiB pages).
+constexpr uint32_t kGuestPageSize = 4096;
+
 std::unique_ptr<Display> make_headless(const GpuDeviceConfig& cfg) {
   return std::make_unique<HeadlessDisplay>(cfg.num_scanouts, cfg.headless_width, cfg.headless_height);
 }
@@ -60,9 +63,12 @@ GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Re
     if (r3d_ != nullptr && r3d_->maps_blobs()) {
       const auto page = static_cast<uint32_t>(::sysconf(_SC_PAGESIZE));
       host_visible_.emplace(cfg_.hostmem_size, page);
-      blob_alignment_ = page;
-      VGPU_LOG_INFO("host-visible memory: {} MiB (shmid {}), blob alignment {}", cfg_.hostmem_size >> 20,
-                    int{VIRTIO_GPU_SHM_ID_HOST_VISIBLE}, page);
+      const bool offer = cfg_.blob_alignment == BlobAlignmentMode::On ||
+                         (cfg_.blob_alignment == BlobAlignmentMode::Auto && page > kGuestPageSize);
+      blob_alignment_ = offer ? page : 0;
+      VGPU_LOG_INFO("host-visible memory: {} MiB (shmid {}), mappings aligned to {} bytes, BLOB_ALIGNMENT {}",
+                    cfg_.hostmem_size >> 20, int{VIRTIO_GPU_SHM_ID_HOST_VISIBLE}, page,
+                    offer ? "offered" : "not offered");
     } else {
       VGPU_LOG_WARN("host-visible memory not offered: {}",
                     r3d_ == nullptr ? "it needs --virgl"
@@ -101,9 +107,10 @@ uint64_t GpuDevice::features() const {
                feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID) |
                feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB);
   if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
-  // Blob alignment matters where blobs are mapped: only with a host-visible region. Its config field sits past
-  // the 16 bytes older frontends size the config space for (QEMU's generic device needs config_size >= 20).
-  if (host_visible_) f |= feature_bit(kFeatureBlobAlignment);
+  // Blob alignment matters where blobs are mapped: only with a host-visible region (and see BlobAlignmentMode).
+  // Its config field sits past the 16 bytes older frontends size the config space for (QEMU's generic device
+  // needs config_size >= 20).
+  if (blob_alignment_ != 0) f |= feature_bit(kFeatureBlobAlignment);
   return f;
 }
 

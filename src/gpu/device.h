@@ -40,6 +40,13 @@ namespace vgpu {
 constexpr int kFeatureBlobAlignment = 5;
 constexpr uint32_t kConfigBlobAlignmentOffset = sizeof(virtio_gpu_config);
 
+// Whether VIRTIO_GPU_F_BLOB_ALIGNMENT is offered (only ever with a host-visible region). A 7.2 guest kernel that
+// negotiates it refuses every blob whose size is not a multiple (EINVAL before the device sees it), and Mesa
+// 26.2's Venus driver sizes its command ring unaligned without asking the kernel for the alignment: offered to
+// such a guest, Venus fails at vkCreateInstance. So Auto offers it only where it is needed for mapping at all,
+// a host page larger than the guest's 4 KiB.
+enum class BlobAlignmentMode : uint8_t { Auto, On, Off };
+
 struct GpuDeviceConfig {
   uint32_t num_scanouts = 1;                    // 1..VIRTIO_GPU_MAX_SCANOUTS
   uint64_t max_resource_memory = 512ull << 20;  // host bytes a guest can make us allocate
@@ -53,6 +60,7 @@ struct GpuDeviceConfig {
   // Bytes of host-visible memory (shmid 1) the frontend is asked to create, a power of two; 0: none. Offered
   // (with BLOB_ALIGNMENT) only when the 3D renderer can map blobs into another process (Renderer3D::maps_blobs).
   uint64_t hostmem_size = 0;
+  BlobAlignmentMode blob_alignment = BlobAlignmentMode::Auto;
   // Venus contexts a guest may have at once: each costs a render-server process on the host.
   uint32_t max_venus_contexts = 16;
 };

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <linux/virtio_gpu.h>
 
+#include <unistd.h>
+
+#include <array>
 #include <cstring>
 #include <memory>
 
@@ -37,8 +40,10 @@ class GpuMapBlob : public ::testing::Test {
  protected:
   explicit GpuMapBlob(uint32_t max_venus = 16)
       : r_(venus_renderer()),
-        h_(GpuDeviceConfig{.hostmem_size = kHostmem, .max_venus_contexts = max_venus}, kFeatures, 64ull << 20, r_,
-           r_.get()) {
+        h_(GpuDeviceConfig{.hostmem_size = kHostmem,
+                           .blob_alignment = BlobAlignmentMode::On,
+                           .max_venus_contexts = max_venus},
+           kFeatures, 64ull << 20, r_, r_.get()) {
     h_.device().set_shmem_mapper(&mapper_);
     EXPECT_EQ(h_.ctx_create(kCtx, kCapsetVenus), kOk);
   }
@@ -105,6 +110,21 @@ TEST(GpuMapBlobConfig, RendererCannotMapBlobs_NoRegionNoAlignmentBit) {
   EXPECT_TRUE(h.device().shmem_regions().empty());
   EXPECT_EQ(h.device().features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
   EXPECT_EQ(h.device().config_size(), 16u);
+}
+
+TEST(GpuMapBlobConfig, BlobAlignmentAutoOn4KiBPages_NotOffered_MappingsStillPageAligned) {
+  auto r = venus_renderer();
+  GpuHarness h(GpuDeviceConfig{.hostmem_size = kHostmem}, kFeatures, 64ull << 20, r, r.get());
+  ASSERT_EQ(::sysconf(_SC_PAGESIZE), 4096);
+  EXPECT_TRUE(h.device().host_visible());
+  EXPECT_EQ(h.device().features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
+  std::array<std::byte, 4> field{};
+  ASSERT_TRUE(h.device().read_config(16, field));
+  EXPECT_EQ(field, (std::array<std::byte, 4>{}));  // reserved: zero
+  EXPECT_EQ(h.device().host_visible_region()->alignment(), kPage);
+  GpuDevice off(GpuDeviceConfig{.hostmem_size = kHostmem, .blob_alignment = BlobAlignmentMode::Off}, nullptr, r,
+                r.get());
+  EXPECT_EQ(off.features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
 }
 
 TEST(GpuMapBlobConfig, NoHostmem_AsBefore) {

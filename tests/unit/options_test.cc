@@ -124,6 +124,9 @@ TEST(Options, Hostmem_NotAPowerOfTwoOrOutOfRangeOrWithoutVenus_ExitCode2) {
   }
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--hostmem", "256M"})), 2);
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--max-venus-contexts", "0"})), 2);
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "sometimes"})), 2);
+  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "on"})).blob_alignment,
+            "on");
 }
 #endif
 
