@@ -67,12 +67,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     features |= (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
                 (uint64_t{1} << kFeatureBlobAlignment);
   }
-  GpuHarness h(GpuDeviceConfig{.num_scanouts = scanouts,
-                               .max_resource_memory = 8ull << 20,
-                               .hostmem_size = host_visible ? 1ull << 20 : 0,
-                               .blob_alignment = (feature_bits & 8) != 0 ? BlobAlignmentMode::On : BlobAlignmentMode::Off,
-                               .max_venus_contexts = 4},
-               features, 4ull << 20, renderer, renderer.get());
+  GpuHarness h(
+      GpuDeviceConfig{.num_scanouts = scanouts,
+                      .max_resource_memory = 8ull << 20,
+                      .hostmem_size = host_visible ? 1ull << 20 : 0,
+                      .blob_alignment = (feature_bits & 8) != 0 ? BlobAlignmentMode::On : BlobAlignmentMode::Off,
+                      .max_venus_contexts = 4},
+      features, 4ull << 20, renderer, renderer.get());
   FakeShmemMapper mapper;
   if (host_visible) h.device().set_shmem_mapper(&mapper);
   auto display = std::make_unique<FakeDisplay>(scanouts, 640, 480);

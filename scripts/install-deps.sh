@@ -20,7 +20,7 @@ build_pkgs=(
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev libpixman-1-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvirglrenderer-dev libepoxy-dev virgl-server libegl1 libegl-mesa0 libgl1-mesa-dri
-  libegl-dev libgles-dev libgbm-dev libdrm-dev
+  libegl-dev libgles-dev libgbm-dev libdrm-dev libvulkan-dev
   linux-libc-dev
 )
 # End-to-end: a busybox initramfs and a Debian kernel run under QEMU 10.0 (bookworm-backports), and QEMU's

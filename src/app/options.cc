@@ -1,9 +1,9 @@
 #include "app/options.h"
 
 #include <CLI/CLI.hpp>
+#include <bit>
 #include <charconv>
 #include <cstdio>
-#include <bit>
 #include <iostream>
 
 #include "common/log.h"
@@ -174,8 +174,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
     std::cerr << "vhost-gpu: --hostmem needs --venus (and --virgl)\n";
     return ExitNow{2};
   }
-  if (opts.hostmem != 0 && (!std::has_single_bit(opts.hostmem) || opts.hostmem < kMinHostmem ||
-                            opts.hostmem > kMaxHostmem)) {
+  if (opts.hostmem != 0 &&
+      (!std::has_single_bit(opts.hostmem) || opts.hostmem < kMinHostmem || opts.hostmem > kMaxHostmem)) {
     std::cerr << "vhost-gpu: --hostmem must be a power of two between 1M and 64G (QEMU makes it one PCI BAR), got "
               << opts.hostmem << " bytes\nRun with --help for usage.\n";
     return ExitNow{2};

@@ -77,13 +77,14 @@ CommandResult GpuDevice::on_ctx_create(const virtio_gpu_ctx_create& req, Reader&
   const uint32_t capset = context_init & VIRTIO_GPU_CONTEXT_INIT_CAPSET_ID_MASK;
   if (capset == kCapsetVenus) {
     // Each Venus context is a render-server process on the host: a guest gets a bounded number of them.
-    const auto venus = static_cast<uint32_t>(std::count_if(contexts_.begin(), contexts_.end(),
-                                                           [](const auto& c) { return c.second.capset == kCapsetVenus; }));
+    const auto venus = static_cast<uint32_t>(std::count_if(
+        contexts_.begin(), contexts_.end(), [](const auto& c) { return c.second.capset == kCapsetVenus; }));
     if (venus >= cfg_.max_venus_contexts) {
       if (!logged_venus_cap_) {
-        VGPU_LOG_WARN("CTX_CREATE {}: the guest has {} Venus contexts, the most --max-venus-contexts allows; "
-                      "refusing more (logged once)",
-                      ctx_id, venus);
+        VGPU_LOG_WARN(
+            "CTX_CREATE {}: the guest has {} Venus contexts, the most --max-venus-contexts allows; "
+            "refusing more (logged once)",
+            ctx_id, venus);
         logged_venus_cap_ = true;
       }
       return fail(GpuError::OutOfMemory);

@@ -16,6 +16,7 @@
 #include <linux/virtio_gpu.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/log.h"
@@ -90,6 +91,7 @@ void GpuDevice::answer_held_now() {
 }
 
 CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob& req, Reader& /*rest*/) {
+  const auto asked = std::chrono::steady_clock::now();  // the command's round trip starts here
   const Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
   if (!host_visible_ || mapper_ == nullptr) {
@@ -98,7 +100,8 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
     VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {}: no host-visible memory region", req.resource_id);
     return fail(GpuError::Unspec);
   }
-  const bool host_blob = res->blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D || res->blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST;
+  const bool host_blob =
+      res->blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D || res->blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST;
   if (!host_blob || (res->blob_flags & VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE) == 0) {
     return fail(GpuError::InvalidParameter);
   }
@@ -114,27 +117,34 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
   if (!mapping || mapping->size < res->blob_size || (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
     host_visible_->release(req.offset);
     VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", req.resource_id,
-                  !mapping ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
-                           : "the renderer's fd does not hold the blob at a page boundary");
+                  !mapping
+                      ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
+                      : "the renderer's fd does not hold the blob at a page boundary");
     return fail(mapping && mapping.error() == Renderer3DError::InvalidArgument ? GpuError::InvalidParameter
-                                                                                : GpuError::Unspec);
+                                                                               : GpuError::Unspec);
   }
   const uint64_t offset = req.offset;
   const uint32_t map_info = mapping->map_info;
   const uint64_t token = hold();
-  auto sent = mapper_->map(shm_range(offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
-                           [this, token, offset, map_info](ShmemReply reply) {
-                             if (reply == ShmemReply::Done) {
-                               // The guest learns the cache type only once the memory is there.
-                               HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->at(offset) : nullptr;
-                               if (m != nullptr && !m->orphaned) {
-                                 m->state = HostVisibleRegion::State::Mapped;
-                                 complete_held(token, map_info_response(map_info));
-                                 return;
-                               }
-                             }
-                             on_map_reply(token, offset, reply);
-                           });
+  auto sent = mapper_->map(
+      shm_range(offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
+      [this, token, offset, map_info, asked, id = req.resource_id](ShmemReply reply) {
+        if (reply == ShmemReply::Done) {
+          // The guest learns the cache type only once the memory is there.
+          HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->at(offset) : nullptr;
+          if (m != nullptr && !m->orphaned) {
+            m->state = HostVisibleRegion::State::Mapped;
+            complete_held(token, map_info_response(map_info));
+            // Command to response, the frontend's reply included, for bench/venus.sh (debug: a line per map).
+            VGPU_LOG_DEBUG(
+                "RESOURCE_MAP_BLOB {}: mapped at 0x{:x} (+0x{:x}), round trip {} us", id, offset, m->len,
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - asked)
+                    .count());
+            return;
+          }
+        }
+        on_map_reply(token, offset, reply);
+      });
   if (!sent) {
     hold_token_ = 0;
     host_visible_->release(offset);
@@ -159,8 +169,13 @@ void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply) 
 }
 
 CommandResult GpuDevice::on_resource_unmap_blob(const virtio_gpu_resource_unmap_blob& req, Reader& /*rest*/) {
-  if (!resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
+  Resource* res = resources_.find(req.resource_id);
+  if (res == nullptr) return fail(GpuError::InvalidResourceId);
   HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->of_resource(req.resource_id) : nullptr;
+  if (m == nullptr && res->unmapped_by_device) {
+    res->unmapped_by_device = false;  // CTX_DESTROY took it out already: what the guest asks for is done
+    return ResponseBytes{};
+  }
   // Never mapped, or its map or unmap is still with the frontend: nothing this command can take out.
   if (m == nullptr || m->state != HostVisibleRegion::State::Mapped) return fail(GpuError::InvalidParameter);
   if (!start_unmap(m->offset, hold())) {
@@ -209,8 +224,10 @@ void GpuDevice::drop_mapping_of(uint32_t resource_id) {
 void GpuDevice::drop_mappings_of_context(uint32_t ctx_id) {
   if (!host_visible_) return;
   for (const HostVisibleRegion::Mapping& m : host_visible_->all()) {
-    const Resource* res = m.orphaned ? nullptr : resources_.find(m.resource_id);
-    if (res != nullptr && res->blob_ctx_id == ctx_id) drop_mapping_of(m.resource_id);
+    Resource* res = m.orphaned ? nullptr : resources_.find(m.resource_id);
+    if (res == nullptr || res->blob_ctx_id != ctx_id) continue;
+    drop_mapping_of(m.resource_id);
+    res->unmapped_by_device = true;
   }
 }
 

@@ -11,9 +11,9 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "common/checked.h"
 #include "common/log.h"

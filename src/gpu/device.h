@@ -144,7 +144,9 @@ class GpuDevice final : public Backend {
   [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
   // A host-visible region is offered (--hostmem, and a renderer that can map blobs).
   [[nodiscard]] bool host_visible() const { return host_visible_.has_value(); }
-  [[nodiscard]] const HostVisibleRegion* host_visible_region() const { return host_visible_ ? &*host_visible_ : nullptr; }
+  [[nodiscard]] const HostVisibleRegion* host_visible_region() const {
+    return host_visible_ ? &*host_visible_ : nullptr;
+  }
   // Control commands answered later (MAP_BLOB / UNMAP_BLOB waiting for the frontend).
   [[nodiscard]] size_t held_commands() const { return held_.size(); }
 

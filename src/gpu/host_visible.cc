@@ -5,7 +5,7 @@
 namespace vgpu {
 
 Result<void, HostVisibleRegion::RangeError> HostVisibleRegion::reserve(uint32_t resource_id, uint64_t offset,
-                                                                     uint64_t len) {
+                                                                       uint64_t len) {
   if (len == 0 || offset >= size_ || len > size_ - offset) return fail(RangeError::OutsideRegion);
   if ((offset & (alignment_ - 1)) != 0 || (len & (alignment_ - 1)) != 0) return fail(RangeError::Unaligned);
   if (of_resource(resource_id) != nullptr) return fail(RangeError::AlreadyMapped);

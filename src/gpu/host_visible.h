@@ -38,10 +38,10 @@ class HostVisibleRegion {
     bool orphaned = false;
   };
   enum class RangeError : uint8_t {
-    Unaligned,       // offset or length not a multiple of the alignment
-    OutsideRegion,   // [offset, offset + len) leaves the region (or wraps), or len is 0
-    Overlap,         // another mapping (orphans included) holds part of the range
-    AlreadyMapped,   // the resource has a mapping (in any state) already
+    Unaligned,      // offset or length not a multiple of the alignment
+    OutsideRegion,  // [offset, offset + len) leaves the region (or wraps), or len is 0
+    Overlap,        // another mapping (orphans included) holds part of the range
+    AlreadyMapped,  // the resource has a mapping (in any state) already
   };
 
   // `size` and `alignment` are powers of two, alignment <= size.

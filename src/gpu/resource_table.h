@@ -28,6 +28,9 @@ struct Resource {
   uint64_t blob_size = 0;
   uint32_t blob_flags = 0;   // VIRTIO_GPU_BLOB_FLAG_USE_*
   uint32_t blob_ctx_id = 0;  // HOST3D*: the context whose object it is (its CTX_DESTROY unmaps the blob)
+  // The device unmapped it for the guest (its context went first): the guest's own UNMAP_BLOB, which Linux
+  // sends when it frees the buffer after the context, is answered OK once.
+  bool unmapped_by_device = false;
   [[nodiscard]] bool is_blob() const { return blob_mem != 0; }
   [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
 };

@@ -26,7 +26,7 @@ bool take_field(std::string_view& s) {  // skips one space-separated field and t
   const size_t space = s.find(' ');
   if (space == std::string_view::npos) return false;
   s.remove_prefix(s.find_first_not_of(' ', space) == std::string_view::npos ? s.size()
-                                                                              : s.find_first_not_of(' ', space));
+                                                                            : s.find_first_not_of(' ', space));
   return true;
 }
 

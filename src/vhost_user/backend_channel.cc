@@ -150,9 +150,10 @@ void BackendChannel::arm_timer() {
 
 void BackendChannel::lose(ShmemReply why, const std::string& reason) {
   if (!open()) return;
-  VGPU_LOG_WARN("vhost-user: backend channel dropped: {}; {} request(s) fail, host-visible memory is unavailable "
-                "until the frontend connects again",
-                reason, pending_.size());
+  VGPU_LOG_WARN(
+      "vhost-user: backend channel dropped: {}; {} request(s) fail, host-visible memory is unavailable "
+      "until the frontend connects again",
+      reason, pending_.size());
   close(why);
 }
 

@@ -178,7 +178,7 @@ void Session::close() {
   if (closed_) return;
   closed_ = true;
   for (size_t i = 0; i < vrings_.size(); ++i) stop_ring(i);  // kick fds leave the loop before being closed
-  backend_.reset();  // may still ask the frontend to unmap, best effort
+  backend_.reset();                                          // may still ask the frontend to unmap, best effort
   backend_.set_shmem_mapper(nullptr);
   channel_.reset();  // pending callbacks are dropped: the device state they touch is gone
   vrings_.clear();

@@ -4,8 +4,9 @@
 #   build-guest-gl.sh
 #
 # Dynamic x86-64 binaries for the Debian sid guest root (build-guest-root.sh): compiled with the host's gcc and
-# headers (EGL/egl.h, GLES2/gl2.h, gbm.h, xf86drm.h: packages libegl-dev libgles-dev libgbm-dev libdrm-dev),
-# linked against libEGL.so.1, libGLESv2.so.2, libgbm.so.1 and libdrm.so.2, whose sonames sid has too; the
+# headers (EGL/egl.h, GLES2/gl2.h, gbm.h, xf86drm.h, vulkan/vulkan.h: packages libegl-dev libgles-dev
+# libgbm-dev libdrm-dev libvulkan-dev), linked against libEGL.so.1, libGLESv2.so.2, libgbm.so.1, libdrm.so.2
+# and libvulkan.so.1 (as needed), whose sonames sid has too; the
 # host's glibc (Debian 12, 2.36) is older than sid's, so they run there. They travel in the initramfs, not in
 # the root image. Cached in $VGPU_CACHE/guest-gl/<hash>/ under a hash of this script, the sources and the
 # compiler's version; CC overrides the compiler.
@@ -19,12 +20,13 @@ need_cmd "${cc}" sha256sum strip
 src_dir="${E2E_DIR}/guest/3d"
 mapfile -t sources < <(find "${src_dir}" -maxdepth 1 -name '*.c' -printf '%p\n' | LC_ALL=C sort)
 ((${#sources[@]} > 0)) || die "no guest GL programs in ${src_dir}"
-for h in EGL/egl.h GLES2/gl2.h gbm.h xf86drm.h; do
+for h in EGL/egl.h GLES2/gl2.h gbm.h xf86drm.h vulkan/vulkan.h; do
   [[ -e "/usr/include/${h}" || -e "/usr/include/libdrm/${h}" ]] ||
-    die "/usr/include/${h} missing: apt-get install libegl-dev libgles-dev libgbm-dev libdrm-dev"
+    die "/usr/include/${h} missing: apt-get install libegl-dev libgles-dev libgbm-dev libdrm-dev libvulkan-dev"
 done
 cflags=(-O2 -std=gnu11 -Wall -Wextra -Werror -I/usr/include/libdrm)
-libs=(-lEGL -lGLESv2 -lgbm -ldrm)
+# shellcheck disable=SC2054 # -Wl,--as-needed is one linker option, not a list
+libs=(-Wl,--as-needed -lEGL -lGLESv2 -lgbm -ldrm -lvulkan)
 
 t0="$(now_s)"
 key="$({
@@ -46,7 +48,7 @@ mkdir -p "${out}.tmp"
 for src in "${sources[@]}"; do
   name="$(basename "${src}" .c)"
   "${cc}" "${cflags[@]}" -o "${out}.tmp/${name}" "${src}" "${libs[@]}" ||
-    die "compiling ${src} failed (needs gcc and libegl-dev libgles-dev libgbm-dev libdrm-dev)"
+    die "compiling ${src} failed (needs gcc and libegl-dev libgles-dev libgbm-dev libdrm-dev libvulkan-dev)"
   strip "${out}.tmp/${name}"
 done
 touch "${out}.tmp/.complete"

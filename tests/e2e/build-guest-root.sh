@@ -47,11 +47,13 @@ esac
 suite="${VGPU_GUEST_SUITE:-sid}"
 img_size="${VGPU_GUEST_ROOT_SIZE:-4G}"
 # Required: Mesa's EGL/GBM/GLES (virgl and llvmpipe drivers are both in libgl1-mesa-dri's libgallium), the
-# demos, IGT (drm_virtgpu and the kms_* tests are in igt-gpu-tools-tests, sid only), piglit and Xvfb (piglit.sh:
+# demos, IGT (drm_virtgpu and the kms_* tests are in igt-gpu-tools-tests, sid only), Vulkan with the Venus ICD
+# (mesa-vulkan-drivers), vulkaninfo, llama.cpp's tests and ggml's Vulkan backend (virgl.sh's venus case), piglit and Xvfb (piglit.sh:
 # the vtest reference run chroots into the unpacked root and runs piglit's window tests on an Xvfb display).
 # shellcheck disable=SC2206 # word splitting of the override is intended
 packages=(${VGPU_GUEST_PACKAGES:-libgl1-mesa-dri libegl-mesa0 libegl1 libgbm1 libgles2 libdrm2 mesa-utils kmscube
-  igt-gpu-tools igt-gpu-tools-tests piglit xvfb})
+  igt-gpu-tools igt-gpu-tools-tests piglit xvfb
+  mesa-vulkan-drivers vulkan-tools libvulkan1 llama.cpp-tests llama.cpp-tools libggml0-backend-vulkan})
 # Installed when the suite has them.
 optional=(glmark2-es2-drm)
 

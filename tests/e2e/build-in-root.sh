@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build vhost-gpu and its unit tests inside a Debian root (build-trixie-root.sh: trixie, libvirglrenderer 1.1),
+# Build vhost-gpu and its unit tests inside a Debian root (build-host-root.sh: trixie, libvirglrenderer 1.1),
 # run the unit tests there, and print the host path of the built binary (ROOT/vgpu/build/vhost-gpu; inside the
 # root it is /vgpu/build/vhost-gpu).
 #
@@ -38,13 +38,13 @@ case "${2:-}" in
   --no-tests) run_tests=0 ;;
   *) die "unknown argument '$2' (use --no-tests or nothing)" ;;
 esac
-[[ -d "${root}" ]] || die "no root folder ${root} (make one with build-trixie-root.sh)"
+[[ -d "${root}" ]] || die "no root folder ${root} (make one with build-host-root.sh)"
 root="$(cd "${root}" && pwd)"
 [[ "$(id -u)" == 0 ]] || die "needs root (chroot)"
 need_cmd git tar flock unshare chroot
 in_root=("${E2E_DIR}/in-root.sh" "${root}")
 "${in_root[@]}" -- sh -c 'command -v cmake && command -v ninja && command -v c++' >/dev/null ||
-  die "${root} has no cmake, ninja or c++ (not a build-trixie-root.sh root?)"
+  die "${root} has no cmake, ninja or c++ (not a build-host-root.sh root?)"
 
 repo="$(git -C "${E2E_DIR}" rev-parse --show-toplevel)"
 src="${root}/vgpu/src"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a command inside a Debian root (build-trixie-root.sh's) with chroot, in a private mount namespace: the
+# Run a command inside a Debian root (build-host-root.sh's) with chroot, in a private mount namespace: the
 # root gets /proc, /sys, /dev and a fresh tmpfs on /tmp, plus host paths bound at the same path, so file
 # names on the command line mean the same inside and out. Nothing is mounted in the host's namespace: the
 # mounts end with the command, even when it is killed (no unmount, no trap needed).
@@ -12,7 +12,7 @@
 # under the same PID as this script (unshare, chroot and env all exec): a timeout or a signal (SIGUSR1 to our
 # backend) reaches the command itself. Needs root and util-linux's unshare.
 #
-# Example: in-root.sh "$(build-trixie-root.sh)" --bind /tmp/x -- qemu-system-x86_64 --version
+# Example: in-root.sh "$(build-host-root.sh)" --bind /tmp/x -- qemu-system-x86_64 --version
 set -euo pipefail
 
 die() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The 3D e2e test on QEMU 11.1 and virglrenderer 1.1, in one command (for ctest): builds or reuses the Debian 13
-# root (build-trixie-root.sh), builds our binary and runs its unit tests inside it (build-in-root.sh), then runs
+# root (build-host-root.sh), builds our binary and runs its unit tests inside it (build-in-root.sh), then runs
 # virgl.sh with QEMU and the backend inside the root, on the generic vhost-user device by default (the guest
 # sees +resource_blob +context_init; all 11 drm_virtgpu subtests must pass; draw and kmscube read our
 # backend's SIGUSR1 PNGs, see virgl.sh's header).
@@ -8,7 +8,7 @@
 #   virgl-trixie.sh [KIND]      KIND: ours (default) or ours-2d
 #
 # Prints virgl.sh's report on stdout and the seconds each stage took on stderr; exits non-zero when a stage
-# fails. Needs root (debootstrap once, chroot). Environment: everything virgl.sh, build-trixie-root.sh and
+# fails. Needs root (debootstrap once, chroot). Environment: everything virgl.sh, build-host-root.sh and
 # build-in-root.sh read (VGPU_E2E_DEVICE defaults to generic here; VGPU_ROOT_CMAKE_ARGS, VGPU_ROOT_CTEST_ARGS),
 # and VGPU_ROOT_NO_TESTS=1 to skip the unit tests in the root.
 set -euo pipefail
@@ -27,7 +27,7 @@ case "${kind}" in
 esac
 
 t="$(now_s)"
-root="$("${E2E_DIR}/build-trixie-root.sh")" || die "build-trixie-root.sh failed"
+root="$("${E2E_DIR}/build-host-root.sh" trixie)" || die "build-host-root.sh trixie failed"
 t_root="$(secs_since "${t}")"
 t="$(now_s)"
 declare -a no_tests=()

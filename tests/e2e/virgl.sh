@@ -23,12 +23,12 @@
 #            `kmscube` are ADAPTED for ours/ours-2d: their frames come from the PNG our backend writes on SIGUSR1
 #            (--screenshot-dir in the temp dir; ppm_check.py --backend-pid), with the same pixel checks. For the
 #            qemu-c kinds they are SKIPPED after their guest-side checks (no frames to read).
-# QEMU 11.1 and virglrenderer 1.1 (VGPU_E2E_ROOT=DIR, a root of build-trixie-root.sh): QEMU (VGPU_QEMU, a name or
+# QEMU 11.1 and virglrenderer 1.1 (VGPU_E2E_ROOT=DIR, a root of build-host-root.sh): QEMU (VGPU_QEMU, a name or
 # path inside DIR) and, for ours/ours-2d, the backend run inside DIR through in-root.sh (chroot in a private mount
 # namespace; the temp dir and $VGPU_CACHE bound at the same paths); BINARY is what build-in-root.sh printed
 # (DIR/vgpu/build/vhost-gpu) or its path inside DIR. QEMU's C backend (qemu-c kinds), and ours with
 # VGPU_E2E_BACKEND_IN_ROOT=0 (a host-built binary, Debian 12's virglrenderer 0.10.4), run on the host.
-#   VGPU_E2E_ROOT="$(tests/e2e/build-trixie-root.sh)" VGPU_E2E_DEVICE=generic \
+#   VGPU_E2E_ROOT="$(tests/e2e/build-host-root.sh)" VGPU_E2E_DEVICE=generic \
 #     tests/e2e/virgl.sh ours "$(tests/e2e/build-in-root.sh "${VGPU_E2E_ROOT}")"
 #
 # Cases (VGPU_E2E_CASES, default "renderer hostile draw kmscube igt" for virgl kinds, "renderer draw kmscube igt"
@@ -50,6 +50,14 @@
 #             VGPU_E2E_IGT_REQUIRE did not pass (defaults below, per kind)
 #   glmark2   glmark2-es2-drm on VGPU_E2E_GLMARK2 scenes (comma separated, default
 #             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
+#   venus     Vulkan through Venus (run-3d.sh's case_venus, on the Venus ICD only): vulkaninfo must name the
+#             `Virtio-GPU Venus` device with DRIVER_ID_MESA_VENUS, vk-draw's pixels must all match, ggml's
+#             test-backend-ops (VGPU_E2E_GGML_OPS, default ADD,MUL_MAT; VGPU_E2E_GGML_PARAMS, default the f32
+#             cases) and test-llama-archs (a tiny LLM, GPU against CPU) must pass on the Venus device (run-3d.sh
+#             checks the device ran them); the driver must print `[drm] Host memory window` and the backend stay
+#             alive. Needs the sid backend root and kernel: venus-sid.sh sets them up. VGPU_E2E_VENUS_STEPS
+#             picks steps (default vulkaninfo,draw,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
+#             VGPU_E2E_VN_DEBUG sets the guest's VN_DEBUG (Mesa's Venus driver says why it gives up: init,result)
 #   piglit    the piglit tests of VGPU_E2E_PIGLIT_LIST (tests/e2e/piglit/tests.txt) through guest/3d/piglit-run.sh,
 #             PIGLIT_PLATFORM=gbm, VGPU_E2E_PIGLIT_JOBS programs at a time; writes the per-test results
 #             (`result<TAB>seconds<TAB>detail<TAB>name`) to VGPU_E2E_PIGLIT_DIR/results.txt with copies of the
@@ -92,6 +100,7 @@
 #   VGPU_E2E_HOSTILE_SEED seed of hostile's random streams (default: the program's fixed seed; the case prints it)
 #   VGPU_E2E_ACCEL        tcg (default) or kvm
 #   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
+#   VGPU_E2E_BACKEND_ENV  extra VAR=VALUE words for the backend's environment (word-split; e.g. LP_NUM_THREADS=1)
 #   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its display-channel record
 #                         (events.jsonl); default 0
 #   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps)
@@ -117,7 +126,7 @@ kind="${1:-}"
 binary="${2:-}"
 [[ -n "${kind}" ]] || usage
 
-all_cases=(renderer hostile draw kmscube igt glmark2 piglit)
+all_cases=(renderer hostile draw kmscube igt glmark2 piglit venus)
 case "${kind}" in
   ours | qemu-c-virgl) default_cases="renderer hostile draw kmscube igt" ;;
   *) default_cases="renderer draw kmscube igt" ;;
@@ -158,12 +167,12 @@ case "${device}" in
   gpu | generic) ;;
   *) die "VGPU_E2E_DEVICE must be gpu or generic, not '${device}'" ;;
 esac
-# QEMU (and our backend) inside a root of build-trixie-root.sh: in-root.sh, the paths they use bound in later.
+# QEMU (and our backend) inside a root of build-host-root.sh: in-root.sh, the paths they use bound in later.
 root="${VGPU_E2E_ROOT:-}"
 backend_in_root=0
 declare -a in_root=()
 if [[ -n "${root}" ]]; then
-  [[ -d "${root}" ]] || die "VGPU_E2E_ROOT=${root} is not a folder (make one with build-trixie-root.sh)"
+  [[ -d "${root}" ]] || die "VGPU_E2E_ROOT=${root} is not a folder (make one with build-host-root.sh)"
   root="$(cd "${root}" && pwd)"
   in_root=("${E2E_DIR}/in-root.sh" "${root}")
   if [[ ("${kind}" == ours || "${kind}" == ours-2d) && "${VGPU_E2E_BACKEND_IN_ROOT:-1}" == 1 ]]; then
@@ -222,7 +231,7 @@ if [[ "${device}" == generic ]]; then
   # vhost-user-device-pci, but refuses it on the command line ("expects a pluggable device type").
   generic_name="$("${qemu_probe[@]}" "${qemu}" -device help 2>/dev/null |
     grep -oE '"vhost-user-(test-)?device-pci"' | tr -d '"' | head -n 1 || true)"
-  [[ -n "${generic_name}" ]] || die "QEMU ${qver} offers no generic vhost-user device (vhost-user-test-device-pci, QEMU 11.1: VGPU_E2E_ROOT=\"\$(tests/e2e/build-trixie-root.sh)\")"
+  [[ -n "${generic_name}" ]] || die "QEMU ${qver} offers no generic vhost-user device (vhost-user-test-device-pci, QEMU 11.1: VGPU_E2E_ROOT=\"\$(tests/e2e/build-host-root.sh)\")"
   device_args=(-device "${generic_name},chardev=gpu,id=gpu0,virtio-id=16,num_vqs=2,config_size=${VGPU_E2E_CONFIG_SIZE:-16}")
   # IGT's context-init passes VIRTGPU_CONTEXT_PARAM_DEBUG_NAME, which Linux 6.1 refuses (EINVAL): a newer kernel.
   export VGPU_KERNEL_PKG="${VGPU_KERNEL_PKG:-linux-image-6.12-amd64}"
@@ -231,6 +240,8 @@ need_cmd python3 timeout setsid head stdbuf grep awk mkfifo
 boot_timeout="${VGPU_E2E_TIMEOUT:-240}"
 step_timeout="${VGPU_E2E_STEP_TIMEOUT:-120}"
 igt_timeout="${VGPU_E2E_IGT_TIMEOUT:-600}"
+venus_timeout=0
+[[ " ${cases[*]} " != *" venus "* ]] || venus_timeout="${VGPU_E2E_VENUS_TIMEOUT:-1800}"
 size="${VGPU_E2E_SIZE:-1280x800}"
 mem="${VGPU_E2E_MEM:-1G}"
 use_proxy="${VGPU_E2E_PROXY:-0}"
@@ -256,11 +267,17 @@ log "backend: ${kind} ${binary}${root:+ (QEMU$( ((backend_in_root)) && echo " an
 # --- guest kernel, initramfs, root ------------------------------------------------------------------------------
 t="$(now_s)"
 kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
+kernel_root="$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)" || die "fetch-kernel.sh --root failed"
 gl="$("${E2E_DIR}/build-guest-gl.sh")" || die "build-guest-gl.sh failed"
-initrd="$(VGPU_E2E_MODULES="virtio_blk crc32c_generic ext4" "${E2E_DIR}/build-initramfs.sh" \
-  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+# ext4 needs crc32c through crc32c_generic up to 6.x; 7.x has it in the crc32c library ext4 depends on itself.
+modules="virtio_blk ext4"
+if find "${kernel_root}/lib/modules" -name 'crc32c_generic.ko*' -print -quit 2>/dev/null | grep -q .; then
+  modules="virtio_blk crc32c_generic ext4"
+fi
+initrd="$(VGPU_E2E_MODULES="${modules}" "${E2E_DIR}/build-initramfs.sh" \
+  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
   --add "${E2E_DIR}/guest/3d/piglit-run.sh=/vgpu-e2e-root/piglit-run.sh" --add "${piglit_list}=/vgpu-e2e-root/piglit-tests.txt" \
-  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+  "${kernel_root}")" || die "build-initramfs.sh failed"
 t_root="$(now_s)"
 rootimg="$("${E2E_DIR}/build-guest-root.sh")" || die "build-guest-root.sh failed"
 t_root="$(secs_since "${t_root}")"
@@ -469,6 +486,32 @@ run_case() {
         case_fail renderer "guest: ${marker}"
       fi
       ;;
+    venus)
+      rc=0
+      wait_marker venus "" "$((first_wait + venus_timeout))" || rc=$?
+      local vk draw ggml llama window
+      vk="$(console_line '^VGPU-E2E: venus:vulkaninfo ' | sed 's/^VGPU-E2E: venus:vulkaninfo //')"
+      draw="$(console_line '^VGPU-E2E: venus:draw ' | sed 's/^VGPU-E2E: venus:draw //')"
+      ggml="$(console_line '^VGPU-E2E: venus:ggml ' | sed 's/^VGPU-E2E: venus:ggml //')"
+      llama="$(console_line '^VGPU-E2E: venus:llama ' | sed 's/^VGPU-E2E: venus:llama //')"
+      window="$({ grep -aE '\[drm\] Host memory window' "${console}" || true; } | head -n 1 | sed -E 's/.*\[drm\] //; s/\r$//')"
+      detail[venus]="${vk:-no vulkaninfo}; ${window:-no host memory window}"
+      case_note venus "$(grep -aE '^VGPU-E2E: venus:[a-z]+:time ' "${console}" | sed -E 's/^VGPU-E2E: venus:([a-z]+):time ([0-9.]+) s.*/\1 \2s/' | tr '\n' ' ')"
+      log "venus: ${vk}; draw: ${draw:-none}; ggml: ${ggml:-none}; llama: ${llama:-none}; ${window:-no host memory window}"
+      if ((rc == 3)); then
+        result[venus]=SKIP
+        detail[venus]="${marker}"
+      elif ((rc != 0)); then
+        case_fail venus "guest: ${marker}; $(grep -aE '^VGPU-E2E: venus-log: ' "${console}" | tail -n 4 | sed 's/^VGPU-E2E: venus-log: //' | tr '\n' '|' | cut -c1-400)"
+      fi
+      [[ -n "${window}" ]] || case_fail venus "the driver printed no '[drm] Host memory window' (no host-visible region)"
+      [[ "${vk}" == *'Virtio-GPU Venus'*DRIVER_ID_MESA_VENUS* || " ${VGPU_E2E_VENUS_STEPS:-vulkaninfo} " != *vulkaninfo* ]] ||
+        case_fail venus "vulkaninfo shows no Venus device: ${vk:-nothing}"
+      bg_running "${backend_log}" || case_fail venus "the backend ended (exit status $(bg_rc "${backend_log}"))"
+      if grep -aqE "${crash_re}" "${backend_log}"; then
+        case_fail venus "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+      fi
+      ;;
     hostile)
       rc=0
       wait_marker hostile "" "${first_wait}" || rc=$?
@@ -659,8 +702,10 @@ if [[ "${frames}" == backend ]]; then
 fi
 # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
 bcmd=("${binary}" --socket-path "${sock}" "${backend_extra[@]}" ${VGPU_E2E_BACKEND_ARGS:-})
+# shellcheck disable=SC2206
+backend_env+=(${VGPU_E2E_BACKEND_ENV:-})
 ((backend_in_root == 0)) || bcmd=("${in_root[@]}" --bind "${dir}" -- env "${backend_env[@]}" "${bcmd[@]}")
-budget=$((boot_timeout + igt_timeout + piglit_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
+budget=$((boot_timeout + igt_timeout + piglit_timeout + venus_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
 bg_start backend "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
 wait_for_socket "${sock}" 15 "${backend_log}" || {
   show_tail "backend log" "${backend_log}"
@@ -691,7 +736,7 @@ qemu_args=(
   "${device_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
-  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,ggml,llama}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"

@@ -4,7 +4,6 @@
 // FakeShmemMapper, the renderer a FakeRenderer3D whose blobs map as memfds behind a header (as lavapipe's).
 #include <gtest/gtest.h>
 #include <linux/virtio_gpu.h>
-
 #include <unistd.h>
 
 #include <array>
@@ -40,10 +39,10 @@ class GpuMapBlob : public ::testing::Test {
  protected:
   explicit GpuMapBlob(uint32_t max_venus = 16)
       : r_(venus_renderer()),
-        h_(GpuDeviceConfig{.hostmem_size = kHostmem,
-                           .blob_alignment = BlobAlignmentMode::On,
-                           .max_venus_contexts = max_venus},
-           kFeatures, 64ull << 20, r_, r_.get()) {
+        h_(
+            GpuDeviceConfig{
+                .hostmem_size = kHostmem, .blob_alignment = BlobAlignmentMode::On, .max_venus_contexts = max_venus},
+            kFeatures, 64ull << 20, r_, r_.get()) {
     h_.device().set_shmem_mapper(&mapper_);
     EXPECT_EQ(h_.ctx_create(kCtx, kCapsetVenus), kOk);
   }
@@ -181,10 +180,10 @@ TEST_F(GpuMapBlob, Map_FrontendRefusesOrIsLost_ErrUnspecAndTheRangeIsFree) {
 TEST_F(GpuMapBlob, Map_HostileRanges_InvalidParameterWithoutAskingTheFrontend) {
   ASSERT_EQ(create_host_blob(5, 2 * kPage), kOk);
   ASSERT_EQ(create_host_blob(6, 2 * kPage), kOk);
-  EXPECT_EQ(map(5, kPage + 1), kBadParam);                   // unaligned
-  EXPECT_EQ(map(5, 512), kBadParam);                         // unaligned
-  EXPECT_EQ(map(5, kHostmem - kPage), kBadParam);            // runs past the end
-  EXPECT_EQ(map(5, kHostmem), kBadParam);                    // starts at the end
+  EXPECT_EQ(map(5, kPage + 1), kBadParam);                    // unaligned
+  EXPECT_EQ(map(5, 512), kBadParam);                          // unaligned
+  EXPECT_EQ(map(5, kHostmem - kPage), kBadParam);             // runs past the end
+  EXPECT_EQ(map(5, kHostmem), kBadParam);                     // starts at the end
   EXPECT_EQ(map(5, ~uint64_t{0} & ~(kPage - 1)), kBadParam);  // wraps
   EXPECT_TRUE(mapper_.requests.empty());
   EXPECT_EQ(map(5, 2 * kPage), VIRTIO_GPU_RESP_OK_MAP_INFO);
@@ -303,6 +302,12 @@ TEST_F(GpuMapBlob, CtxDestroy_UnmapsTheBlobsOfThatContextOnly) {
   EXPECT_EQ(mapper_.requests[2].range.shm_offset, 0u);
   mapper_.answer_all(ShmemReply::Done);
   EXPECT_EQ(mappings(), 1u);
+  // Linux frees the context's buffers after the context: their UNMAP_BLOB is answered OK, once, unasked.
+  const size_t asked = mapper_.requests.size();
+  EXPECT_EQ(type_of(submit_unmap(5)), kOk);
+  EXPECT_EQ(mapper_.requests.size(), asked);
+  EXPECT_EQ(type_of(submit_unmap(5)), kBadParam);
+  EXPECT_EQ(unref(5), kOk);
 }
 
 TEST_F(GpuMapBlob, Reset_UnmapsEverythingAndForgetsHeldCommands) {

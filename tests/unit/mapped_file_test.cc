@@ -33,10 +33,10 @@ TEST(MappedFile, AnotherFileOrNoMapping_Nullopt) {
 }
 
 TEST(MappedFile, MalformedText_NulloptNeverACrash) {
-  for (std::string_view text : {"", "\n\n", "zzzz", "7f0000000000-", "7f0000000000-7f0000004000",
-                                "7f0000000000-7f0000004000 rw-s", "7f0000000000-7f0000004000 rw-s 2000 00:01",
-                                "7f0000000000-7f0000004000 rw-s ffffffffffffffff 00:01 5678 x",
-                                "7f0000000000-7f0000004000 rw-s 2000 0001 5678"}) {
+  for (std::string_view text :
+       {"", "\n\n", "zzzz", "7f0000000000-", "7f0000000000-7f0000004000", "7f0000000000-7f0000004000 rw-s",
+        "7f0000000000-7f0000004000 rw-s 2000 00:01", "7f0000000000-7f0000004000 rw-s ffffffffffffffff 00:01 5678 x",
+        "7f0000000000-7f0000004000 rw-s 2000 0001 5678"}) {
     EXPECT_EQ(file_offset_of(text, 0x7f0000001000, makedev(0, 1), 5678), std::nullopt) << text;
   }
 }

@@ -1,7 +1,5 @@
 // BackendChannel: SHMEM_MAP / SHMEM_UNMAP sent with NEED_REPLY, replies matched in order without blocking,
 // and every way a frontend can fail us (refuse, close, stay silent, answer nonsense) ending in one callback.
-#include "vhost_user/backend_channel.h"
-
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -11,6 +9,8 @@
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "vhost_user/backend_channel.h"
 
 namespace vgpu::vhost_user {
 namespace {

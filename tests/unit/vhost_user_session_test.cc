@@ -1117,7 +1117,6 @@ TEST_F(SessionTest, QemuLikeSequence_FullNegotiationAndStart_BothRingsRun) {
   EXPECT_FALSE(session_->broken());
 }
 
-
 // ---- shared memory (VHOST_USER_PROTOCOL_F_SHMEM) -------------------------------------------------------------
 
 class SessionShmemTest : public SessionTest {

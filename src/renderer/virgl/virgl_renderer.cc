@@ -799,8 +799,7 @@ Result<BlobMapping, Renderer3DError> VirglRenderer::blob_mapping(uint32_t resour
   virgl_renderer_resource_unmap(resource_id);
   if (!offset || *offset > static_cast<uint64_t>(st.st_size) ||
       map_size > static_cast<uint64_t>(st.st_size) - *offset) {
-    VGPU_LOG_WARN("3D: blob {}: its OPAQUE fd does not map to the library's view of it; not mapping it",
-                  resource_id);
+    VGPU_LOG_WARN("3D: blob {}: its OPAQUE fd does not map to the library's view of it; not mapping it", resource_id);
     return fail(Renderer3DError::Failed);
   }
   out.fd_offset = *offset;

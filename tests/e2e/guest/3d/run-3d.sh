@@ -12,6 +12,15 @@
 #   igt       every subtest of IGT's drm_virtgpu, one run each: `igt:<subtest> SUCCESS|FAIL|SKIP|... <reason>`,
 #             then `igt ok success=N fail=N skip=N other=N`
 #   glmark2   glmark2-es2-drm on the scenes of vgpu_e2e.glmark2=scene:opt=v,scene...: `glmark2 ok score=N`
+#   venus     Vulkan through Venus, on the Venus ICD only (VK_DRIVER_FILES=virtio_icd.json: no silent fallback to
+#             lavapipe): `venus:vulkaninfo device="..." driver=...` (vulkaninfo --summary), `venus:draw ...`
+#             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:ggml ...`
+#             (test-backend-ops -b Vulkan0 on vgpu_e2e.ggml_ops, default ADD,MUL_MAT, cases whose params match
+#             vgpu_e2e.ggml_params, default the f32 ones: 316 cases; every one must pass on the Venus device),
+#             `venus:llama ...` (test-llama-archs -a '^llama$': a tiny LLM on the Venus device and on the CPU,
+#             outputs within its 1e-4 bound; the Venus rows must say OK), then `venus ok` or `venus FAIL <steps>`.
+#             ggml runs without cooperative-matrix shaders (GGML_VK_DISABLE_COOPMAT*): lavapipe's emulation of
+#             them misses test-backend-ops' MUL_MAT bound on the host itself, no VM involved
 #   piglit    piglit-run.sh (next to this script) on the list piglit-tests.txt, PIGLIT_PLATFORM=gbm,
 #             vgpu_e2e.piglit_jobs programs at a time (default 2), vgpu_e2e.piglit_timeout seconds per test
 #             (default 120): `piglit:result ...` per test, then `piglit ok total=N pass=N ...`
@@ -37,6 +46,7 @@ mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 
 cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed="" piglit_jobs=2 piglit_timeout=120
+ggml_ops=ADD,MUL_MAT ggml_params='^type(_a=f32,type_b)?=f32,' venus_steps=vulkaninfo,draw,ggml,llama vn_debug=
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
   case "${arg}" in
@@ -47,6 +57,10 @@ for arg in "${cmdline[@]}"; do
     vgpu_e2e.hostile_seed=*) hostile_seed="${arg#*=}" ;;
     vgpu_e2e.piglit_jobs=*) piglit_jobs="${arg#*=}" ;;
     vgpu_e2e.piglit_timeout=*) piglit_timeout="${arg#*=}" ;;
+    vgpu_e2e.ggml_ops=*) ggml_ops="${arg#*=}" ;;
+    vgpu_e2e.ggml_params=*) ggml_params="${arg#*=}" ;;
+    vgpu_e2e.venus_steps=*) venus_steps="${arg#*=}" ;;
+    vgpu_e2e.vn_debug=*) vn_debug="${arg#*=}" ;;
   esac
 done
 
@@ -229,10 +243,108 @@ case_piglit() {
     bash "${E}/piglit-run.sh" -j "${piglit_jobs}" -t "${piglit_timeout}" "${E}/piglit-tests.txt"
 }
 
+# venus_run STEP TIMEOUT CMD...: runs one step of the venus case with its output in /tmp/venus-STEP.log;
+# prints its last lines as venus-log markers when it fails. Returns the command's status.
+venus_run() {
+  local step="$1" limit="$2" rc
+  shift 2
+  local t0
+  t0="$(uptime_s)"
+  timeout -k 10 "${limit}" "$@" >"/tmp/venus-${step}.log" 2>&1
+  rc=$?
+  say "venus:${step}:time $(awk -v a="${t0}" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }') s exit=${rc}"
+  if ((rc != 0)); then
+    # What went wrong (errors and the failing cases with the lines before them), then how it ended.
+    grep -aiE -B3 'error|fail|abort|lost|out of' "/tmp/venus-${step}.log" | grep -avE '\): .*OK' | head -n 30 |
+      sed "s/^/VGPU-E2E: venus-log: ${step}: /"
+    tail -n 15 "/tmp/venus-${step}.log" | sed "s/^/VGPU-E2E: venus-log: ${step}: /"
+  else
+    grep -aE "${VENUS_KEEP_RE:-.}" "/tmp/venus-${step}.log" | tail -n 20 | sed "s/^/VGPU-E2E: venus-out: ${step}: /"
+  fi
+  return "${rc}"
+}
+
+case_venus() {
+  local icd=/usr/share/vulkan/icd.d/virtio_icd.json tests=/usr/libexec/x86_64-linux-gnu/llama.cpp-tests
+  local -a failed=()
+  [[ -r "${icd}" ]] || {
+    say "venus FAIL ${icd} is missing (package mesa-vulkan-drivers)"
+    return 1
+  }
+  # The Venus ICD and nothing else: with lavapipe visible, a broken Venus would fall back to it silently.
+  export VK_DRIVER_FILES="${icd}"
+  # ggml skips CPU-type Vulkan devices and Venus on lavapipe reports one: name the device. Cooperative matrices
+  # off (see above).
+  export GGML_VK_VISIBLE_DEVICES=0 GGML_VK_DISABLE_COOPMAT=1 GGML_VK_DISABLE_COOPMAT2=1
+  # Mesa's Venus driver says why it gave up (VN_DEBUG=init,result) when asked (vgpu_e2e.vn_debug=...).
+  [[ -z "${vn_debug}" ]] || export VN_DEBUG="${vn_debug}"
+  if [[ ",${venus_steps}," == *,vulkaninfo,* ]]; then
+    local name driver api
+    if VENUS_KEEP_RE='deviceName|driverID|apiVersion|driverInfo' venus_run vulkaninfo "${step_timeout}" \
+      vulkaninfo --summary; then
+      name="$(sed -nE 's/^[[:space:]]*deviceName[[:space:]]*= *//p' /tmp/venus-vulkaninfo.log | head -n 1)"
+      driver="$(sed -nE 's/^[[:space:]]*driverID[[:space:]]*= *//p' /tmp/venus-vulkaninfo.log | head -n 1)"
+      api="$(sed -nE 's/^[[:space:]]*apiVersion[[:space:]]*= *//p' /tmp/venus-vulkaninfo.log | head -n 1)"
+      say "venus:vulkaninfo device=\"${name}\" driver=${driver} api=${api}"
+      [[ "${name}" == *Venus* && "${driver}" == DRIVER_ID_MESA_VENUS* ]] || failed+=(vulkaninfo)
+    else
+      failed+=(vulkaninfo)
+    fi
+  fi
+  if [[ ",${venus_steps}," == *,draw,* ]]; then
+    if venus_run draw "${step_timeout}" "${E}/vk-draw"; then
+      say "venus:draw $(grep -E '^vk-draw ok' /tmp/venus-draw.log | tail -n 1)"
+    else
+      failed+=(draw)
+    fi
+  fi
+  if [[ ",${venus_steps}," == *,ggml,* ]]; then
+    # Passing means: the Venus device ran the cases (not skipped as absent), and every one of them passed.
+    local passed
+    if VENUS_KEEP_RE='ggml_vulkan: 0|Device description|tests passed|Backend Vulkan0|backends passed' \
+      venus_run ggml $((step_timeout * 4)) "${tests}/test-backend-ops" -b Vulkan0 -o "${ggml_ops}" \
+      -p "${ggml_params}"; then
+      passed="$(sed -nE 's/^ *([0-9]+)\/([0-9]+) tests passed.*/\1 \2/p' /tmp/venus-ggml.log | tail -n 1)"
+      if grep -qE 'Device description: Virtio-GPU Venus' /tmp/venus-ggml.log &&
+        grep -qE 'Backend Vulkan0: .*OK' /tmp/venus-ggml.log && [[ -n "${passed}" ]] &&
+        ((${passed% *} > 0 && ${passed% *} == ${passed#* })); then
+        say "venus:ggml ok passed=${passed% *}/${passed#* } ops=${ggml_ops}"
+      else
+        say "venus:ggml FAIL the Venus device did not run and pass every case (${passed:-no count})"
+        failed+=(ggml)
+      fi
+    else
+      failed+=(ggml)
+    fi
+  fi
+  if [[ ",${venus_steps}," == *,llama,* ]]; then
+    # Its table has a row per device and model config: the Venus rows must be there and OK against the CPU.
+    local venus_rows venus_ok
+    if VENUS_KEEP_RE='ggml_vulkan: 0|Model arch|\|.*llama|Summary' venus_run llama $((step_timeout * 4)) \
+      "${tests}/test-llama-archs" -a '^llama$' -s 42; then
+      venus_rows="$(grep -cE '^\|.*llama\|.*Venus' /tmp/venus-llama.log || true)"
+      venus_ok="$(grep -E '^\|.*llama\|.*Venus' /tmp/venus-llama.log | grep -vc 'FAIL' || true)"
+      if ((venus_rows > 0 && venus_ok == venus_rows)) && grep -qE '^Summary: all [0-9]+ test\(s\) passed' /tmp/venus-llama.log; then
+        say "venus:llama ok venus_rows=${venus_rows} $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
+      else
+        say "venus:llama FAIL Venus rows ${venus_rows}, of them OK ${venus_ok}; $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
+        failed+=(llama)
+      fi
+    else
+      failed+=(llama)
+    fi
+  fi
+  if ((${#failed[@]} > 0)); then
+    say "venus FAIL ${failed[*]}"
+    return 1
+  fi
+  say "venus ok steps=${venus_steps}"
+}
+
 for c in ${cases//,/ }; do
   say "case ${c} start (guest uptime $(uptime_s) s)"
   case "${c}" in
-    renderer | hostile | draw | kmscube | igt | glmark2 | piglit) "case_${c}" ;;
+    renderer | hostile | draw | kmscube | igt | glmark2 | piglit | venus) "case_${c}" ;;
     *) say "${c} FAIL unknown case" ;;
   esac
   say "case ${c} exit $? (guest uptime $(uptime_s) s)"
