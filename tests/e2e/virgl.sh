@@ -55,8 +55,9 @@
 #             test-backend-ops (VGPU_E2E_GGML_OPS, default ADD,MUL_MAT; VGPU_E2E_GGML_PARAMS, default the f32
 #             cases) and test-llama-archs (a tiny LLM, GPU against CPU) must pass on the Venus device (run-3d.sh
 #             checks the device ran them); the driver must print `[drm] Host memory window` and the backend stay
-#             alive. Needs the sid backend root and kernel: venus-sid.sh sets them up. VGPU_E2E_VENUS_STEPS
-#             picks steps (default vulkaninfo,draw,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
+#             alive; venus-hostile (more contexts than the cap, blobs of no object, maps of them) must end
+#             without a hang before ggml and the LLM run. Needs the sid backend root and kernel: venus-sid.sh
+#             sets them up. VGPU_E2E_VENUS_STEPS picks steps (default vulkaninfo,draw,hostile,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
 #             VGPU_E2E_VN_DEBUG sets the guest's VN_DEBUG (Mesa's Venus driver says why it gives up: init,result)
 #   piglit    the piglit tests of VGPU_E2E_PIGLIT_LIST (tests/e2e/piglit/tests.txt) through guest/3d/piglit-run.sh,
 #             PIGLIT_PLATFORM=gbm, VGPU_E2E_PIGLIT_JOBS programs at a time; writes the per-test results
@@ -275,7 +276,7 @@ if find "${kernel_root}/lib/modules" -name 'crc32c_generic.ko*' -print -quit 2>/
   modules="virtio_blk crc32c_generic ext4"
 fi
 initrd="$(VGPU_E2E_MODULES="${modules}" "${E2E_DIR}/build-initramfs.sh" \
-  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${gl}/venus-hostile=/vgpu-e2e-root/venus-hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
   --add "${E2E_DIR}/guest/3d/piglit-run.sh=/vgpu-e2e-root/piglit-run.sh" --add "${piglit_list}=/vgpu-e2e-root/piglit-tests.txt" \
   "${kernel_root}")" || die "build-initramfs.sh failed"
 t_root="$(now_s)"
@@ -492,10 +493,12 @@ run_case() {
       local vk draw ggml llama window
       vk="$(console_line '^VGPU-E2E: venus:vulkaninfo ' | sed 's/^VGPU-E2E: venus:vulkaninfo //')"
       draw="$(console_line '^VGPU-E2E: venus:draw ' | sed 's/^VGPU-E2E: venus:draw //')"
+      local hostile
+      hostile="$(console_line '^VGPU-E2E: venus:hostile ' | sed 's/^VGPU-E2E: venus:hostile //')"
       ggml="$(console_line '^VGPU-E2E: venus:ggml ' | sed 's/^VGPU-E2E: venus:ggml //')"
       llama="$(console_line '^VGPU-E2E: venus:llama ' | sed 's/^VGPU-E2E: venus:llama //')"
       window="$({ grep -aE '\[drm\] Host memory window' "${console}" || true; } | head -n 1 | sed -E 's/.*\[drm\] //; s/\r$//')"
-      detail[venus]="${vk:-no vulkaninfo}; ${window:-no host memory window}"
+      detail[venus]="${vk:-no vulkaninfo}; ${window:-no host memory window}${hostile:+; hostile: ${hostile}}"
       case_note venus "$(grep -aE '^VGPU-E2E: venus:[a-z]+:time ' "${console}" | sed -E 's/^VGPU-E2E: venus:([a-z]+):time ([0-9.]+) s.*/\1 \2s/' | tr '\n' ' ')"
       log "venus: ${vk}; draw: ${draw:-none}; ggml: ${ggml:-none}; llama: ${llama:-none}; ${window:-no host memory window}"
       if ((rc == 3)); then
@@ -736,7 +739,7 @@ qemu_args=(
   "${device_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
-  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,ggml,llama}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,hostile,ggml,llama}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"

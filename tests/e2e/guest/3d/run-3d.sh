@@ -14,7 +14,9 @@
 #   glmark2   glmark2-es2-drm on the scenes of vgpu_e2e.glmark2=scene:opt=v,scene...: `glmark2 ok score=N`
 #   venus     Vulkan through Venus, on the Venus ICD only (VK_DRIVER_FILES=virtio_icd.json: no silent fallback to
 #             lavapipe): `venus:vulkaninfo device="..." driver=...` (vulkaninfo --summary), `venus:draw ...`
-#             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:ggml ...`
+#             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:hostile ...`
+#             (venus-hostile: more Venus contexts than the backend's cap, blobs of no object, their maps, files
+#             closed with blobs open; errors expected, no hang), `venus:ggml ...`
 #             (test-backend-ops -b Vulkan0 on vgpu_e2e.ggml_ops, default ADD,MUL_MAT, cases whose params match
 #             vgpu_e2e.ggml_params, default the f32 ones: 316 cases; every one must pass on the Venus device),
 #             `venus:llama ...` (test-llama-archs -a '^llama$': a tiny LLM on the Venus device and on the CPU,
@@ -46,7 +48,7 @@ mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 
 cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed="" piglit_jobs=2 piglit_timeout=120
-ggml_ops=ADD,MUL_MAT ggml_params='^type(_a=f32,type_b)?=f32,' venus_steps=vulkaninfo,draw,ggml,llama vn_debug=
+ggml_ops=ADD,MUL_MAT ggml_params='^type(_a=f32,type_b)?=f32,' venus_steps=vulkaninfo,draw,hostile,ggml,llama vn_debug=
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
   case "${arg}" in
@@ -298,6 +300,16 @@ case_venus() {
       failed+=(draw)
     fi
   fi
+  # A misbehaving Venus client (more contexts than the backend's cap, blobs of objects that do not exist, their
+  # maps and mmaps, files closed with blobs open): errors expected, no hang; ggml and the LLM run after it.
+  if [[ ",${venus_steps}," == *,hostile,* ]]; then
+    if VENUS_KEEP_RE='venus-hostile' venus_run hostile "${step_timeout}" "${E}/venus-hostile" --files 20 &&
+      grep -q '^VGPU-E2E: venus-hostile ok' /tmp/venus-hostile.log; then
+      say "venus:hostile $(sed -n 's/^VGPU-E2E: venus-hostile //p' /tmp/venus-hostile.log | tail -n 1)"
+    else
+      failed+=(hostile)
+    fi
+  fi
   if [[ ",${venus_steps}," == *,ggml,* ]]; then
     # Passing means: the Venus device ran the cases (not skipped as absent), and every one of them passed.
     local passed
@@ -332,6 +344,20 @@ case_venus() {
       fi
     else
       failed+=(llama)
+    fi
+  fi
+  # bench/venus.sh's step (not a check): the tiny model test-llama-archs writes, timed by llama-bench on the
+  # Venus device (-ngl 99) and on the guest's CPU (-ngl 0); its markdown rows come out as venus-out lines.
+  if [[ ",${venus_steps}," == *,bench,* ]]; then
+    rm -rf /tmp/models && mkdir -p /tmp/models
+    if venus_run bench-model "${step_timeout}" "${tests}/test-llama-archs" -a '^llama$' -s 42 -o /tmp/models; then
+      local ngl
+      for ngl in 99 0; do
+        VENUS_KEEP_RE='^\|' venus_run "bench-ngl${ngl}" $((step_timeout * 4)) llama-bench -m /tmp/models/llama-dense.gguf \
+          -ngl "${ngl}" -p 64 -n 16 -r 3 -t 1 || failed+=("bench-ngl${ngl}")
+      done
+    else
+      failed+=(bench-model)
     fi
   fi
   if ((${#failed[@]} > 0)); then
