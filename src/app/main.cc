@@ -39,18 +39,17 @@ int run_main(int argc, char** argv) {
     renderer = std::move(*virgl);
   }
 #endif
-  GpuDevice device(GpuDeviceConfig{.num_scanouts = opts.outputs,
-                                   .max_resource_memory = opts.max_resource_memory,
-                                   .headless = opts.headless,
-                                   .headless_width = opts.width,
-                                   .headless_height = opts.height,
-                                   .dmabuf_scanout = opts.dmabuf_scanout,
-                                   .hostmem_size = opts.hostmem,
-                                   .blob_alignment = opts.blob_alignment == "on"    ? BlobAlignmentMode::On
-                                                     : opts.blob_alignment == "off" ? BlobAlignmentMode::Off
-                                                                                    : BlobAlignmentMode::Auto,
-                                   .max_venus_contexts = opts.max_venus_contexts},
-                   &*loop, std::move(renderer), renderer_3d);
+  GpuDevice device(
+      GpuDeviceConfig{.num_scanouts = opts.outputs,
+                      .max_resource_memory = opts.max_resource_memory,
+                      .headless = opts.headless,
+                      .headless_width = opts.width,
+                      .headless_height = opts.height,
+                      .dmabuf_scanout = opts.dmabuf_scanout,
+                      .hostmem_size = opts.hostmem,
+                      .blob_alignment = opts.blob_alignment == "off" ? BlobAlignmentMode::Off : BlobAlignmentMode::On,
+                      .max_venus_contexts = opts.max_venus_contexts},
+      &*loop, std::move(renderer), renderer_3d);
   auto dump = [&device, dir = opts.screenshot_dir] {
     auto paths = device.dump_frames(dir);
     if (!paths) {

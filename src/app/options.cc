@@ -100,11 +100,10 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("SIZE")
       ->transform(CLI::AsSizeValue(false));
   app.add_option("--blob-alignment", opts.blob_alignment,
-                 "With --hostmem: offer VIRTIO_GPU_F_BLOB_ALIGNMENT (the host page size; guests must then align blob "
-                 "sizes). auto: only when the host page is larger than 4 KiB, because a Linux >= 7.2 guest then "
-                 "refuses the unaligned blobs Mesa 26.2's Venus driver makes; on; off")
+                 "With --hostmem: offer VIRTIO_GPU_F_BLOB_ALIGNMENT, the host page size (on), or not (off: for "
+                 "guests whose userspace makes blobs of other sizes, which a Linux >= 7.2 guest then refuses)")
       ->type_name("MODE")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   app.add_option("--max-venus-contexts", opts.max_venus_contexts,
                  "Venus contexts one guest may have at once (each is a render-server process here); CTX_CREATE "

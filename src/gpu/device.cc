@@ -34,9 +34,6 @@ constexpr uint64_t feature_bit(unsigned bit) {
 // Large enough for every request struct in the command table (checked there with a static_assert).
 constexpr size_t kMaxRequestSize = 128;
 
-// The page size of the guests we serve (x86-64, and arm64 with 4 KiB pages).
-constexpr uint32_t kGuestPageSize = 4096;
-
 std::unique_ptr<Display> make_headless(const GpuDeviceConfig& cfg) {
   return std::make_unique<HeadlessDisplay>(cfg.num_scanouts, cfg.headless_width, cfg.headless_height);
 }
@@ -63,8 +60,7 @@ GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Re
     if (r3d_ != nullptr && r3d_->maps_blobs()) {
       const auto page = static_cast<uint32_t>(::sysconf(_SC_PAGESIZE));
       host_visible_.emplace(cfg_.hostmem_size, page);
-      const bool offer = cfg_.blob_alignment == BlobAlignmentMode::On ||
-                         (cfg_.blob_alignment == BlobAlignmentMode::Auto && page > kGuestPageSize);
+      const bool offer = cfg_.blob_alignment == BlobAlignmentMode::On;
       blob_alignment_ = offer ? page : 0;
       VGPU_LOG_INFO("host-visible memory: {} MiB (shmid {}), mappings aligned to {} bytes, BLOB_ALIGNMENT {}",
                     cfg_.hostmem_size >> 20, int{VIRTIO_GPU_SHM_ID_HOST_VISIBLE}, page,
@@ -107,7 +103,7 @@ uint64_t GpuDevice::features() const {
                feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID) |
                feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB);
   if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
-  // Blob alignment matters where blobs are mapped: only with a host-visible region (and see BlobAlignmentMode).
+  // Blob alignment matters where blobs are mapped: only with a host-visible region (unless BlobAlignmentMode::Off).
   // Its config field sits past the 16 bytes older frontends size the config space for (QEMU's generic device
   // needs config_size >= 20).
   if (blob_alignment_ != 0) f |= feature_bit(kFeatureBlobAlignment);
@@ -115,7 +111,7 @@ uint64_t GpuDevice::features() const {
 }
 
 size_t GpuDevice::config_size() const {
-  return host_visible_ ? kConfigBlobAlignmentOffset + sizeof(blob_alignment_) : sizeof(virtio_gpu_config);
+  return host_visible_ ? kConfigBlobAlignmentOffset + sizeof(blob_alignment_) : kConfigBaseSize;
 }
 
 std::vector<uint64_t> GpuDevice::shmem_regions() const {
@@ -133,7 +129,7 @@ bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
   std::fill(out.begin(), out.end(), std::byte{0});
   // virtio_gpu_config (four u32) and, virtio 1.4, blob_alignment (0 where not offered: a reserved field).
   std::array<std::byte, kConfigBlobAlignmentOffset + sizeof(uint32_t)> space{};
-  std::memcpy(space.data(), &config_, sizeof(config_));
+  std::memcpy(space.data(), &config_, kConfigBaseSize);  // never a newer header's blob_alignment: ours follows
   std::memcpy(space.data() + kConfigBlobAlignmentOffset, &blob_alignment_, sizeof(blob_alignment_));
   if (offset < space.size()) {
     const size_t n = std::min(out.size(), space.size() - offset);

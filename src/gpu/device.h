@@ -38,14 +38,16 @@ namespace vgpu {
 // config space grows a u32 blob_alignment after num_capsets, which RESOURCE_CREATE_BLOB sizes and
 // RESOURCE_MAP_BLOB offsets must be multiples of.
 constexpr int kFeatureBlobAlignment = 5;
-constexpr uint32_t kConfigBlobAlignmentOffset = sizeof(virtio_gpu_config);
+// The wire layout, spelled out: <linux/virtio_gpu.h> of Linux >= 7.2 has blob_alignment inside virtio_gpu_config
+// (20 bytes), older ones do not (16), so sizeof() depends on the build host's headers.
+constexpr uint32_t kConfigBaseSize = 16;  // events_read, events_clear, num_scanouts, num_capsets
+constexpr uint32_t kConfigBlobAlignmentOffset = kConfigBaseSize;
+static_assert(offsetof(virtio_gpu_config, num_capsets) + sizeof(uint32_t) == kConfigBaseSize);
 
-// Whether VIRTIO_GPU_F_BLOB_ALIGNMENT is offered (only ever with a host-visible region). A 7.2 guest kernel that
-// negotiates it refuses every blob whose size is not a multiple (EINVAL before the device sees it), and Mesa
-// 26.2's Venus driver sizes its command ring unaligned without asking the kernel for the alignment: offered to
-// such a guest, Venus fails at vkCreateInstance. So Auto offers it only where it is needed for mapping at all,
-// a host page larger than the guest's 4 KiB.
-enum class BlobAlignmentMode : uint8_t { Auto, On, Off };
+// Whether VIRTIO_GPU_F_BLOB_ALIGNMENT is offered (only ever with a host-visible region). A Linux >= 7.2 guest that
+// negotiates it refuses every blob whose size is not a multiple of the alignment (EINVAL before the device sees
+// it); Off is for guests whose userspace makes such blobs.
+enum class BlobAlignmentMode : uint8_t { On, Off };
 
 struct GpuDeviceConfig {
   uint32_t num_scanouts = 1;                    // 1..VIRTIO_GPU_MAX_SCANOUTS
@@ -60,7 +62,7 @@ struct GpuDeviceConfig {
   // Bytes of host-visible memory (shmid 1) the frontend is asked to create, a power of two; 0: none. Offered
   // (with BLOB_ALIGNMENT) only when the 3D renderer can map blobs into another process (Renderer3D::maps_blobs).
   uint64_t hostmem_size = 0;
-  BlobAlignmentMode blob_alignment = BlobAlignmentMode::Auto;
+  BlobAlignmentMode blob_alignment = BlobAlignmentMode::On;
   // Venus contexts a guest may have at once: each costs a render-server process on the host.
   uint32_t max_venus_contexts = 16;
 };

@@ -42,9 +42,9 @@ TEST(GpuDevice, ReadConfig_PastTheStruct_ReadsZeros) {
   uint32_t scanouts = 0;
   std::memcpy(&scanouts, buf.data() + offsetof(virtio_gpu_config, num_scanouts), 4);
   EXPECT_EQ(scanouts, 3u);
-  for (size_t i = sizeof(virtio_gpu_config); i < buf.size(); ++i) EXPECT_EQ(buf[i], std::byte{0}) << i;
+  for (size_t i = kConfigBaseSize; i < buf.size(); ++i) EXPECT_EQ(buf[i], std::byte{0}) << i;
   std::array<std::byte, 8> tail{};
-  EXPECT_TRUE(dev.read_config(sizeof(virtio_gpu_config) - 4, tail));
+  EXPECT_TRUE(dev.read_config(kConfigBaseSize - 4, tail));
 }
 
 TEST(GpuDevice, ReadConfig_PastVhostUserLimit_Refused) {

@@ -125,8 +125,9 @@ TEST(Options, Hostmem_NotAPowerOfTwoOrOutOfRangeOrWithoutVenus_ExitCode2) {
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--hostmem", "256M"})), 2);
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--max-venus-contexts", "0"})), 2);
   EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "sometimes"})), 2);
-  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "on"})).blob_alignment,
-            "on");
+  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "off"})).blob_alignment,
+            "off");
+  EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--blob-alignment", "auto"})), 2);
 }
 #endif
 
