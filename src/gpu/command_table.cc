@@ -87,4 +87,10 @@ std::span<const CommandInfo> command_table() {
   return kTable;
 }
 
+ResponseBytes header_response(uint32_t type) {
+  ResponseBytes out(sizeof(virtio_gpu_ctrl_hdr));
+  std::memcpy(out.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
+  return out;
+}
+
 }  // namespace vgpu

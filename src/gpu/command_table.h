@@ -28,6 +28,10 @@ enum class QueueKind { Control, Cursor };
 using ResponseBytes = std::vector<std::byte>;
 using CommandResult = Result<ResponseBytes, GpuError>;
 
+// A response that is only a virtio_gpu_ctrl_hdr of `type` (RESP_OK_NODATA, RESP_ERR_*); the dispatcher fills the
+// rest of the header.
+ResponseBytes header_response(uint32_t type);
+
 // Calls the typed handler with the request copied out of `request` (exactly `request_size` bytes). `rest`
 // reads what follows the request struct in the chain (e.g. RESOURCE_ATTACH_BACKING's entries).
 using CommandThunk = CommandResult (*)(GpuDevice& device, std::span<const std::byte> request, Reader& rest);

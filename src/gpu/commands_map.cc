@@ -30,13 +30,6 @@ uint64_t round_up(uint64_t v, uint64_t alignment) {
   return (v + alignment - 1) & ~(alignment - 1);
 }
 
-ResponseBytes ok_nodata() {
-  ResponseBytes out(sizeof(virtio_gpu_ctrl_hdr));
-  const uint32_t type = VIRTIO_GPU_RESP_OK_NODATA;
-  std::memcpy(out.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
-  return out;
-}
-
 ResponseBytes map_info_response(uint32_t map_info) {
   virtio_gpu_resp_map_info resp{};
   resp.hdr.type = VIRTIO_GPU_RESP_OK_MAP_INFO;
@@ -71,10 +64,7 @@ void GpuDevice::complete_held(uint64_t token, ResponseBytes response) {
 }
 
 void GpuDevice::complete_held(uint64_t token, GpuError error) {
-  ResponseBytes response(sizeof(virtio_gpu_ctrl_hdr));
-  const uint32_t type = to_wire(error);
-  std::memcpy(response.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
-  complete_held(token, std::move(response));
+  complete_held(token, header_response(to_wire(error)));
 }
 
 void GpuDevice::answer_held_now() {
@@ -207,7 +197,7 @@ void GpuDevice::on_unmap_reply(uint64_t token, uint64_t offset, ShmemReply reply
   }
   if (token == 0) return;
   if (reply == ShmemReply::Done) {
-    complete_held(token, ok_nodata());
+    complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
     return;
   }
   complete_held(token, GpuError::Unspec);

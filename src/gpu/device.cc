@@ -309,14 +309,9 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
     held_hdr_ = hdr;
     return Outcome::Held;  // answered by complete_held() when the frontend replies
   }
-  ResponseBytes response;
-  if (answer && !answer->empty()) {
-    response = std::move(*answer);
-  } else {
-    response.resize(sizeof(virtio_gpu_ctrl_hdr));
-    const uint32_t type = answer ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(error);
-    std::memcpy(response.data() + offsetof(virtio_gpu_ctrl_hdr, type), &type, sizeof(type));
-  }
+  ResponseBytes response = answer && !answer->empty()
+                               ? std::move(*answer)
+                               : header_response(answer ? uint32_t{VIRTIO_GPU_RESP_OK_NODATA} : to_wire(error));
   if (!write_response(chain, hdr, std::move(response), written)) return Outcome::Done;
   // Spec 5.7.6.7: a fenced command's completion means its fence signalled. With a 3D renderer the work may
   // still be running: hold the response until the renderer's fence for it signals.

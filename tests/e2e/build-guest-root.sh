@@ -57,16 +57,6 @@ packages=(${VGPU_GUEST_PACKAGES:-libgl1-mesa-dri libegl-mesa0 libegl1 libgbm1 li
 # Installed when the suite has them.
 optional=(glmark2-es2-drm)
 
-# The Debian mirror of the host's apt sources (deb822 URIs: or one-line deb), as scripts/install-deps.sh does.
-host_mirror() {
-  local uri
-  uri="$(grep -hoE '^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+' /etc/apt/sources.list \
-    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
-    awk '{ print $NF }' | grep -E '/debian/?$' | head -n 1 || true)"
-  [[ -n "${uri}" ]] || return 1
-  printf '%s\n' "${uri%/}"
-}
-
 # --- the recipe (its text is part of the cache key) -------------------------------------------------------------
 
 # make_root DIR MIRROR LOGDIR: debootstrap, packages, clean-up. Writes DIR/etc/vgpu-e2e-root.txt.

@@ -71,16 +71,6 @@ root="${VGPU_CACHE}/${suite}-root"
 stamp="${root}/.vgpu-stamp"
 info="${root}/etc/vgpu-host-root.txt"
 
-# The Debian mirror of the host's apt sources (deb822 URIs: or one-line deb), as build-guest-root.sh does.
-host_mirror() {
-  local uri
-  uri="$(grep -hoE '^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+' /etc/apt/sources.list \
-    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
-    awk '{ print $NF }' | grep -E '/debian/?$' | head -n 1 || true)"
-  [[ -n "${uri}" ]] || return 1
-  printf '%s\n' "${uri%/}"
-}
-
 # mounts_below DIR: the mount points at or below DIR (none: prints nothing).
 mounts_below() {
   awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo

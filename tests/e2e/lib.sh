@@ -65,6 +65,17 @@ e2e_cache_dir() {
 VGPU_CACHE="$(e2e_cache_dir)"
 export VGPU_CACHE
 
+# The Debian mirror of the host's apt sources (deb822 URIs: or one-line deb), as scripts/install-deps.sh does
+# (build-guest-root.sh, build-host-root.sh). Prints it without a trailing slash; returns 1 when there is none.
+host_mirror() {
+  local uri
+  uri="$(grep -hoE '^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+' /etc/apt/sources.list \
+    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '{ print $NF }' | grep -E '/debian/?$' | head -n 1 || true)"
+  [[ -n "${uri}" ]] || return 1
+  printf '%s\n' "${uri%/}"
+}
+
 # cache_lock NAME: hold an exclusive lock on $VGPU_CACHE/.lock-NAME until this shell exits, so that parallel
 # runs (ctest -j) do not fetch or build the same thing at once.
 cache_lock() {
