@@ -76,6 +76,22 @@ host_mirror() {
   printf '%s\n' "${uri%/}"
 }
 
+# root_and_binary SUITE: the cached Debian root of build-host-root.sh SUITE and our tree built (and, unless
+# VGPU_ROOT_NO_TESTS=1, unit-tested) in it by build-in-root.sh; sets ROOT, BINARY and the seconds each took,
+# T_ROOT and T_BUILD (virgl-trixie.sh, venus-sid.sh).
+# shellcheck disable=SC2034 # ROOT, BINARY, T_ROOT and T_BUILD are the callers' to read
+root_and_binary() {
+  local t
+  t="$(now_s)"
+  ROOT="$("${E2E_DIR}/build-host-root.sh" "$1")" || die "build-host-root.sh $1 failed"
+  T_ROOT="$(secs_since "${t}")"
+  t="$(now_s)"
+  local -a no_tests=()
+  [[ "${VGPU_ROOT_NO_TESTS:-0}" != 1 ]] || no_tests=(--no-tests)
+  BINARY="$("${E2E_DIR}/build-in-root.sh" "${ROOT}" "${no_tests[@]}")" || die "build-in-root.sh failed"
+  T_BUILD="$(secs_since "${t}")"
+}
+
 # cache_lock NAME: hold an exclusive lock on $VGPU_CACHE/.lock-NAME until this shell exits, so that parallel
 # runs (ctest -j) do not fetch or build the same thing at once.
 cache_lock() {

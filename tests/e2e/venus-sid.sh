@@ -35,24 +35,17 @@ case "${mode}" in
   *) cases="${mode}" ;;
 esac
 
-t="$(now_s)"
-root="$("${E2E_DIR}/build-host-root.sh" sid)" || die "build-host-root.sh sid failed"
-t_root="$(secs_since "${t}")"
-t="$(now_s)"
-declare -a no_tests=()
-[[ "${VGPU_ROOT_NO_TESTS:-0}" != 1 ]] || no_tests=(--no-tests)
-binary="$("${E2E_DIR}/build-in-root.sh" "${root}" "${no_tests[@]}")" || die "build-in-root.sh failed"
-t_build="$(secs_since "${t}")"
+root_and_binary sid
 t="$(now_s)"
 "${E2E_DIR}/fetch-sid-kernel.sh" >/dev/null || die "fetch-sid-kernel.sh failed"
 t_kernel="$(secs_since "${t}")"
 t="$(now_s)"
 rc=0
-VGPU_E2E_ROOT="${root}" VGPU_E2E_DEVICE=generic VGPU_E2E_CONFIG_SIZE="${VGPU_E2E_CONFIG_SIZE:-24}" \
+VGPU_E2E_ROOT="${ROOT}" VGPU_E2E_DEVICE=generic VGPU_E2E_CONFIG_SIZE="${VGPU_E2E_CONFIG_SIZE:-24}" \
   VGPU_KERNEL_PKG=linux-image-sid VGPU_E2E_CASES="${cases}" \
   VGPU_E2E_FEATURES="${VGPU_E2E_FEATURES-+resource_blob +host_visible +context_init +blob_alignment}" \
   VGPU_E2E_BACKEND_ARGS="--venus --hostmem ${VGPU_E2E_HOSTMEM:-1G} ${VGPU_E2E_BACKEND_ARGS:-}" \
   VGPU_E2E_BACKEND_ENV="${VGPU_E2E_BACKEND_ENV:-LP_NUM_THREADS=1}" \
-  bash "${E2E_DIR}/virgl.sh" ours "${binary}" || rc=$?
-log "stages: root ${t_root}s, build and unit tests in the root ${t_build}s, kernel ${t_kernel}s, guest run $(secs_since "${t}")s (exit status ${rc})"
+  bash "${E2E_DIR}/virgl.sh" ours "${BINARY}" || rc=$?
+log "stages: root ${T_ROOT}s, build and unit tests in the root ${T_BUILD}s, kernel ${t_kernel}s, guest run $(secs_since "${t}")s (exit status ${rc})"
 exit "${rc}"

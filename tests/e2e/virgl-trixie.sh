@@ -26,16 +26,9 @@ case "${kind}" in
   *) die "unknown kind '${kind}' (ours or ours-2d)" ;;
 esac
 
-t="$(now_s)"
-root="$("${E2E_DIR}/build-host-root.sh" trixie)" || die "build-host-root.sh trixie failed"
-t_root="$(secs_since "${t}")"
-t="$(now_s)"
-declare -a no_tests=()
-[[ "${VGPU_ROOT_NO_TESTS:-0}" != 1 ]] || no_tests=(--no-tests)
-binary="$("${E2E_DIR}/build-in-root.sh" "${root}" "${no_tests[@]}")" || die "build-in-root.sh failed"
-t_build="$(secs_since "${t}")"
+root_and_binary trixie
 t="$(now_s)"
 rc=0
-VGPU_E2E_ROOT="${root}" VGPU_E2E_DEVICE="${VGPU_E2E_DEVICE:-generic}" bash "${E2E_DIR}/virgl.sh" "${kind}" "${binary}" || rc=$?
-log "stages: root ${t_root}s, build and unit tests in the root ${t_build}s, guest run $(secs_since "${t}")s (exit status ${rc})"
+VGPU_E2E_ROOT="${ROOT}" VGPU_E2E_DEVICE="${VGPU_E2E_DEVICE:-generic}" bash "${E2E_DIR}/virgl.sh" "${kind}" "${BINARY}" || rc=$?
+log "stages: root ${T_ROOT}s, build and unit tests in the root ${T_BUILD}s, guest run $(secs_since "${t}")s (exit status ${rc})"
 exit "${rc}"
