@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the 3D e2e guest's GL programs (tests/e2e/guest/3d/*.c) and print the folder that holds them.
+# Build the 3D e2e guest's GL programs (tests/e2e/guest/3d/*.c, with the headers they share there) and print the folder that holds them.
 #
 #   build-guest-gl.sh
 #
@@ -20,6 +20,7 @@ need_cmd "${cc}" sha256sum strip
 src_dir="${E2E_DIR}/guest/3d"
 mapfile -t sources < <(find "${src_dir}" -maxdepth 1 -name '*.c' -printf '%p\n' | LC_ALL=C sort)
 ((${#sources[@]} > 0)) || die "no guest GL programs in ${src_dir}"
+mapfile -t headers < <(find "${src_dir}" -maxdepth 1 -name '*.h' -printf '%p\n' | LC_ALL=C sort)
 for h in EGL/egl.h GLES2/gl2.h gbm.h xf86drm.h vulkan/vulkan.h; do
   [[ -e "/usr/include/${h}" || -e "/usr/include/libdrm/${h}" ]] ||
     die "/usr/include/${h} missing: apt-get install libegl-dev libgles-dev libgbm-dev libdrm-dev libvulkan-dev"
@@ -30,7 +31,7 @@ libs=(-Wl,--as-needed -lEGL -lGLESv2 -lgbm -ldrm -lvulkan)
 
 t0="$(now_s)"
 key="$({
-  sha256sum "${BASH_SOURCE[0]}" "${sources[@]}" | cut -d' ' -f1
+  sha256sum "${BASH_SOURCE[0]}" "${sources[@]}" "${headers[@]}" | cut -d' ' -f1
   "${cc}" --version | head -n 1
   printf '%s\n' "${cflags[*]} ${libs[*]}"
 } | sha256sum | cut -c1-16)"

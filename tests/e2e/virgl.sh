@@ -51,13 +51,15 @@
 #   glmark2   glmark2-es2-drm on VGPU_E2E_GLMARK2 scenes (comma separated, default
 #             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
 #   venus     Vulkan through Venus (run-3d.sh's case_venus, on the Venus ICD only): vulkaninfo must name the
-#             `Virtio-GPU Venus` device with DRIVER_ID_MESA_VENUS, vk-draw's pixels must all match, ggml's
+#             `Virtio-GPU Venus` device with DRIVER_ID_MESA_VENUS, vk-draw's pixels must all match, its frame
+#             shown through a blob scanout (an exported Venus dma-buf on KMS) must be the backend's frame (the
+#             SIGUSR1 PNG, pixel by pixel: frames from the backend only), ggml's
 #             test-backend-ops (VGPU_E2E_GGML_OPS, default ADD,MUL_MAT; VGPU_E2E_GGML_PARAMS, default the f32
 #             cases) and test-llama-archs (a tiny LLM, GPU against CPU) must pass on the Venus device (run-3d.sh
 #             checks the device ran them); the driver must print `[drm] Host memory window` and the backend stay
 #             alive; venus-hostile (more contexts than the cap, blobs of no object, maps of them) must end
 #             without a hang before ggml and the LLM run. Needs the sid backend root and kernel: venus-sid.sh
-#             sets them up. VGPU_E2E_VENUS_STEPS picks steps (default vulkaninfo,draw,hostile,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
+#             sets them up. VGPU_E2E_VENUS_STEPS picks steps (default vulkaninfo,draw,scanout,hostile,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
 #             VGPU_E2E_VN_DEBUG sets the guest's VN_DEBUG (Mesa's Venus driver says why it gives up: init,result)
 #   piglit    the piglit tests of VGPU_E2E_PIGLIT_LIST (tests/e2e/piglit/tests.txt) through guest/3d/piglit-run.sh,
 #             PIGLIT_PLATFORM=gbm, VGPU_E2E_PIGLIT_JOBS programs at a time; writes the per-test results
@@ -242,6 +244,7 @@ boot_timeout="${VGPU_E2E_TIMEOUT:-240}"
 step_timeout="${VGPU_E2E_STEP_TIMEOUT:-120}"
 igt_timeout="${VGPU_E2E_IGT_TIMEOUT:-600}"
 venus_timeout=0
+venus_steps="${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,scanout,hostile,ggml,llama}"
 [[ " ${cases[*]} " != *" venus "* ]] || venus_timeout="${VGPU_E2E_VENUS_TIMEOUT:-1800}"
 size="${VGPU_E2E_SIZE:-1280x800}"
 mem="${VGPU_E2E_MEM:-1G}"
@@ -448,6 +451,29 @@ piglit_collect() {
   fi
 }
 
+# venus_scanout_check SECS: the venus case's scanout step, from the host. vk-draw shows its W x H frame (blue;
+# red at W/8,H/8 W/4 x H/4; green at W/2,H/4 W/3 x H/2, as vk-draw.c draws it) through a blob scanout; the
+# backend's frame must be exactly that. The guest goes on when told `next` (or after its own timeout).
+venus_scanout_check() {
+  local secs="$1" shown w h
+  wait_for_line "${console}" '^VGPU-E2E: (venus:scanout shown |venus FAIL|case venus exit|FAIL|done)' "${secs}" \
+    "${qemu_log}" || true
+  shown="$(console_line '^VGPU-E2E: venus:scanout shown ' | sed 's/^VGPU-E2E: venus:scanout shown //')"
+  if [[ -z "${shown}" ]]; then
+    case_fail venus "scanout: the guest never showed its Vulkan frame ($(grep -aE '^VGPU-E2E: venus-log: scanout' "${console}" | tail -n 3 | sed 's/^VGPU-E2E: venus-log: //' | tr '\n' '|' | cut -c1-300))"
+    return 0
+  fi
+  w="${shown%%x*}" h="${shown#*x}" h="${h%% *}"
+  if [[ "${frames}" != backend ]]; then
+    case_fail venus "scanout: no frames to check (the venus case needs our backend's PNGs)"
+  else
+    check_frame venus vk-scanout "${w}x${h}" "fill:0,0,${w},${h}:0000ff" \
+      "fill:$((w / 8)),$((h / 8)),$((w / 4)),$((h / 4)):ff0000" "fill:$((w / 2)),$((h / 4)),$((w / 3)),$((h / 2)):00ff00" &&
+      log "venus: scanout ${shown}: the backend's frame matches"
+  fi
+  next_step
+}
+
 declare -a igt_rows=()
 run_case() {
   local c="$1" w rc rb first_wait="$2"
@@ -489,6 +515,7 @@ run_case() {
       ;;
     venus)
       rc=0
+      [[ ",${venus_steps}," != *,scanout,* ]] || venus_scanout_check "$((first_wait + venus_timeout))"
       wait_marker venus "" "$((first_wait + venus_timeout))" || rc=$?
       local vk draw ggml llama window
       vk="$(console_line '^VGPU-E2E: venus:vulkaninfo ' | sed 's/^VGPU-E2E: venus:vulkaninfo //')"
@@ -739,7 +766,7 @@ qemu_args=(
   "${device_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
-  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,hostile,ggml,llama}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
+  -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${venus_steps}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
   -no-reboot
 )
 t_qemu="$(now_s)"

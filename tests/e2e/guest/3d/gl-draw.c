@@ -42,6 +42,8 @@
 #include <xf86drm.h>
 #include <xf86drmMode.h>
 
+#include "kms_output.h"
+
 #ifndef EGL_PLATFORM_GBM_KHR
 #define EGL_PLATFORM_GBM_KHR 0x31D7
 #endif
@@ -168,64 +170,9 @@ static uint32_t frame_pixel(const struct frame *f, int px, int py) {
 
 /* --- DRM/KMS ------------------------------------------------------------------------------------------------- */
 
-struct output {
-  int fd;
-  uint32_t conn_id, crtc_id;
-  drmModeModeInfo mode;
-  char name[32];
-};
-
-static const char *const CONN_TYPES[] = {"Unknown", "VGA", "DVI-I", "DVI-D", "DVI-A", "Composite", "SVIDEO",
-                                         "LVDS", "Component", "DIN", "DP", "HDMI-A", "HDMI-B", "TV", "eDP",
-                                         "Virtual", "DSI", "DPI", "Writeback", "SPI", "USB"};
-
-static void output_probe(struct output *o, const char *card) {
-  o->fd = open(card, O_RDWR | O_CLOEXEC);
-  if (o->fd < 0) fail("open %s", card);
-  drmModeRes *res = drmModeGetResources(o->fd);
-  if (res == NULL) fail("drmModeGetResources");
-  for (int i = 0; i < res->count_connectors; i++) {
-    drmModeConnector *c = drmModeGetConnector(o->fd, res->connectors[i]);
-    if (c == NULL) continue;
-    if (c->connection != DRM_MODE_CONNECTED || c->count_modes == 0) {
-      drmModeFreeConnector(c);
-      continue;
-    }
-    o->conn_id = c->connector_id;
-    o->mode = c->modes[0];
-    for (int m = 0; m < c->count_modes; m++) {
-      if (c->modes[m].type & DRM_MODE_TYPE_PREFERRED) {
-        o->mode = c->modes[m];
-        break;
-      }
-    }
-    const char *type = c->connector_type < sizeof CONN_TYPES / sizeof CONN_TYPES[0]
-                           ? CONN_TYPES[c->connector_type]
-                           : "?";
-    snprintf(o->name, sizeof o->name, "%s-%u", type, c->connector_type_id);
-    /* The CRTC: the current encoder's, else the first one an encoder of the connector can drive. */
-    for (int e = 0; e < c->count_encoders && o->crtc_id == 0; e++) {
-      drmModeEncoder *enc = drmModeGetEncoder(o->fd, c->encoders[e]);
-      if (enc == NULL) continue;
-      if (enc->crtc_id != 0) {
-        o->crtc_id = enc->crtc_id;
-      } else {
-        for (int k = 0; k < res->count_crtcs; k++) {
-          if (enc->possible_crtcs & (1u << k)) {
-            o->crtc_id = res->crtcs[k];
-            break;
-          }
-        }
-      }
-      drmModeFreeEncoder(enc);
-    }
-    drmModeFreeConnector(c);
-    break;
-  }
-  drmModeFreeResources(res);
+static void output_probe(struct kms_output *o, const char *card) {
   errno = 0;
-  if (o->conn_id == 0) fail("no connected connector with modes");
-  if (o->crtc_id == 0) fail("no CRTC for %s", o->name);
+  if (kms_output_probe(o, card) != 0) fail("%s", o->error);
 }
 
 /* --- EGL + GLES2 ------------------------------------------------------------------------------------------- */
@@ -418,7 +365,7 @@ static int readback(struct gl *g, const struct frame *f, char *out, size_t len) 
 /* --- cases ------------------------------------------------------------------------------------------------- */
 
 static void case_info(void) {
-  struct output o = {0};
+  struct kms_output o = {0};
   o.fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
   if (o.fd < 0) fail("open /dev/dri/card0");
   struct gl g = {0};
@@ -440,7 +387,7 @@ static void case_info(void) {
   say("renderer ok %s", r);
 }
 
-static void show(struct output *o, struct gl *g, struct gbm_bo **bo, uint32_t *fb, int flip, char *how,
+static void show(struct kms_output *o, struct gl *g, struct gbm_bo **bo, uint32_t *fb, int flip, char *how,
                  size_t how_len) {
   if (!eglSwapBuffers(g->dpy, g->surf)) fail("eglSwapBuffers: %s", egl_error());
   *bo = gbm_surface_lock_front_buffer(g->gs);
@@ -480,7 +427,7 @@ static void show(struct output *o, struct gl *g, struct gbm_bo **bo, uint32_t *f
 }
 
 static void case_draw(void) {
-  struct output o = {0};
+  struct kms_output o = {0};
   output_probe(&o, "/dev/dri/card0");
   struct gl g = {0};
   int w = o.mode.hdisplay, h = o.mode.vdisplay;

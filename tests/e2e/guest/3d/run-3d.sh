@@ -14,7 +14,9 @@
 #   glmark2   glmark2-es2-drm on the scenes of vgpu_e2e.glmark2=scene:opt=v,scene...: `glmark2 ok score=N`
 #   venus     Vulkan through Venus, on the Venus ICD only (VK_DRIVER_FILES=virtio_icd.json: no silent fallback to
 #             lavapipe): `venus:vulkaninfo device="..." driver=...` (vulkaninfo --summary), `venus:draw ...`
-#             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:hostile ...`
+#             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:scanout ...`
+#             (vk-draw scanout: the frame in an exported dma-buf shown with KMS, a blob scanout the host checks
+#             from the backend's frames between `venus:scanout shown WxH ...` and `next`), `venus:hostile ...`
 #             (venus-hostile: more Venus contexts than the backend's cap, blobs of no object, their maps, files
 #             closed with blobs open; errors expected, no hang), `venus:ggml ...`
 #             (test-backend-ops -b Vulkan0 on vgpu_e2e.ggml_ops, default ADD,MUL_MAT, cases whose params match
@@ -48,7 +50,7 @@ mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 
 cases="" hold=0 step_timeout=300 glmark2_scenes="" hostile_seed="" piglit_jobs=2 piglit_timeout=120
-ggml_ops=ADD,MUL_MAT ggml_params='^type(_a=f32,type_b)?=f32,' venus_steps=vulkaninfo,draw,hostile,ggml,llama vn_debug=
+ggml_ops=ADD,MUL_MAT ggml_params='^type(_a=f32,type_b)?=f32,' venus_steps=vulkaninfo,draw,scanout,hostile,ggml,llama vn_debug=
 read -r -a cmdline </proc/cmdline
 for arg in "${cmdline[@]}"; do
   case "${arg}" in
@@ -254,6 +256,13 @@ venus_run() {
   t0="$(uptime_s)"
   timeout -k 10 "${limit}" "$@" >"/tmp/venus-${step}.log" 2>&1
   rc=$?
+  venus_report "${step}" "${t0}" "${rc}"
+}
+
+# venus_report STEP T0 RC: the step's time marker, then its log's last lines as venus-log markers (RC != 0) or
+# the lines matching VENUS_KEEP_RE as venus-out markers. Returns RC.
+venus_report() {
+  local step="$1" t0="$2" rc="$3"
   say "venus:${step}:time $(awk -v a="${t0}" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }') s exit=${rc}"
   if ((rc != 0)); then
     # What went wrong (errors and the failing cases with the lines before them), then how it ended.
@@ -264,6 +273,36 @@ venus_run() {
     grep -aE "${VENUS_KEEP_RE:-.}" "/tmp/venus-${step}.log" | tail -n 20 | sed "s/^/VGPU-E2E: venus-out: ${step}: /"
   fi
   return "${rc}"
+}
+
+# The `scanout` step: vk-draw scanout shows its Vulkan frame through an exported dma-buf (a blob scanout) and
+# holds it; `venus:scanout shown WxH ...` asks the host to check the backend's frame, `next` on the control port
+# says it has (or gave up: the host fails the case then), and the program ends.
+venus_scanout() {
+  local log=/tmp/venus-scanout.log pid i rc t0
+  t0="$(uptime_s)"
+  ctl_open
+  rm -f /tmp/vk-scanout.in
+  mkfifo /tmp/vk-scanout.in
+  exec 4<>/tmp/vk-scanout.in
+  timeout -k 10 "${step_timeout}" "${E}/vk-draw" scanout <&4 >"${log}" 2>&1 &
+  pid=$!
+  for ((i = 0; i < step_timeout * 10; i++)); do
+    grep -q '^vk-draw: shown ' "${log}" && break
+    kill -0 "${pid}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q '^vk-draw: shown ' "${log}"; then
+    say "venus:scanout shown $(sed -n 's/^vk-draw: shown //p' "${log}" | head -n 1)"
+    ctl_wait || say "venus:scanout: no word from the host within ${step_timeout} s"
+  fi
+  echo next >&4
+  wait "${pid}"
+  rc=$?
+  exec 4>&-
+  ctl_close
+  VENUS_KEEP_RE='^vk-draw' venus_report scanout "${t0}" "${rc}" || return 1
+  say "venus:scanout $(grep -E '^vk-draw scanout ok' "${log}" | tail -n 1)"
 }
 
 case_venus() {
@@ -300,6 +339,7 @@ case_venus() {
       failed+=(draw)
     fi
   fi
+  [[ ",${venus_steps}," != *,scanout,* ]] || venus_scanout || failed+=(scanout)
   # A misbehaving Venus client (more contexts than the backend's cap, blobs of objects that do not exist, their
   # maps and mmaps, files closed with blobs open): errors expected, no hang; ggml and the LLM run after it.
   if [[ ",${venus_steps}," == *,hostile,* ]]; then

@@ -2,7 +2,10 @@
  * trip through host-visible device memory. Proves that Mesa's Venus driver in the guest, talking to our backend
  * (and through it to the host's Vulkan driver), records, submits and fences work and reads results back intact.
  *
- *   vk-draw                        takes the Venus device; VK_DRAW_ANY_DEVICE=1 takes device 0 (e.g. lavapipe)
+ *   vk-draw                        rounds "draw" and "copy" on the Venus device; VK_DRAW_ANY_DEVICE=1 takes
+ *                                  device 0 (e.g. lavapipe)
+ *   vk-draw scanout                round "scanout" instead: the frame shown on the first connected KMS output
+ *                                  of /dev/dri/card0 until a line (or EOF) arrives on stdin
  *
  * run-3d.sh runs it as the `draw` step of its case `venus` (venus_run: under timeout, output in a log, whose last
  * lines become markers on a failure), with VK_DRIVER_FILES on the Venus ICD alone, and reports the `vk-draw ok`
@@ -23,14 +26,23 @@
  *      filled with word i = i * 2654435761, unmapped, mapped again and checked; vkCmdCopyBuffer of its first
  *      64 KiB into a second HOST_VISIBLE buffer (poisoned first), checked after the fence.
  *   Each submit waits on a fence for at most 60 s.
+ *   5. round "scanout" (vk-draw scanout): the picture of round "draw" at the size of the output's preferred mode
+ *      (WxH: blue, red at (W/8,H/8) W/4 x H/4, green at (W/2,H/4) W/3 x H/2) in B8G8R8A8_UNORM, copied into a
+ *      HOST_VISIBLE buffer (with Venus, a mappable host blob) and checked through its map, then made an XRGB8888
+ *      framebuffer (pitch W*4) shown with drmModeSetCrtc, so that the guest kernel sends SET_SCANOUT_BLOB: of
+ *      the Venus blob itself where the device exports dma-bufs (path=venus-blob), else of a GUEST blob holding
+ *      a copy (path=guest-blob-copy; see round_scanout). Prints `vk-draw: shown WxH connector=<name> fb=<id>
+ *      path=<path>` and waits for stdin; run-3d.sh then has the host check the backend's frame.
  * On success, after destroying everything, the last line is
- *   `vk-draw ok 96x64 device="<name>" driverID=<id> pixels=6144 copy=65536`
+ *   `vk-draw ok 96x64 device="<name>" driverID=<id> pixels=6144 copy=65536`, or
+ *   `vk-draw scanout ok WxH connector=<name> device="<name>" driverID=<id> pixels=<W*H>`
  * Failures (stdout): `vk-draw: FAIL <call> returned <VkResult>`, `vk-draw: FAIL pixel (x,y) = RRGGBBAA want
  * RRGGBBAA` (the first 5, then the count), `vk-draw: FAIL <what> word I = XXXXXXXX want XXXXXXXX` (likewise).
  *
  * Exit status: 0 ok; 1 wrong pixels or words (both rounds run, then everything is destroyed); 2 a Vulkan call
- * failed (vkCreateInstance -9: no ICD could start), a fence timed out or no memory type fits; 3 no Venus device
- * (the guest fell back to another driver, e.g. lavapipe).
+ * failed (vkCreateInstance -9: no ICD could start), a fence timed out, no memory type fits, the device cannot
+ * export dma-bufs or KMS refused the frame; 3 no Venus device (the guest fell back to another driver, e.g.
+ * lavapipe).
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -38,7 +50,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <vulkan/vulkan.h>
+#include <xf86drm.h>
+#include <xf86drmMode.h>
+
+#include <drm_fourcc.h>
+
+#include "kms_output.h"
+#include "virtgpu_uapi.h"
 
 #define VK_DRAW_DRIVER_ID_MESA_VENUS 22 /* VK_DRIVER_ID_MESA_VENUS, spelled out for headers that predate it */
 #define W 96
@@ -73,27 +94,43 @@ struct rect {
   int32_t x, y;
   uint32_t w, h, rgba;
 };
-static const uint32_t CLEAR_RGBA = 0x0000ffff;                                                 /* blue */
-static const struct rect RECTS[] = {{8, 8, 32, 32, 0xff0000ff}, {48, 16, 40, 40, 0x00ff00ff}}; /* red, green */
-#define N_RECTS (sizeof RECTS / sizeof RECTS[0])
+#define N_RECTS 2
+/* A clear colour and rectangles cleared over it, later ones on top, in an image of format `format`. */
+struct picture {
+  uint32_t w, h;
+  VkFormat format; /* R8G8B8A8_UNORM or B8G8R8A8_UNORM (XRGB8888 in memory, for scanout) */
+  uint32_t clear;
+  struct rect rects[N_RECTS];
+};
+/* Round "draw": blue, red, green. */
+static const struct picture DRAW = {W, H, VK_FORMAT_R8G8B8A8_UNORM, 0x0000ffff,
+                                    {{8, 8, 32, 32, 0xff0000ff}, {48, 16, 40, 40, 0x00ff00ff}}};
+
+/* Round "scanout": the same colours at a size only known at run time (run-3d.sh's host side draws the same). */
+static struct picture scanout_picture(uint32_t w, uint32_t h) {
+  struct picture p = {w, h, VK_FORMAT_B8G8R8A8_UNORM, DRAW.clear,
+                      {{(int32_t)(w / 8), (int32_t)(h / 8), w / 4, h / 4, DRAW.rects[0].rgba},
+                       {(int32_t)(w / 2), (int32_t)(h / 4), w / 3, h / 2, DRAW.rects[1].rgba}}};
+  return p;
+}
 
 /* The part of r inside the image (vkCmdClearAttachments must stay in the render area). */
-static VkRect2D rect_clip(const struct rect *r) {
+static VkRect2D rect_clip(const struct picture *p, const struct rect *r) {
   int32_t x0 = r->x < 0 ? 0 : r->x, y0 = r->y < 0 ? 0 : r->y;
   int32_t x1 = r->x + (int32_t)r->w, y1 = r->y + (int32_t)r->h;
-  if (x1 > W) x1 = W;
-  if (y1 > H) y1 = H;
+  if (x1 > (int32_t)p->w) x1 = (int32_t)p->w;
+  if (y1 > (int32_t)p->h) y1 = (int32_t)p->h;
   VkRect2D c = {{x0, y0}, {x1 > x0 ? (uint32_t)(x1 - x0) : 0, y1 > y0 ? (uint32_t)(y1 - y0) : 0}};
   return c;
 }
 
-static uint32_t want_pixel(int x, int y) {
-  uint32_t c = CLEAR_RGBA;
+static uint32_t want_pixel(const struct picture *p, int x, int y) {
+  uint32_t c = p->clear;
   for (size_t k = 0; k < N_RECTS; k++) {
-    VkRect2D r = rect_clip(&RECTS[k]);
+    VkRect2D r = rect_clip(p, &p->rects[k]);
     if (x >= r.offset.x && y >= r.offset.y && x < r.offset.x + (int32_t)r.extent.width &&
         y < r.offset.y + (int32_t)r.extent.height)
-      c = RECTS[k].rgba;
+      c = p->rects[k].rgba;
   }
   return c;
 }
@@ -132,18 +169,23 @@ static void instance_create(struct vk *v) {
   CHECK(vkCreateInstance(&ici, NULL, &v->inst));
 }
 
-/* VkPhysicalDeviceDriverProperties may be chained where the device has Vulkan 1.2 or VK_KHR_driver_properties. */
-static int has_driver_props(VkPhysicalDevice pd, uint32_t api) {
-  if (VK_API_VERSION_MAJOR(api) > 1 || VK_API_VERSION_MINOR(api) >= 2) return 1;
+/* Whether the physical device has the extension `name`. */
+static int has_device_extension(VkPhysicalDevice pd, const char *name) {
   uint32_t n = 0;
   int found = 0;
   CHECK(vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL));
   VkExtensionProperties *ext = calloc(n ? n : 1, sizeof *ext);
   if (ext == NULL) fail(2, "calloc %u extension properties", n);
   CHECK(vkEnumerateDeviceExtensionProperties(pd, NULL, &n, ext));
-  for (uint32_t i = 0; i < n && !found; i++) found = strcmp(ext[i].extensionName, "VK_KHR_driver_properties") == 0;
+  for (uint32_t i = 0; i < n && !found; i++) found = strcmp(ext[i].extensionName, name) == 0;
   free(ext);
   return found;
+}
+
+/* VkPhysicalDeviceDriverProperties may be chained where the device has Vulkan 1.2 or VK_KHR_driver_properties. */
+static int has_driver_props(VkPhysicalDevice pd, uint32_t api) {
+  if (VK_API_VERSION_MAJOR(api) > 1 || VK_API_VERSION_MINOR(api) >= 2) return 1;
+  return has_device_extension(pd, "VK_KHR_driver_properties");
 }
 
 static const char *device_type(VkPhysicalDeviceType t) {
@@ -182,7 +224,7 @@ static void device_pick(struct vk *v, int any) {
   vkGetPhysicalDeviceMemoryProperties(v->pd, &v->mem);
 }
 
-static void device_create(struct vk *v) {
+static void device_create(struct vk *v, const char *const *exts, uint32_t n_exts) {
   uint32_t n = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(v->pd, &n, NULL);
   VkQueueFamilyProperties *qf = calloc(n ? n : 1, sizeof *qf);
@@ -198,7 +240,8 @@ static void device_create(struct vk *v) {
   VkDeviceQueueCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = v->qfam,
                                  .queueCount = 1, .pQueuePriorities = &prio};
   VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
-                            .pQueueCreateInfos = &qci};
+                            .pQueueCreateInfos = &qci, .enabledExtensionCount = n_exts,
+                            .ppEnabledExtensionNames = exts};
   CHECK(vkCreateDevice(v->pd, &dci, NULL, &v->dev));
   vkGetDeviceQueue(v->dev, v->qfam, 0, &v->queue);
   VkCommandPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, .queueFamilyIndex = v->qfam};
@@ -293,9 +336,9 @@ struct target {
   VkFramebuffer fb;
 };
 
-static void target_create(const struct vk *v, struct target *t) {
+static void target_create(const struct vk *v, struct target *t, const struct picture *p) {
   VkImageCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO, .imageType = VK_IMAGE_TYPE_2D,
-                           .format = VK_FORMAT_R8G8B8A8_UNORM, .extent = {W, H, 1}, .mipLevels = 1, .arrayLayers = 1,
+                           .format = p->format, .extent = {p->w, p->h, 1}, .mipLevels = 1, .arrayLayers = 1,
                            .samples = VK_SAMPLE_COUNT_1_BIT, .tiling = VK_IMAGE_TILING_OPTIMAL,
                            .usage = VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT,
                            .sharingMode = VK_SHARING_MODE_EXCLUSIVE, .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED};
@@ -305,10 +348,10 @@ static void target_create(const struct vk *v, struct target *t) {
   t->mem = mem_alloc(v, req, mem_type(v, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0, "the image"));
   CHECK(vkBindImageMemory(v->dev, t->img, t->mem, 0));
   VkImageViewCreateInfo vci = {.sType = VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO, .image = t->img,
-                               .viewType = VK_IMAGE_VIEW_TYPE_2D, .format = VK_FORMAT_R8G8B8A8_UNORM,
+                               .viewType = VK_IMAGE_VIEW_TYPE_2D, .format = p->format,
                                .subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1}};
   CHECK(vkCreateImageView(v->dev, &vci, NULL, &t->view));
-  VkAttachmentDescription att = {.format = VK_FORMAT_R8G8B8A8_UNORM, .samples = VK_SAMPLE_COUNT_1_BIT,
+  VkAttachmentDescription att = {.format = p->format, .samples = VK_SAMPLE_COUNT_1_BIT,
                                  .loadOp = VK_ATTACHMENT_LOAD_OP_CLEAR, .storeOp = VK_ATTACHMENT_STORE_OP_STORE,
                                  .stencilLoadOp = VK_ATTACHMENT_LOAD_OP_DONT_CARE,
                                  .stencilStoreOp = VK_ATTACHMENT_STORE_OP_DONT_CARE,
@@ -328,7 +371,7 @@ static void target_create(const struct vk *v, struct target *t) {
                                 .pDependencies = &dep};
   CHECK(vkCreateRenderPass(v->dev, &rci, NULL, &t->rp));
   VkFramebufferCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FRAMEBUFFER_CREATE_INFO, .renderPass = t->rp,
-                                 .attachmentCount = 1, .pAttachments = &t->view, .width = W, .height = H,
+                                 .attachmentCount = 1, .pAttachments = &t->view, .width = p->w, .height = p->h,
                                  .layers = 1};
   CHECK(vkCreateFramebuffer(v->dev, &fci, NULL, &t->fb));
 }
@@ -341,33 +384,36 @@ static void target_destroy(const struct vk *v, struct target *t) {
   vkFreeMemory(v->dev, t->mem, NULL);
 }
 
-static void record_draw(const struct vk *v, const struct target *t, VkBuffer out) {
-  VkClearValue clear = clear_value(CLEAR_RGBA);
+static void record_draw(const struct vk *v, const struct target *t, const struct picture *p, VkBuffer out) {
+  VkClearValue clear = clear_value(p->clear);
   VkRenderPassBeginInfo rbi = {.sType = VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO, .renderPass = t->rp,
-                               .framebuffer = t->fb, .renderArea = {{0, 0}, {W, H}}, .clearValueCount = 1,
+                               .framebuffer = t->fb, .renderArea = {{0, 0}, {p->w, p->h}}, .clearValueCount = 1,
                                .pClearValues = &clear};
   vkCmdBeginRenderPass(v->cmd, &rbi, VK_SUBPASS_CONTENTS_INLINE);
   for (size_t k = 0; k < N_RECTS; k++) {
-    VkClearAttachment ca = {VK_IMAGE_ASPECT_COLOR_BIT, 0, clear_value(RECTS[k].rgba)};
-    VkClearRect cr = {rect_clip(&RECTS[k]), 0, 1};
+    VkClearAttachment ca = {VK_IMAGE_ASPECT_COLOR_BIT, 0, clear_value(p->rects[k].rgba)};
+    VkClearRect cr = {rect_clip(p, &p->rects[k]), 0, 1};
     if (cr.rect.extent.width > 0 && cr.rect.extent.height > 0) vkCmdClearAttachments(v->cmd, 1, &ca, 1, &cr);
   }
   vkCmdEndRenderPass(v->cmd);
-  VkBufferImageCopy region = {.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1}, .imageExtent = {W, H, 1}};
+  VkBufferImageCopy region = {.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1},
+                              .imageExtent = {p->w, p->h, 1}};
   vkCmdCopyImageToBuffer(v->cmd, t->img, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, out, 1, &region);
 }
 
-/* Every pixel against want_pixel(); prints the first mismatches and returns how many there are. */
-static long check_pixels(const uint8_t *px) {
+/* Every pixel (tightly packed rows) against want_pixel(); prints the first mismatches and returns how many. */
+static long check_pixels(const struct picture *p, const uint8_t *px) {
+  const int bgra = p->format == VK_FORMAT_B8G8R8A8_UNORM;
   long bad = 0;
-  for (int y = 0; y < H; y++) {
-    for (int x = 0; x < W; x++, px += 4) {
-      uint32_t got = (uint32_t)px[0] << 24 | (uint32_t)px[1] << 16 | (uint32_t)px[2] << 8 | px[3];
-      uint32_t want = want_pixel(x, y);
+  for (int y = 0; y < (int)p->h; y++) {
+    for (int x = 0; x < (int)p->w; x++, px += 4) {
+      uint32_t r = px[bgra ? 2 : 0], b = px[bgra ? 0 : 2];
+      uint32_t got = r << 24 | (uint32_t)px[1] << 16 | b << 8 | px[3];
+      uint32_t want = want_pixel(p, x, y);
       if (got != want && bad++ < SHOW_MAX) printf("vk-draw: FAIL pixel (%d,%d) = %08x want %08x\n", x, y, got, want);
     }
   }
-  if (bad) printf("vk-draw: FAIL %ld of %d pixels differ\n", bad, W * H);
+  if (bad) printf("vk-draw: FAIL %ld of %u pixels differ\n", bad, p->w * p->h);
   return bad;
 }
 
@@ -375,16 +421,16 @@ static long round_draw(const struct vk *v) {
   struct target t;
   struct buf out;
   void *map;
-  target_create(v, &t);
+  target_create(v, &t, &DRAW);
   buf_create(v, &out, W * H * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, 0, "the readback buffer");
   CHECK(vkMapMemory(v->dev, out.mem, 0, VK_WHOLE_SIZE, 0, &map));
   memset(map, 0x5a, W * H * 4); /* poison: a copy that never lands must not pass */
   buf_sync(v, &out, 1);
   cmd_begin(v);
-  record_draw(v, &t, out.buf);
+  record_draw(v, &t, &DRAW, out.buf);
   cmd_submit_wait(v, "draw");
   buf_sync(v, &out, 0);
-  long bad = check_pixels(map);
+  long bad = check_pixels(&DRAW, map);
   vkUnmapMemory(v->dev, out.mem);
   buf_destroy(v, &out);
   target_destroy(v, &t);
@@ -432,20 +478,168 @@ static long round_copy(const struct vk *v) {
   return bad;
 }
 
-int main(void) {
+/* --- round "scanout": the frame in an exported dma-buf, shown with KMS ---------------------------------------- */
+
+/* Two ways onto the screen, both a blob scanout (SET_SCANOUT_BLOB):
+ *   venus-blob       the Vulkan memory itself, exported as a dma-buf and imported on the card (PRIME): the guest
+ *                    kernel scans out Venus's own HOST3D blob. Mesa's Venus driver exports only where the host's
+ *                    Vulkan driver has VK_EXT_external_memory_dma_buf (a real GPU; lavapipe only with udmabuf).
+ *   guest-blob-copy  otherwise: the frame, read back through the Venus memory's map (the host-visible blob), is
+ *                    copied into a GUEST blob made on the card (DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB). */
+#define DMA_BUF VK_EXTERNAL_MEMORY_HANDLE_TYPE_DMA_BUF_BIT_EXT
+static const char *const SCANOUT_EXTS[] = {"VK_KHR_external_memory_fd", "VK_EXT_external_memory_dma_buf"};
+#define N_SCANOUT_EXTS (sizeof SCANOUT_EXTS / sizeof SCANOUT_EXTS[0])
+
+/* Whether the device exports a transfer-destination buffer's memory as a dma-buf. */
+static int exports_dma_buf(const struct vk *v) {
+  for (size_t i = 0; i < N_SCANOUT_EXTS; i++) {
+    if (!has_device_extension(v->pd, SCANOUT_EXTS[i])) return 0;
+  }
+  VkPhysicalDeviceExternalBufferInfo info = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO,
+                                             .usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT, .handleType = DMA_BUF};
+  VkExternalBufferProperties props = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES};
+  vkGetPhysicalDeviceExternalBufferProperties(v->pd, &info, &props);
+  return (props.externalMemoryProperties.externalMemoryFeatures & VK_EXTERNAL_MEMORY_FEATURE_EXPORTABLE_BIT) != 0;
+}
+
+/* A buffer of `size` bytes in HOST_VISIBLE memory allocated for export as a dma-buf (dedicated, as drivers that
+ * export prefer). */
+static void buf_create_exportable(const struct vk *v, struct buf *b, VkDeviceSize size) {
+  VkExternalMemoryBufferCreateInfo ext = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO,
+                                          .handleTypes = DMA_BUF};
+  VkBufferCreateInfo bci = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .pNext = &ext, .size = size,
+                            .usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
+  CHECK(vkCreateBuffer(v->dev, &bci, NULL, &b->buf));
+  VkMemoryRequirements req;
+  vkGetBufferMemoryRequirements(v->dev, b->buf, &req);
+  uint32_t type = mem_type(v, req.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_COHERENT_BIT,
+                           VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT, "the scanout buffer");
+  b->coherent = (v->mem.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) != 0;
+  VkMemoryDedicatedAllocateInfo ded = {.sType = VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO, .buffer = b->buf};
+  VkExportMemoryAllocateInfo exp = {.sType = VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO, .pNext = &ded,
+                                    .handleTypes = DMA_BUF};
+  VkMemoryAllocateInfo mai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .pNext = &exp,
+                              .allocationSize = req.size, .memoryTypeIndex = type};
+  CHECK(vkAllocateMemory(v->dev, &mai, NULL, &b->mem));
+  CHECK(vkBindBufferMemory(v->dev, b->buf, b->mem, 0));
+}
+
+/* The GEM handle on the card of the buffer's memory, exported as a dma-buf (closed again once imported). */
+static uint32_t import_venus_blob(const struct vk *v, const struct kms_output *o, VkDeviceMemory mem) {
+  PFN_vkGetMemoryFdKHR get_fd = (PFN_vkGetMemoryFdKHR)vkGetDeviceProcAddr(v->dev, "vkGetMemoryFdKHR");
+  if (get_fd == NULL) fail(2, "vkGetDeviceProcAddr(vkGetMemoryFdKHR) is NULL");
+  VkMemoryGetFdInfoKHR gi = {.sType = VK_STRUCTURE_TYPE_MEMORY_GET_FD_INFO_KHR, .memory = mem, .handleType = DMA_BUF};
+  int fd = -1;
+  uint32_t handle = 0;
+  CHECK(get_fd(v->dev, &gi, &fd));
+  if (drmPrimeFDToHandle(o->fd, fd, &handle) != 0) fail(2, "drmPrimeFDToHandle: %s", strerror(errno));
+  close(fd);
+  return handle;
+}
+
+/* A GUEST blob of `size` bytes on the card holding a copy of `pixels`; returns its GEM handle. */
+static uint32_t guest_blob_copy(const struct kms_output *o, const void *pixels, size_t size) {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  struct drm_virtgpu_resource_create_blob b = {.blob_mem = VIRTGPU_BLOB_MEM_GUEST,
+                                               .blob_flags = VIRTGPU_BLOB_FLAG_USE_MAPPABLE |
+                                                             VIRTGPU_BLOB_FLAG_USE_SHAREABLE,
+                                               .size = (size + page - 1) / page * page};
+  if (drmIoctl(o->fd, DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &b) != 0)
+    fail(2, "DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB (guest, %llu bytes): %s", (unsigned long long)b.size,
+         strerror(errno));
+  struct drm_virtgpu_map m = {.handle = b.bo_handle};
+  if (drmIoctl(o->fd, DRM_IOCTL_VIRTGPU_MAP, &m) != 0) fail(2, "DRM_IOCTL_VIRTGPU_MAP: %s", strerror(errno));
+  void *map = mmap(NULL, (size_t)b.size, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, (off_t)m.offset);
+  if (map == MAP_FAILED) fail(2, "mmap of the guest blob: %s", strerror(errno));
+  memcpy(map, pixels, size);
+  munmap(map, (size_t)b.size);
+  return b.bo_handle;
+}
+
+/* Shows the buffer `handle` (w x h XRGB8888, pitch w*4) on the output; returns the framebuffer's id. */
+static uint32_t kms_show(struct kms_output *o, uint32_t handle, uint32_t w, uint32_t h) {
+  uint32_t fb = 0, handles[4] = {handle}, pitches[4] = {w * 4}, offsets[4] = {0};
+  if (drmModeAddFB2(o->fd, w, h, DRM_FORMAT_XRGB8888, handles, pitches, offsets, &fb, 0) != 0)
+    fail(2, "drmModeAddFB2 %ux%u XRGB8888: %s", w, h, strerror(errno));
+  if (drmModeSetCrtc(o->fd, o->crtc_id, fb, 0, 0, &o->conn_id, 1, &o->mode) != 0)
+    fail(2, "drmModeSetCrtc %s %ux%u: %s", o->name, w, h, strerror(errno));
+  if (drmModeDirtyFB(o->fd, fb, NULL, 0) != 0 && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
+    fail(2, "drmModeDirtyFB: %s", strerror(errno));
+  return fb;
+}
+
+static long round_scanout(const struct vk *v, struct kms_output *o, int zero_copy) {
+  const struct picture pic = scanout_picture(o->mode.hdisplay, o->mode.vdisplay);
+  const size_t bytes = (size_t)pic.w * pic.h * 4;
+  struct target t;
+  struct buf out;
+  void *map;
+  target_create(v, &t, &pic);
+  if (zero_copy) {
+    buf_create_exportable(v, &out, bytes);
+  } else {
+    buf_create(v, &out, bytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT, 0, "the scanout buffer");
+  }
+  CHECK(vkMapMemory(v->dev, out.mem, 0, VK_WHOLE_SIZE, 0, &map));
+  memset(map, 0x5a, bytes);
+  buf_sync(v, &out, 1);
+  cmd_begin(v);
+  record_draw(v, &t, &pic, out.buf);
+  cmd_submit_wait(v, "scanout");
+  buf_sync(v, &out, 0);
+  long bad = check_pixels(&pic, map);
+  const uint32_t handle = zero_copy ? import_venus_blob(v, o, out.mem) : guest_blob_copy(o, map, bytes);
+  vkUnmapMemory(v->dev, out.mem);
+  uint32_t fb = kms_show(o, handle, pic.w, pic.h);
+  printf("vk-draw: shown %ux%u connector=%s fb=%u path=%s\n", pic.w, pic.h, o->name, fb,
+         zero_copy ? "venus-blob" : "guest-blob-copy");
+  /* Shown until run-3d.sh writes a line (the host has checked the backend's frame) or closes stdin. */
+  char line[64];
+  (void)!fgets(line, sizeof line, stdin);
+  drmModeRmFB(o->fd, fb);
+  struct drm_gem_close gc = {.handle = handle};
+  drmIoctl(o->fd, DRM_IOCTL_GEM_CLOSE, &gc);
+  buf_destroy(v, &out);
+  target_destroy(v, &t);
+  return bad;
+}
+
+static void vk_destroy(struct vk *v) {
+  vkDestroyFence(v->dev, v->fence, NULL);
+  vkFreeCommandBuffers(v->dev, v->pool, 1, &v->cmd);
+  vkDestroyCommandPool(v->dev, v->pool, NULL);
+  vkDestroyDevice(v->dev, NULL);
+  vkDestroyInstance(v->inst, NULL);
+}
+
+int main(int argc, char **argv) {
   struct vk v = {0};
   const char *any = getenv("VK_DRAW_ANY_DEVICE");
+  const int scanout = argc == 2 && strcmp(argv[1], "scanout") == 0;
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc > 2 || (argc == 2 && !scanout)) {
+    fprintf(stderr, "usage: vk-draw [scanout]\n");
+    return 2;
+  }
   instance_create(&v);
   device_pick(&v, any != NULL && strcmp(any, "1") == 0);
-  device_create(&v);
+  if (scanout) {
+    const int zero_copy = exports_dma_buf(&v);
+    struct kms_output o;
+    if (kms_output_probe(&o, "/dev/dri/card0") != 0) fail(2, "%s", o.error);
+    device_create(&v, SCANOUT_EXTS, zero_copy ? N_SCANOUT_EXTS : 0);
+    long bad = round_scanout(&v, &o, zero_copy);
+    close(o.fd);
+    vk_destroy(&v);
+    if (bad) return 1;
+    printf("vk-draw scanout ok %ux%u connector=%s device=\"%s\" driverID=%u pixels=%u\n", o.mode.hdisplay,
+           o.mode.vdisplay, o.name, v.name, v.driver_id, (unsigned)o.mode.hdisplay * o.mode.vdisplay);
+    return 0;
+  }
+  device_create(&v, NULL, 0);
   long bad = round_draw(&v);
   bad += round_copy(&v);
-  vkDestroyFence(v.dev, v.fence, NULL);
-  vkFreeCommandBuffers(v.dev, v.pool, 1, &v.cmd);
-  vkDestroyCommandPool(v.dev, v.pool, NULL);
-  vkDestroyDevice(v.dev, NULL);
-  vkDestroyInstance(v.inst, NULL);
+  vk_destroy(&v);
   if (bad) return 1;
   printf("vk-draw ok %dx%d device=\"%s\" driverID=%u pixels=%d copy=%u\n", W, H, v.name, v.driver_id, W * H,
          COPY_BYTES);
