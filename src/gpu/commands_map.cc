@@ -7,7 +7,10 @@
 // USE_MAPPABLE and not mapped yet; the offset is aligned to blob_alignment (the host page size); the blob's
 // page-rounded length fits in the region and in the renderer's fd; no other mapping (an orphan included)
 // overlaps it. The book (HostVisibleRegion) keeps a range reserved from the request until the frontend has
-// confirmed its unmapping, so no two mappings ever overlap in the frontend either.
+// confirmed its unmapping, so no two mappings ever overlap in the frontend either. A guest that frees a blob and
+// maps another over its range before that confirmation (Linux may: it frees the range when RESOURCE_UNREF is
+// answered, which does not wait for the frontend) has its MAP_BLOB wait (deferred_maps_, at most
+// kMaxDeferredMaps) until the range is free, instead of an error the guest could not explain.
 //
 // Lifetimes: RESOURCE_UNREF and CTX_DESTROY unmap the blobs they end (drop_mapping_of, before the renderer
 // frees them); a held command answered early (its queue stopped) leaves an orphan that is unmapped as soon as
@@ -68,6 +71,7 @@ void GpuDevice::complete_held(uint64_t token, GpuError error) {
 }
 
 void GpuDevice::answer_held_now() {
+  deferred_maps_.clear();  // their commands are held: answered below
   if (held_.empty()) return;
   // Whatever the frontend answers later, the guest has been told "no": a mapping it makes is an orphan.
   if (host_visible_) {
@@ -99,26 +103,42 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
   if (len < res->blob_size) return fail(GpuError::InvalidParameter);  // wrapped
   // Check the range before asking the renderer for an fd (an export may cost the library real work).
   if (auto r = host_visible_->reserve(req.resource_id, req.offset, len); !r) {
+    if (r.error() == HostVisibleRegion::RangeError::Leaving && deferred_maps_.size() < kMaxDeferredMaps) {
+      // The guest freed what held the range and reuses it before the frontend has confirmed the unmap.
+      deferred_maps_.push_back({.token = hold(), .resource_id = req.resource_id, .offset = req.offset, .asked = asked});
+      VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x}: waits for an unmap of that range", req.resource_id, req.offset);
+      return ResponseBytes{};  // held: retry_deferred_maps answers
+    }
     VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x} (+0x{:x}): {}", req.resource_id, req.offset, len,
                    to_string(r.error()));
     return fail(GpuError::InvalidParameter);
   }
-  auto mapping = r3d_->blob_mapping(req.resource_id);
-  if (!mapping || mapping->size < res->blob_size || (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
-    host_visible_->release(req.offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", req.resource_id,
+  const uint64_t token = hold();
+  if (const auto error = send_map(req.resource_id, req.offset, len, token, asked)) {
+    hold_token_ = 0;
+    return fail(*error);
+  }
+  return ResponseBytes{};  // held: on_map_reply answers
+}
+
+std::optional<GpuError> GpuDevice::send_map(uint32_t resource_id, uint64_t offset, uint64_t len, uint64_t token,
+                                            std::chrono::steady_clock::time_point asked) {
+  const Resource* res = resources_.find(resource_id);
+  auto mapping = r3d_->blob_mapping(resource_id);
+  if (!mapping || res == nullptr || mapping->size < res->blob_size ||
+      (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
+    host_visible_->release(offset);
+    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", resource_id,
                   !mapping
                       ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
                       : "the renderer's fd does not hold the blob at a page boundary");
-    return fail(mapping && mapping.error() == Renderer3DError::InvalidArgument ? GpuError::InvalidParameter
-                                                                               : GpuError::Unspec);
+    return mapping && mapping.error() == Renderer3DError::InvalidArgument ? GpuError::InvalidParameter
+                                                                          : GpuError::Unspec;
   }
-  const uint64_t offset = req.offset;
   const uint32_t map_info = mapping->map_info;
-  const uint64_t token = hold();
   auto sent = mapper_->map(
       shm_range(offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
-      [this, token, offset, map_info, asked, id = req.resource_id](ShmemReply reply) {
+      [this, token, offset, map_info, asked, resource_id](ShmemReply reply) {
         if (reply == ShmemReply::Done) {
           // The guest learns the cache type only once the memory is there.
           HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->at(offset) : nullptr;
@@ -127,7 +147,7 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
             complete_held(token, map_info_response(map_info));
             // Command to response, the frontend's reply included, for bench/venus.sh (debug: a line per map).
             VGPU_LOG_DEBUG(
-                "RESOURCE_MAP_BLOB {}: mapped at 0x{:x} (+0x{:x}), round trip {} us", id, offset, m->len,
+                "RESOURCE_MAP_BLOB {}: mapped at 0x{:x} (+0x{:x}), round trip {} us", resource_id, offset, m->len,
                 std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - asked)
                     .count());
             return;
@@ -136,12 +156,35 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
         on_map_reply(token, offset, reply);
       });
   if (!sent) {
-    hold_token_ = 0;
     host_visible_->release(offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", req.resource_id, to_string(sent.error()));
-    return fail(GpuError::Unspec);
+    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", resource_id, to_string(sent.error()));
+    return GpuError::Unspec;
   }
-  return ResponseBytes{};  // held: on_map_reply answers
+  return std::nullopt;
+}
+
+void GpuDevice::retry_deferred_maps() {
+  if (deferred_maps_.empty()) return;
+  std::deque<DeferredMap> waiting;
+  waiting.swap(deferred_maps_);
+  for (const DeferredMap& d : waiting) {
+    const Resource* res = resources_.find(d.resource_id);
+    if (res == nullptr || !host_visible_ || mapper_ == nullptr) {  // unreferenced meanwhile, or the channel went
+      complete_held(d.token, res == nullptr ? GpuError::InvalidResourceId : GpuError::Unspec);
+      continue;
+    }
+    const uint64_t len = round_up(res->blob_size, host_visible_->alignment());
+    if (auto r = host_visible_->reserve(d.resource_id, d.offset, len); !r) {
+      if (r.error() == HostVisibleRegion::RangeError::Leaving) {
+        deferred_maps_.push_back(d);  // another unmap still to come
+      } else {
+        VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x}: {}", d.resource_id, d.offset, to_string(r.error()));
+        complete_held(d.token, GpuError::InvalidParameter);
+      }
+      continue;
+    }
+    if (const auto error = send_map(d.resource_id, d.offset, len, d.token, d.asked)) complete_held(d.token, *error);
+  }
 }
 
 void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply) {
@@ -156,6 +199,7 @@ void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply) 
   VGPU_LOG_WARN("RESOURCE_MAP_BLOB {} at 0x{:x}: {}", m->resource_id, offset, to_string(reply));
   host_visible_->release(offset);
   complete_held(token, GpuError::Unspec);
+  retry_deferred_maps();
 }
 
 CommandResult GpuDevice::on_resource_unmap_blob(const virtio_gpu_resource_unmap_blob& req, Reader& /*rest*/) {
@@ -187,6 +231,7 @@ bool GpuDevice::start_unmap(uint64_t offset, uint64_t token) {
   }
   // The frontend cannot be told any more (its channel is gone): the range is free for this device.
   host_visible_->release(offset);
+  retry_deferred_maps();
   return false;
 }
 
@@ -195,12 +240,9 @@ void GpuDevice::on_unmap_reply(uint64_t token, uint64_t offset, ShmemReply reply
   if (reply != ShmemReply::Done) {
     VGPU_LOG_WARN("SHMEM_UNMAP at 0x{:x}: {}", offset, to_string(reply));
   }
-  if (token == 0) return;
-  if (reply == ShmemReply::Done) {
-    complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
-    return;
-  }
-  complete_held(token, GpuError::Unspec);
+  if (token != 0 && reply == ShmemReply::Done) complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
+  if (token != 0 && reply != ShmemReply::Done) complete_held(token, GpuError::Unspec);
+  retry_deferred_maps();  // after the UNMAP_BLOB's answer: a map waiting for its range is the guest's next step
 }
 
 void GpuDevice::drop_mapping_of(uint32_t resource_id) {

@@ -484,6 +484,7 @@ void GpuDevice::reset() {
   if (stalled_) stalled_.reset();  // its queue is gone with the session
   pending_fences_.clear();
   held_.clear();
+  deferred_maps_.clear();
   hold_token_ = 0;
   if (host_visible_) {
     // QEMU drops its mappings at reset too; asking first keeps a frontend that does not from holding our

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -211,6 +212,12 @@ class GpuDevice final : public Backend {
   void drop_mappings_of_context(uint32_t ctx_id);
   // Held commands are answered with ERR_UNSPEC now (queue stopping); their mappings become orphans.
   void answer_held_now();
+  // The second half of MAP_BLOB, once its range is reserved: the renderer's fd, then SHMEM_MAP for the held
+  // command `token`. An error (the range released again) is the response the caller gives.
+  std::optional<GpuError> send_map(uint32_t resource_id, uint64_t offset, uint64_t len, uint64_t token,
+                                   std::chrono::steady_clock::time_point asked);
+  // Tries the MAP_BLOBs waiting for a range on its way out again (after any range is released).
+  void retry_deferred_maps();
   [[nodiscard]] ShmemRange shm_range(uint64_t offset, uint64_t len) const;
 
   // Drains `index` until empty or until a command must wait for the display (then `stalled_` holds it).
@@ -276,6 +283,15 @@ class GpuDevice final : public Backend {
   uint32_t blob_alignment_ = 0;  // config space; 0 unless BLOB_ALIGNMENT is offered
   ShmemMapper* mapper_ = nullptr;
   std::deque<HeldCommand> held_;
+  // MAP_BLOBs (held) whose range only mappings on their way out overlap (RangeError::Leaving), oldest first.
+  struct DeferredMap {
+    uint64_t token;
+    uint32_t resource_id;
+    uint64_t offset;
+    std::chrono::steady_clock::time_point asked;
+  };
+  static constexpr size_t kMaxDeferredMaps = 64;  // beyond: refused as an overlap
+  std::deque<DeferredMap> deferred_maps_;
   uint64_t next_hold_token_ = 1;
   uint64_t hold_token_ = 0;  // set by hold() for the chain process() is answering
   virtio_gpu_ctrl_hdr held_hdr_{};

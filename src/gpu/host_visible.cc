@@ -9,13 +9,17 @@ Result<void, HostVisibleRegion::RangeError> HostVisibleRegion::reserve(uint32_t 
   if (len == 0 || offset >= size_ || len > size_ - offset) return fail(RangeError::OutsideRegion);
   if ((offset & (alignment_ - 1)) != 0 || (len & (alignment_ - 1)) != 0) return fail(RangeError::Unaligned);
   if (of_resource(resource_id) != nullptr) return fail(RangeError::AlreadyMapped);
-  // The first mapping at or after `offset` must start at or after the end; the one before must end by `offset`.
-  auto next = mappings_.lower_bound(offset);
-  if (next != mappings_.end() && next->first < offset + len) return fail(RangeError::Overlap);
-  if (next != mappings_.begin()) {
-    const Mapping& prev = std::prev(next)->second;
-    if (prev.offset + prev.len > offset) return fail(RangeError::Overlap);
+  // Mappings never overlap each other, so those overlapping the range are consecutive: the one before `offset`
+  // if it reaches past it, then those starting inside the range.
+  auto it = mappings_.lower_bound(offset);
+  if (it != mappings_.begin() && std::prev(it)->second.offset + std::prev(it)->second.len > offset) --it;
+  bool overlaps = false;
+  for (; it != mappings_.end() && it->first < offset + len; ++it) {
+    const Mapping& m = it->second;
+    if (!m.orphaned && m.state != State::Unmapping) return fail(RangeError::Overlap);
+    overlaps = true;
   }
+  if (overlaps) return fail(RangeError::Leaving);
   mappings_.emplace(offset, Mapping{.resource_id = resource_id, .offset = offset, .len = len});
   return {};
 }

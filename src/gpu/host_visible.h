@@ -9,7 +9,9 @@
 //   ... unmapped:           region.release(offset);
 //
 // A mapping's range stays reserved until the frontend has confirmed its unmapping (or the channel is gone): a
-// resource destroyed meanwhile leaves an orphan, whose range no other blob can take.
+// resource destroyed meanwhile leaves an orphan, whose range no other blob can take until then (reserve says
+// Leaving, and the device makes such a map wait rather than fail: the guest may reuse the range as soon as it
+// has freed the resource).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +42,8 @@ class HostVisibleRegion {
   enum class RangeError : uint8_t {
     Unaligned,      // offset or length not a multiple of the alignment
     OutsideRegion,  // [offset, offset + len) leaves the region (or wraps), or len is 0
-    Overlap,        // another mapping (orphans included) holds part of the range
+    Overlap,        // another mapping the guest still owns holds part of the range
+    Leaving,        // only mappings on their way out (orphans, unmaps in flight) hold part of it: try again later
     AlreadyMapped,  // the resource has a mapping (in any state) already
   };
 
@@ -74,6 +77,7 @@ constexpr std::string_view to_string(HostVisibleRegion::RangeError e) {
     case HostVisibleRegion::RangeError::Unaligned: return "not aligned to the blob alignment";
     case HostVisibleRegion::RangeError::OutsideRegion: return "outside the host-visible region";
     case HostVisibleRegion::RangeError::Overlap: return "overlaps another mapping";
+    case HostVisibleRegion::RangeError::Leaving: return "overlaps a mapping still being taken out";
     case HostVisibleRegion::RangeError::AlreadyMapped: return "the resource is mapped already";
   }
   return "unknown";

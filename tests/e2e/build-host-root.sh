@@ -57,9 +57,10 @@ if [[ "${suite}" == trixie ]]; then
   default_backports="qemu-system-x86"
 else
   # sid has QEMU 11.1 itself; lavapipe for Venus; the host-native side of the Venus benchmark (llama-bench,
-  # test-llama-archs, vulkaninfo, ggml's Vulkan backend) and xz for the guest kernel's modules.
+  # test-llama-archs, vulkaninfo, ggml's Vulkan backend); xz for the guest kernel's modules; make and the
+  # headers of sid's kernel (the guest's) for the hostile Venus test's guest module (build-guest-module.sh).
   default_packages="${build_packages} qemu-system-x86 mesa-vulkan-drivers vulkan-tools
-  llama.cpp-tools llama.cpp-tests libggml0-backend-vulkan xz-utils"
+  llama.cpp-tools llama.cpp-tests libggml0-backend-vulkan xz-utils make linux-headers-amd64"
   default_backports=""
 fi
 # shellcheck disable=SC2206 # word splitting of the override is intended

@@ -58,7 +58,10 @@
 #             cases) and test-llama-archs (a tiny LLM, GPU against CPU) must pass on the Venus device (run-3d.sh
 #             checks the device ran them); the driver must print `[drm] Host memory window` and the backend stay
 #             alive; venus-hostile (more contexts than the cap, blobs of no object, maps of them) must end
-#             without a hang before ggml and the LLM run. Needs the sid backend root and kernel: venus-sid.sh
+#             without a hang before ggml and the LLM run, and, through the guest module vgpu_hostile_map
+#             (build-guest-module.sh), the guest's own driver's MAP_BLOBs at unaligned, outside, wrapping and
+#             overlapping offsets must fail, its UNMAP of what was never mapped and its unref of a mapped blob
+#             must not harm later maps. Needs the sid backend root and kernel: venus-sid.sh
 #             sets them up. VGPU_E2E_VENUS_STEPS picks steps (default vulkaninfo,draw,scanout,hostile,ggml,llama); VGPU_E2E_VENUS_TIMEOUT bounds the case (1800 s);
 #             VGPU_E2E_VN_DEBUG sets the guest's VN_DEBUG (Mesa's Venus driver says why it gives up: init,result)
 #   piglit    the piglit tests of VGPU_E2E_PIGLIT_LIST (tests/e2e/piglit/tests.txt) through guest/3d/piglit-run.sh,
@@ -278,7 +281,13 @@ modules="virtio_blk ext4"
 if find "${kernel_root}/lib/modules" -name 'crc32c_generic.ko*' -print -quit 2>/dev/null | grep -q .; then
   modules="virtio_blk crc32c_generic ext4"
 fi
-initrd="$(VGPU_E2E_MODULES="${modules}" "${E2E_DIR}/build-initramfs.sh" \
+# The venus case's hostile step loads a module into sid's guest kernel (guest/module: hostile MAP_BLOB offsets).
+declare -a guest_module=()
+if [[ " ${cases[*]} " == *" venus "* && ",${venus_steps}," == *,hostile,* ]]; then
+  ko="$("${E2E_DIR}/build-guest-module.sh")" || die "build-guest-module.sh failed"
+  guest_module=(--add "${ko}=/vgpu-e2e-root/vgpu_hostile_map.ko")
+fi
+initrd="$(VGPU_E2E_MODULES="${modules}" "${E2E_DIR}/build-initramfs.sh" "${guest_module[@]}" \
   --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${gl}/venus-hostile=/vgpu-e2e-root/venus-hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
   --add "${E2E_DIR}/guest/3d/piglit-run.sh=/vgpu-e2e-root/piglit-run.sh" --add "${piglit_list}=/vgpu-e2e-root/piglit-tests.txt" \
   "${kernel_root}")" || die "build-initramfs.sh failed"

@@ -13,7 +13,7 @@ GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t
   device_ = std::make_unique<GpuDevice>(config, nullptr, std::move(renderer), renderer_3d);
   device_->set_acked_features(acked_features);
   for (size_t i = 0; i < device_->num_queues(); ++i) {
-    vqs_.push_back(std::make_unique<FakeVirtqueue>(*guest_, FakeQueueOptions{.size = 64}));
+    vqs_.push_back(std::make_unique<FakeVirtqueue>(*guest_, FakeQueueOptions{.size = 256}));
     auto q = Queue::create(guest_->memory(), vqs_.back()->config(), 0);
     if (!q) throw std::runtime_error("GpuHarness: Queue::create failed");
     queues_.push_back(std::make_unique<Queue>(std::move(*q)));

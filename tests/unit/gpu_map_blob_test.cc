@@ -255,12 +255,61 @@ TEST_F(GpuMapBlob, Unref_Mapped_UnmapsBeforeTheRendererFreesIt) {
   EXPECT_EQ(unref(5), kOk);
   ASSERT_EQ(mapper_.requests.size(), 2u);
   EXPECT_FALSE(mapper_.requests[1].map);
-  // The range stays reserved until the frontend confirms: a new blob cannot land on it meanwhile.
+  // The range stays reserved until the frontend confirms: a new blob mapped there meanwhile waits (Linux frees
+  // the range when the UNREF is answered), and is sent to the frontend only once the old one is out.
   ASSERT_EQ(create_host_blob(6, kPage), kOk);
-  EXPECT_EQ(map(6, 0), kBadParam);
+  const auto s = submit_map(6, 0);
+  EXPECT_EQ(type_of(s), 0u);
+  EXPECT_EQ(mapper_.requests.size(), 2u);
   mapper_.answer(1, ShmemReply::Done);
-  EXPECT_EQ(mappings(), 0u);
-  EXPECT_EQ(map(6, 0), VIRTIO_GPU_RESP_OK_MAP_INFO);
+  ASSERT_EQ(mapper_.requests.size(), 3u);
+  EXPECT_TRUE(mapper_.requests[2].map);
+  EXPECT_EQ(mapper_.requests[2].range.shm_offset, 0u);
+  EXPECT_EQ(type_of(s), 0u);
+  mapper_.answer(2, ShmemReply::Done);
+  EXPECT_EQ(type_of(s), VIRTIO_GPU_RESP_OK_MAP_INFO);
+  EXPECT_EQ(mappings(), 1u);
+}
+
+TEST_F(GpuMapBlob, MapOverAnUnmapInFlight_WaitsThenFailsIfItsBlobWentOrTheQueueStopped) {
+  ASSERT_EQ(create_host_blob(5, 2 * kPage), kOk);
+  ASSERT_EQ(map(5, 0), VIRTIO_GPU_RESP_OK_MAP_INFO);
+  EXPECT_EQ(unref(5), kOk);  // SHMEM_UNMAP #1 in flight
+  ASSERT_EQ(create_host_blob(6, kPage), kOk);
+  ASSERT_EQ(create_host_blob(7, kPage), kOk);
+  const auto s6 = submit_map(6, kPage);  // overlaps the second page of 5's range
+  const auto s7 = submit_map(7, 0);
+  EXPECT_EQ(h_.device().held_commands(), 2u);
+  EXPECT_EQ(unref(6), kOk);  // its map never went out: it fails when retried
+  mapper_.answer(1, ShmemReply::Done);
+  EXPECT_EQ(type_of(s6), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+  EXPECT_EQ(type_of(s7), 0u);  // sent now
+  ASSERT_EQ(mapper_.requests.size(), 3u);
+  h_.device().on_queue_stopped(GpuDevice::kControlQueue);
+  EXPECT_EQ(type_of(s7), kUnspec);
+  EXPECT_EQ(h_.device().held_commands(), 0u);
+
+  // Overlapping a mapping the guest still owns is an error at once, as before.
+  ASSERT_EQ(create_host_blob(8, kPage), kOk);
+  ASSERT_EQ(create_host_blob(9, kPage), kOk);
+  ASSERT_EQ(map(8, 8 * kPage), VIRTIO_GPU_RESP_OK_MAP_INFO);
+  EXPECT_EQ(map(9, 8 * kPage), kBadParam);
+}
+
+TEST_F(GpuMapBlob, MapsWaitingForARange_Bounded) {
+  ASSERT_EQ(create_host_blob(5, kPage), kOk);
+  ASSERT_EQ(map(5, 0), VIRTIO_GPU_RESP_OK_MAP_INFO);
+  EXPECT_EQ(unref(5), kOk);
+  size_t refused = 0;
+  for (uint32_t id = 10; id < 10 + 70; ++id) {
+    ASSERT_EQ(create_host_blob(id, kPage), kOk);
+    const auto s = submit_map(id, 0);
+    refused += type_of(s) == kBadParam ? 1 : 0;
+  }
+  EXPECT_EQ(refused, 6u);  // 64 wait
+  EXPECT_EQ(h_.device().held_commands(), 64u);
+  mapper_.answer(1, ShmemReply::Done);  // the first gets the range, the others then overlap it: refused
+  EXPECT_EQ(h_.device().held_commands(), 1u);
 }
 
 TEST_F(GpuMapBlob, Unref_WhileMapping_UnmappedOnceConfirmedAndTheMapFails) {

@@ -15,10 +15,12 @@
 #   venus     Vulkan through Venus, on the Venus ICD only (VK_DRIVER_FILES=virtio_icd.json: no silent fallback to
 #             lavapipe): `venus:vulkaninfo device="..." driver=...` (vulkaninfo --summary), `venus:draw ...`
 #             (vk-draw: rendering read back through host-visible memory, every pixel), `venus:scanout ...`
-#             (vk-draw scanout: the frame in an exported dma-buf shown with KMS, a blob scanout the host checks
-#             from the backend's frames between `venus:scanout shown WxH ...` and `next`), `venus:hostile ...`
+#             (vk-draw scanout: the frame shown with KMS as a blob scanout the host checks in the backend's
+#             frames between `venus:scanout shown WxH ...` and `next`), `venus:hostile ...`
 #             (venus-hostile: more Venus contexts than the backend's cap, blobs of no object, their maps, files
-#             closed with blobs open; errors expected, no hang), `venus:ggml ...`
+#             closed with blobs open; with the guest module vgpu_hostile_map, MAP_BLOB at unaligned, outside,
+#             wrapping and overlapping offsets, UNMAP_BLOB of what was never mapped and RESOURCE_UNREF while
+#             mapped, sent by the guest's own driver; errors expected, no hang), `venus:ggml ...`
 #             (test-backend-ops -b Vulkan0 on vgpu_e2e.ggml_ops, default ADD,MUL_MAT, cases whose params match
 #             vgpu_e2e.ggml_params, default the f32 ones: 316 cases; every one must pass on the Venus device),
 #             `venus:llama ...` (test-llama-archs -a '^llama$': a tiny LLM on the Venus device and on the CPU,
@@ -305,6 +307,32 @@ venus_scanout() {
   say "venus:scanout $(grep -E '^vk-draw scanout ok' "${log}" | tail -n 1)"
 }
 
+# The `hostile` step: venus-hostile, and with the guest module vgpu_hostile_map (virgl.sh puts it in the
+# initramfs for this kernel) its round of hostile MAP_BLOB offsets and an unref while mapped, which the
+# guest's own driver sends: `venus:hostile ok ...; offsets ok refused=4 ...; kernel: map errors N, unmap errors M`
+# (the kernel's error lines are rate limited: a lower bound).
+venus_hostile() {
+  local ko="${E}/vgpu_hostile_map.ko" params=/sys/module/vgpu_hostile_map/parameters rc=0 errs
+  local -a offsets=()
+  if [[ -r "${ko}" ]]; then
+    if ! "${bb}" insmod "${ko}" >/tmp/insmod.log 2>&1; then
+      say "venus:hostile FAIL insmod vgpu_hostile_map: $(tr '\n' ' ' </tmp/insmod.log) $(dmesg | grep -a vgpu_hostile_map | tail -n 1)"
+      return 1
+    fi
+    offsets=(--offsets "${params}")
+  fi
+  VENUS_KEEP_RE='venus-hostile' venus_run hostile "${step_timeout}" "${E}/venus-hostile" --files 20 "${offsets[@]}" || rc=1
+  [[ -z "${offsets[*]}" ]] || "${bb}" rmmod vgpu_hostile_map || say "venus:hostile: rmmod vgpu_hostile_map failed"
+  grep -q '^VGPU-E2E: venus-hostile ok' /tmp/venus-hostile.log || rc=1
+  if [[ -n "${offsets[*]}" ]] && ! grep -q '^VGPU-E2E: venus-hostile offsets ok' /tmp/venus-hostile.log; then
+    say "venus:hostile FAIL no hostile offsets round: $(grep -a 'venus-hostile FAIL' /tmp/venus-hostile.log | tail -n 1)"
+    rc=1
+  fi
+  ((rc == 0)) || return 1
+  errs="kernel: map errors $(dmesg | grep -ac '(command 0x208)'), unmap errors $(dmesg | grep -ac '(command 0x209)')"
+  say "venus:hostile $(sed -n 's/^VGPU-E2E: venus-hostile //p' /tmp/venus-hostile.log | tail -n 1)${offsets[*]:+; $(sed -n 's/^VGPU-E2E: venus-hostile //p' /tmp/venus-hostile.log | grep '^offsets ok')}; ${errs}"
+}
+
 case_venus() {
   local icd=/usr/share/vulkan/icd.d/virtio_icd.json tests=/usr/libexec/x86_64-linux-gnu/llama.cpp-tests
   local -a failed=()
@@ -343,12 +371,7 @@ case_venus() {
   # A misbehaving Venus client (more contexts than the backend's cap, blobs of objects that do not exist, their
   # maps and mmaps, files closed with blobs open): errors expected, no hang; ggml and the LLM run after it.
   if [[ ",${venus_steps}," == *,hostile,* ]]; then
-    if VENUS_KEEP_RE='venus-hostile' venus_run hostile "${step_timeout}" "${E}/venus-hostile" --files 20 &&
-      grep -q '^VGPU-E2E: venus-hostile ok' /tmp/venus-hostile.log; then
-      say "venus:hostile $(sed -n 's/^VGPU-E2E: venus-hostile //p' /tmp/venus-hostile.log | tail -n 1)"
-    else
-      failed+=(hostile)
-    fi
+    venus_hostile || failed+=(hostile)
   fi
   if [[ ",${venus_steps}," == *,ggml,* ]]; then
     # Passing means: the Venus device ran the cases (not skipped as absent), and every one of them passed.
