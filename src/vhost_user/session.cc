@@ -268,7 +268,8 @@ const Session::RequestSpec* Session::find_spec(uint32_t request) {
     {R::GetInflightFd,       P::Any,     0,  0, kAnyFds, G::NotOffered, F::InflightShmfd, true, refuse},
     {R::SetInflightFd,       P::Any,     0,  0, kAnyFds, G::NotOffered, F::InflightShmfd, false, refuse},
     {R::GpuSetSocket,        P::Fixed,   0,  1, 1, G::None, {}, false, &Session::plain<&Session::on_gpu_set_socket>},
-    {R::ResetDevice,         P::Any,     0,  0, kAnyFds, G::NotOffered, F::ResetDevice, false, refuse},
+    {R::ResetDevice,         P::Fixed,   0,  0, 0, G::Protocol, F::ResetDevice, false,
+     &Session::plain<&Session::on_reset_device>},
     {R::VringKick,           P::Any,     0,  0, kAnyFds, G::NotOffered, F::InbandNotifications, false, refuse},
     {R::GetMaxMemSlots,      P::Fixed,   0,  0, 0, G::Protocol, F::ConfigureMemSlots, true,
      &Session::plain<&Session::on_get_max_mem_slots>},
@@ -603,13 +604,29 @@ Session::Outcome Session::on_set_owner(Message& /*msg*/) {
 // rings". We disable and stop all rings and reset the device (QEMU <= 7.2 sent it in place of RESET_DEVICE);
 // memory, call fds and negotiated features stay.
 Session::Outcome Session::on_reset_owner(Message& /*msg*/) {
+  reset_device("RESET_OWNER");
+  return Reply{};
+}
+
+// vhost-user.rst, RESET_DEVICE: "disable all rings and reset all internal device state to the initial state,
+// ready to be reinitialized. The back-end retains ownership of the device throughout the reset operation."
+// QEMU >= 8.2 sends it from virtio_reset() when the protocol feature is negotiated: a guest device reset (the
+// driver unbound, a reboot), never a VM pause (which only stops the rings and sets status 0, ignored above).
+// Memory, call fds and the backend channel stay: QEMU sets features and rings up again at the next start.
+Session::Outcome Session::on_reset_device(Message& /*msg*/) {
+  reset_device("RESET_DEVICE");
+  return Reply{};
+}
+
+void Session::reset_device(std::string_view why) {
   for (size_t i = 0; i < vrings_.size(); ++i) {
     stop_ring(i);
     vrings_[i].kick.reset();
     vrings_[i].enabled = false;
   }
   backend_.reset();
-  return Reply{};
+  VGPU_LOG_INFO("device reset by the frontend ({}): rings stopped, every resource, context, mapping and fence dropped",
+                why);
 }
 
 Session::Outcome Session::on_set_mem_table(const MemoryTableHeader& h, Message& msg) {

@@ -76,9 +76,10 @@ std::string_view to_string(SessionError e);
 class Session {
  public:
   // Protocol features offered to every frontend: only what is implemented end to end here.
-  static constexpr uint64_t kOfferedProtocolFeatures =
-      bit(ProtocolFeature::Mq) | bit(ProtocolFeature::ReplyAck) | bit(ProtocolFeature::Config) |
-      bit(ProtocolFeature::BackendReq) | bit(ProtocolFeature::ConfigureMemSlots) | bit(ProtocolFeature::Status);
+  static constexpr uint64_t kOfferedProtocolFeatures = bit(ProtocolFeature::Mq) | bit(ProtocolFeature::ReplyAck) |
+                                                       bit(ProtocolFeature::Config) | bit(ProtocolFeature::BackendReq) |
+                                                       bit(ProtocolFeature::ConfigureMemSlots) |
+                                                       bit(ProtocolFeature::Status) | bit(ProtocolFeature::ResetDevice);
   // Offered on top when the backend has shared-memory regions (Backend::shmem_regions()): GET_SHMEM_CONFIG, and
   // SHMEM_MAP / SHMEM_UNMAP on the backend channel. Bits 20 (GET_VRING_BASE_INFLIGHT) and 21 (GPA_ADDRESSES,
   // which would change what every memory-table address means) are never offered.
@@ -196,6 +197,9 @@ class Session {
   Outcome on_set_features(const uint64_t& v, Message& msg);
   Outcome on_set_owner(Message& msg);
   Outcome on_reset_owner(Message& msg);
+  Outcome on_reset_device(Message& msg);
+  // Stops and disables every ring and resets the backend (RESET_OWNER, RESET_DEVICE).
+  void reset_device(std::string_view why);
   Outcome on_set_mem_table(const MemoryTableHeader& h, Message& msg);
   Outcome on_set_vring_num(const VringState& s, Message& msg);
   Outcome on_set_vring_addr(const VringAddr& a, Message& msg);

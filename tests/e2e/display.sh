@@ -17,6 +17,11 @@
 #                quad-b; screendump device gpu0 head 0 and head 1
 #   mode-change  after a checked frame at the preferred mode, SETCRTC to 1024x768 (VGPU_E2E_MODE2) with a new
 #                quad-a frame: the screendump must be 1024x768
+#   rebind       a guest device reset: virtio_gpu unbound from the device and bound again (the virtio core
+#                resets the device; QEMU sends the backend RESET_DEVICE), then the modeset case on the new
+#                driver instance, whose resource ids start from 1 again: quad-a at the preferred mode. For ours
+#                the backend log must show the reset (`device reset by the frontend (RESET_DEVICE)`). Not a
+#                default case for qemu-c: QEMU's C backend dies there (see default_cases below)
 # The cases that need one output share one boot, two-outputs boots again with two.
 #
 # Prints a PASS/FAIL table (stdout) and the time from QEMU's start to the first correct screendump; exits 0
@@ -77,8 +82,12 @@ done
 [[ -n "${kind}" ]] || usage
 [[ -z "${screenshot}" || "${screenshot}" == /* ]] || screenshot="${PWD}/${screenshot}"
 
-all_cases=(modeset partial cursor two-outputs mode-change)
-read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${all_cases[*]}}")"
+all_cases=(modeset partial cursor two-outputs mode-change rebind)
+# QEMU's C backend dies on rebind (SIGPIPE on the display socket QEMU replaced, after `vg_sock_fd_read: runtime
+# check failed`), so its reference run leaves that case out unless asked for.
+default_cases=("${all_cases[@]}")
+[[ "${kind}" != qemu-c ]] || default_cases=(modeset partial cursor two-outputs mode-change)
+read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${default_cases[*]}}")"
 for c in "${cases[@]}"; do
   [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
 done
@@ -340,6 +349,24 @@ run_case() {
         fi
       else
         case_fail mode-change "guest: ${marker}"
+      fi
+      ;;
+    rebind)
+      if wait_marker rebind "" "${first_wait}"; then
+        w="${marker%% *}"
+        size_ok rebind "the preferred mode" "${w}" "${size}" || true
+        check_frame rebind rebind "${w}" -- quad-a || true
+        if [[ "${kind}" == ours ]]; then
+          if grep -aq 'device reset by the frontend (RESET_DEVICE)' "${backend_log}"; then
+            log "rebind: the backend reset the device on QEMU's RESET_DEVICE"
+          else
+            case_fail rebind "the backend log shows no RESET_DEVICE reset"
+          fi
+        fi
+        case_note rebind "$({ grep -a '^VGPU-E2E: rebind note: ' "${console}" || true; } | head -n 1 | tr -d '\r' | sed 's/^VGPU-E2E: rebind note: //')"
+        next_step
+      else
+        case_fail rebind "guest: ${marker}"
       fi
       ;;
   esac

@@ -77,8 +77,9 @@ def read_message(sock):
     return request, flags, hdr, payload, fds
 
 
-def pump_raw(src, dst, name):
-    """Bytes and descriptors from src to dst, unparsed."""
+def pump_raw(src, dst, name, ends_proxy=True):
+    """Bytes and descriptors from src to dst, unparsed. The vhost-user connection ending ends the proxy; a
+    display channel ending does not (QEMU sends a new one at every device start: boot, resume, after a reset)."""
     try:
         while True:
             data, fds, _, _ = socket.recv_fds(src, 1 << 16, MAX_FDS)
@@ -88,7 +89,10 @@ def pump_raw(src, dst, name):
     except OSError as e:
         event(dir=name, error=str(e))
     finally:
-        stop(name)
+        if ends_proxy:
+            stop(name)
+        else:
+            event(dir=name, closed=True)
 
 
 def describe_gpu(request, flags, payload):
@@ -123,7 +127,12 @@ def pump_gpu(backend_side, qemu_side):
     except (OSError, EOFError) as e:
         event(dir="gpu", error=str(e))
     finally:
-        stop("gpu")
+        event(dir="gpu", closed=True)  # an old display channel QEMU replaced; the proxy goes on
+        for s in (backend_side, qemu_side):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def pump_frontend(qemu, backend):
@@ -138,7 +147,7 @@ def pump_frontend(qemu, backend):
                 qemu_gpu = socket.socket(fileno=fds[0])
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 threading.Thread(target=pump_gpu, args=(ours, qemu_gpu), daemon=True).start()
-                threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies"), daemon=True).start()
+                threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies", False), daemon=True).start()
                 fds = [os.dup(theirs.fileno())]
                 theirs.close()
                 event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")

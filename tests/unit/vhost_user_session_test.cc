@@ -275,7 +275,8 @@ TEST_F(SessionTest, SetFeatures_BitNotOffered_IgnoredAndMaskedOff) {
 
 TEST_F(SessionTest, GetProtocolFeatures_Always_OffersImplementedSet) {
   ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64(), (1u << 0) | (1u << 3) | (1u << 5) | (1u << 9) | (1u << 15) | (1u << 16));
+  EXPECT_EQ(frontend_->receive_u64(),
+            (1u << 0) | (1u << 3) | (1u << 5) | (1u << 9) | (1u << 13) | (1u << 15) | (1u << 16));
 }
 
 TEST_F(SessionTest, SetProtocolFeatures_Offered_Acked) {
@@ -828,6 +829,32 @@ TEST_F(SessionTest, ResetOwner_RunningRing_StopsRingThenResetsBackend) {
   }
   ASSERT_TRUE(deliver(FrontendRequest::ResetOwner));
   EXPECT_FALSE(session_->ring_running(0));
+  testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+TEST_F(SessionTest, ResetDevice_Negotiated_StopsRingsResetsBackendKeepsMemory) {
+  EXPECT_NE(Session::kOfferedProtocolFeatures & bit(ProtocolFeature::ResetDevice), 0u);
+  negotiate_protocol_features(bit(ProtocolFeature::ResetDevice));
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  {
+    InSequence order;
+    EXPECT_CALL(backend_, on_queue_stopped(0));
+    EXPECT_CALL(backend_, reset());
+  }
+  ASSERT_TRUE(deliver(FrontendRequest::ResetDevice));
+  EXPECT_FALSE(session_->ring_running(0));
+  EXPECT_FALSE(session_->broken());
+  testing::Mock::VerifyAndClearExpectations(&backend_);
+  // Reinitialised as QEMU does at the next start: the same memory, the ring set up again.
+  start_ring0(vq);
+  EXPECT_TRUE(session_->ring_running(0));
+}
+
+TEST_F(SessionTest, ResetDevice_NotNegotiated_RefusedAndNothingReset) {
+  EXPECT_CALL(backend_, reset()).Times(0);
+  ASSERT_TRUE(deliver(FrontendRequest::ResetDevice));
+  EXPECT_FALSE(session_->broken());
   testing::Mock::VerifyAndClearExpectations(&backend_);
 }
 

@@ -1,7 +1,12 @@
 /* vgpu-draw: draws known pixels through DRM/KMS on the e2e guest's virtio-gpu, for display.sh to screendump.
  *
  *   vgpu-draw CASE [--ctl DEV] [--timeout SECONDS]
- *   CASE: modeset | partial | cursor | two-outputs | mode-change | repaint
+ *   CASE: modeset | partial | cursor | two-outputs | mode-change | rebind | repaint
+ *
+ * rebind: a guest device reset. The virtio_gpu driver is unbound from its virtio device and bound again
+ * (sysfs unbind/bind of the device /sys/class/drm/card0/device names): the virtio core resets the device (status
+ * 0; QEMU >= 8.2 then sends the backend RESET_DEVICE where negotiated) and the new driver instance starts from
+ * nothing, allocating resource ids from 1 again. Then the modeset case on it: `VGPU-E2E: rebind ok WxH`.
  *
  * Raw ioctls on /dev/dri/card0 (no libdrm): GETRESOURCES, GETCONNECTOR, GETENCODER, CREATE_DUMB, MAP_DUMB +
  * mmap, ADDFB, SETCRTC, DIRTYFB, CURSOR/CURSOR2. Built static on the host (build-guest-programs.sh).
@@ -32,6 +37,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -388,6 +394,58 @@ static const struct drm_mode_modeinfo *show_quad(const struct output *o, struct 
 
 /* --- cases ------------------------------------------------------------------------------------------------ */
 
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) fail("open %s", path);
+  if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) fail("write '%s' to %s", text, path);
+  close(fd);
+}
+
+/* Waits up to 20 s for /dev/dri/card0 to exist (want 1) or be gone (want 0). */
+static void wait_card0(int want) {
+  for (int i = 0; i < 200; i++) {
+    if ((access("/dev/dri/card0", F_OK) == 0) == want) return;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  errno = 0;
+  fail("/dev/dri/card0 did not %s within 20 s", want ? "come back" : "go away");
+}
+
+/* The virtio device under card0: the device link itself (virtioN), or, where it names the PCI function, the
+ * virtioN folder inside it. */
+static void virtio_device_of_card0(char *name, size_t len) {
+  char link[256];
+  ssize_t n = readlink("/sys/class/drm/card0/device", link, sizeof link - 1);
+  if (n <= 0) fail("readlink /sys/class/drm/card0/device");
+  link[n] = '\0';
+  const char *base = strrchr(link, '/') ? strrchr(link, '/') + 1 : link;
+  if (strncmp(base, "virtio", 6) == 0) {
+    snprintf(name, len, "%s", base);
+    return;
+  }
+  DIR *d = opendir("/sys/class/drm/card0/device");
+  if (d == NULL) fail("opendir /sys/class/drm/card0/device");
+  name[0] = '\0';
+  for (struct dirent *e; (e = readdir(d)) != NULL && name[0] == '\0';) {
+    if (strncmp(e->d_name, "virtio", 6) == 0 && e->d_name[6] >= '0' && e->d_name[6] <= '9')
+      snprintf(name, len, "%s", e->d_name);
+  }
+  closedir(d);
+  errno = 0;
+  if (name[0] == '\0') fail("no virtioN device under /sys/class/drm/card0/device (%s)", base);
+}
+
+static void rebind_driver(void) {
+  char dev[256];
+  virtio_device_of_card0(dev, sizeof dev);
+  write_file("/sys/bus/virtio/drivers/virtio_gpu/unbind", dev);
+  wait_card0(0);
+  write_file("/sys/bus/virtio/drivers/virtio_gpu/bind", dev);
+  wait_card0(1);
+  say("%s note: virtio_gpu unbound from %s and bound again", g_case, dev);
+}
+
 static void case_modeset(void) {
   struct output *o = need_output("Virtual-1");
   struct fb f;
@@ -565,7 +623,7 @@ int main(int argc, char **argv) {
   const char *ctl = "/dev/ttyS1";
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
-    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|repaint [--ctl DEV] [--timeout S]\n",
+    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|rebind|repaint [--ctl DEV] [--timeout S]\n",
             argv[0]);
     return 2;
   }
@@ -588,10 +646,12 @@ int main(int argc, char **argv) {
                {"cursor", case_cursor},
                {"two-outputs", case_two_outputs},
                {"mode-change", case_mode_change},
+               {"rebind", case_modeset},
                {"repaint", case_repaint}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (strcmp(cases[i].name, g_case) == 0) {
       if (strcmp(g_case, "repaint") != 0) ctl_open(ctl); /* repaint talks to no host */
+      if (strcmp(g_case, "rebind") == 0) rebind_driver();
       probe();
       cases[i].run();
       say("%s finished", g_case);
