@@ -72,6 +72,8 @@ constexpr auto kTable = std::to_array<CommandInfo>({
                                                                   kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
     entry<virtio_gpu_resource_unmap_blob, &D::on_resource_unmap_blob>(
         VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB, "RESOURCE_UNMAP_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
+    entry<virtio_gpu_resource_assign_uuid, &D::on_resource_assign_uuid>(
+        VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID, "RESOURCE_ASSIGN_UUID", kControl, VIRTIO_GPU_F_RESOURCE_UUID),
 });
 
 }  // namespace

@@ -98,10 +98,10 @@ uint64_t GpuDevice::features() const {
   // EDID always works: from the display when it negotiated EDID, else generated from the layout. VIRGL and
   // CONTEXT_INIT (capset-typed contexts, per-ring fences) only with a 3D renderer. RESOURCE_BLOB always: guest
   // blobs and their scanouts work on soft2d too, and host blobs need a 3D context, which a 2D device never
-  // has. Not offered: RESOURCE_UUID (no UUID sharing yet) and a host-visible memory region (MAP_BLOB).
+  // has. RESOURCE_UUID always: the device names any resource with a stable UUID (commands_uuid.cc).
   uint64_t f = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_RING_F_INDIRECT_DESC) |
                feature_bit(VIRTIO_RING_F_EVENT_IDX) | feature_bit(VIRTIO_GPU_F_EDID) |
-               feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB);
+               feature_bit(VIRTIO_GPU_F_RESOURCE_BLOB) | feature_bit(VIRTIO_GPU_F_RESOURCE_UUID);
   if (r3d_ != nullptr) f |= feature_bit(VIRTIO_GPU_F_VIRGL) | feature_bit(VIRTIO_GPU_F_CONTEXT_INIT);
   // Blob alignment matters where blobs are mapped: only with a host-visible region (unless BlobAlignmentMode::Off).
   // Its config field sits past the 16 bytes older frontends size the config space for (QEMU's generic device
@@ -497,6 +497,7 @@ void GpuDevice::reset() {
     host_visible_->clear();
   }
   logged_venus_cap_ = false;
+  logged_uuid_ = false;
   if (loop_ != nullptr) {
     for (const auto& [id, ctx] : contexts_) {
       if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);

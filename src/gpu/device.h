@@ -119,6 +119,7 @@ class GpuDevice final : public Backend {
   // Typed handlers (called through the command table with host copies of the request).
   CommandResult on_get_display_info(const virtio_gpu_ctrl_hdr& req, Reader& rest);
   CommandResult on_get_edid(const virtio_gpu_cmd_get_edid& req, Reader& rest);
+  CommandResult on_resource_assign_uuid(const virtio_gpu_resource_assign_uuid& req, Reader& rest);
   CommandResult on_resource_create_2d(const virtio_gpu_resource_create_2d& req, Reader& rest);
   CommandResult on_resource_unref(const virtio_gpu_resource_unref& req, Reader& rest);
   CommandResult on_set_scanout(const virtio_gpu_set_scanout& req, Reader& rest);
@@ -296,6 +297,7 @@ class GpuDevice final : public Backend {
   uint64_t hold_token_ = 0;  // set by hold() for the chain process() is answering
   virtio_gpu_ctrl_hdr held_hdr_{};
   bool logged_venus_cap_ = false;
+  bool logged_uuid_ = false;            // the first RESOURCE_ASSIGN_UUID is logged at info, later ones at debug
   bool logged_export_failure_ = false;  // one info line when a scanout falls back to readback
   std::bitset<0x400> logged_unknown_;   // unknown command types already logged (one line each)
 };

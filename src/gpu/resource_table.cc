@@ -12,6 +12,13 @@ const Resource* ResourceTable::find(uint32_t id) const {
   return it == resources_.end() ? nullptr : &it->second;
 }
 
+bool ResourceTable::uuid_in_use(const ResourceUuid& uuid) const {
+  for (const auto& [id, r] : resources_) {
+    if (r.uuid == uuid) return true;
+  }
+  return false;
+}
+
 bool ResourceTable::reserve(uint64_t bytes) {
   // Compare against what is left instead of summing: used_bytes_ + bytes could wrap.
   if (bytes > max_host_bytes_ - used_bytes_) return false;

@@ -7,6 +7,7 @@
 //   t.insert(id, {...});
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
@@ -15,6 +16,8 @@
 #include "renderer/image.h"
 
 namespace vgpu {
+
+using ResourceUuid = std::array<uint8_t, 16>;
 
 struct Resource {
   PixelFormat format = PixelFormat::B8G8R8X8;
@@ -31,6 +34,8 @@ struct Resource {
   // The device unmapped it for the guest (its context went first): the guest's own UNMAP_BLOB, which Linux
   // sends when it frees the buffer after the context, is answered OK once.
   bool unmapped_by_device = false;
+  // RESOURCE_ASSIGN_UUID: made on the first request, the same for every later one while the resource lives.
+  std::optional<ResourceUuid> uuid = std::nullopt;
   [[nodiscard]] bool is_blob() const { return blob_mem != 0; }
   [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
 };
@@ -43,6 +48,8 @@ class ResourceTable {
   [[nodiscard]] const Resource* find(uint32_t id) const;
   [[nodiscard]] bool contains(uint32_t id) const { return resources_.contains(id); }
   [[nodiscard]] size_t size() const { return resources_.size(); }
+  // Whether a live resource has this UUID (RESOURCE_ASSIGN_UUID keeps them unique).
+  [[nodiscard]] bool uuid_in_use(const ResourceUuid& uuid) const;
 
   // Charges `bytes` against the budget; false (nothing charged) when it would exceed it.
   [[nodiscard]] bool reserve(uint64_t bytes);

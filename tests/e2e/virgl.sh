@@ -560,6 +560,14 @@ run_case() {
         if ! bg_running "${backend_log}"; then
           case_fail hostile "the backend ended (exit status $(bg_rc "${backend_log}")) after the hostile program"
         fi
+        # Its PRIME share of a texture makes Linux ask for the buffer's UUID (VIRTIO_GPU_F_RESOURCE_UUID).
+        if [[ "${kind}" == ours ]]; then
+          if grep -aq 'RESOURCE_ASSIGN_UUID [0-9]*: [0-9a-f-]\{36\}' "${backend_log}"; then
+            log "hostile: the guest's PRIME export got a UUID: $(grep -ao 'RESOURCE_ASSIGN_UUID [0-9]*: [0-9a-f-]*' "${backend_log}" | head -n 1)"
+          else
+            case_fail hostile "the guest's PRIME export sent no RESOURCE_ASSIGN_UUID (VIRTIO_GPU_F_RESOURCE_UUID not passed?)"
+          fi
+        fi
       elif ((rc == 3)); then
         result[hostile]=SKIP
         detail[hostile]="${marker}"

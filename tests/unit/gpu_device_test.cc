@@ -71,11 +71,11 @@ TEST(GpuDevice, WriteConfig_EventsClear_Accepted) {
   EXPECT_TRUE(dev.write_config(offsetof(virtio_gpu_config, events_clear), one));
 }
 
-TEST(GpuDevice, Features_2d_OfferTransportBitsEdidAndBlob) {
+TEST(GpuDevice, Features_2d_OfferTransportBitsEdidBlobAndUuid) {
   GpuDevice dev(GpuDeviceConfig{}, nullptr);
   const uint64_t expected = (uint64_t{1} << VIRTIO_F_VERSION_1) | (uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC) |
                             (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX) | (uint64_t{1} << VIRTIO_GPU_F_EDID) |
-                            (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB);
+                            (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB) | (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_UUID);
   EXPECT_EQ(dev.features(), expected);
 }
 
