@@ -15,7 +15,8 @@
  * list, then repaints the whole dumb buffer with a new solid colour each iteration and DIRTYFBs the full frame:
  * a warm-up, then a measured period (guest CLOCK_MONOTONIC), and prints
  * `VGPU-E2E: repaint ok <frames> frames in <seconds> s = <fps> fps 1920x1080`. It uses no control tty. The
- * periods come from the kernel command line, vgpu_e2e.repaint_s= (default 10) and vgpu_e2e.warmup_s=
+ * mode is the preferred one instead with vgpu_e2e.repaint_preferred=1 (restart.sh, which needs no particular size).
+ * The periods come from the kernel command line, vgpu_e2e.repaint_s= (default 10) and vgpu_e2e.warmup_s=
  * (default 1). DIRTYFB only queues TRANSFER_TO_HOST_2D + RESOURCE_FLUSH; the control queue's size bounds how
  * far the guest runs ahead, so after the warm-up the rate is the backend's (with QEMU's display) sustained one.
  *
@@ -589,6 +590,8 @@ static void case_repaint(void) {
   const uint32_t want_w = 1920, want_h = 1080;
   struct output *o = need_output("Virtual-1");
   const struct drm_mode_modeinfo *m = NULL;
+  /* vgpu_e2e.repaint_preferred=1 (restart.sh): the preferred mode, whatever the EDID lists. */
+  if (cmdline_seconds("repaint_preferred", 0) > 0) m = preferred_mode(o);
   for (int i = 0; i < o->nmodes && m == NULL; i++) {
     if (o->modes[i].hdisplay == want_w && o->modes[i].vdisplay == want_h) m = &o->modes[i];
   }

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Frontend restarts: one daemon, QEMU killed with SIGKILL in the middle of rendering, again and again; the daemon
+# must log each loss, free everything (no file descriptor or memory growth) and give every new QEMU with a new
+# guest a working GPU.
+#
+#   restart.sh BINARY [--rounds N] [--fd]
+#
+# The daemon starts once: on a socket path, or (--fd) systemd-style, on a listening socket this script creates
+# and passes as fd 3 (`--fd 3`, socket activation). Then N rounds (default 10): QEMU (vhost-user-gpu-pci, TCG)
+# boots the e2e guest (busybox initramfs, Debian 12's kernel), whose `vgpu-draw repaint` repaints its screen as
+# fast as it can; once it has been rendering for a second (`repaint:warmup ok`), QEMU is killed (SIGKILL), and
+# the daemon must log `frontend disconnected` and wait for the next one. After each round the daemon's open file
+# descriptors (/proc/PID/fd) and resident memory (VmRSS) are sampled. A last boot runs `vgpu-draw modeset` and
+# its frame must be exactly quad-a in a QMP screendump.
+#
+# Passes when: every round's guest rendered, the daemon survived every kill and logged each disconnect, its fd
+# count after every round equals the count after round 1 (the first connection may open lasting fds), its
+# VmRSS after the last round is at most VGPU_E2E_RSS_SLACK_KB (default 16384) above that after round 2 (round 1
+# warms allocator caches), the last frame is exact, and the log has no sanitizer report or crash. Prints a
+# table of the samples.
+#
+# Environment: VGPU_QEMU, VGPU_E2E_TIMEOUT (seconds per boot to the marker, default 120), VGPU_E2E_BACKEND_ARGS,
+# VGPU_E2E_RSS_SLACK_KB, VGPU_KEEP=1 (keep the temp dir).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+binary="" rounds=10 activation=path
+while (($# > 0)); do
+  case "$1" in
+    --rounds)
+      (($# >= 2)) || die "--rounds needs a number"
+      rounds="$2"
+      shift 2
+      ;;
+    --fd)
+      activation=fd
+      shift
+      ;;
+    -h | --help)
+      sed -n '2,24p' "$0"
+      exit 0
+      ;;
+    -*) die "unknown option '$1'" ;;
+    *)
+      binary="$1"
+      shift
+      ;;
+  esac
+done
+[[ -n "${binary}" ]] || die "usage: restart.sh BINARY [--rounds N] [--fd]"
+[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+[[ "${rounds}" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number, not '${rounds}'"
+qemu="${VGPU_QEMU:-qemu-system-x86_64}"
+qver="$(qemu_check_version "${qemu}" 8)"
+need_cmd python3 setsid awk
+boot_timeout="${VGPU_E2E_TIMEOUT:-120}"
+rss_slack_kb="${VGPU_E2E_RSS_SLACK_KB:-16384}"
+
+kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
+progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
+initrd="$("${E2E_DIR}/build-initramfs.sh" --add "${progs}/vgpu-draw=/bin/vgpu-draw" \
+  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+e2e_tmpdir
+dir="${E2E_TMP}"
+sock="${dir}/gpu.sock"
+backend_log="${dir}/backend.log"
+failures=()
+fail_round() { # MESSAGE
+  log "FAIL: $1"
+  failures+=("$1")
+}
+
+# --- the daemon, once ------------------------------------------------------------------------------------------------
+# shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+extra=(${VGPU_E2E_BACKEND_ARGS:-})
+budget=$(((rounds + 1) * (boot_timeout + 30) + 60))
+if [[ "${activation}" == fd ]]; then
+  # A listening socket on fd 3, then exec: what systemd's socket activation hands a service.
+  bg_start backend "${backend_log}" 5M "${budget}" python3 -c '
+import os, socket, sys
+path, binary = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.execv(binary, [binary, "--fd", "3"] + sys.argv[3:])
+' "${sock}" "${binary}" "${extra[@]}"
+else
+  bg_start backend "${backend_log}" 5M "${budget}" "${binary}" --socket-path "${sock}" "${extra[@]}"
+fi
+wait_for_socket "${sock}" 15 "${backend_log}" || {
+  show_tail "backend log" "${backend_log}"
+  die "the daemon did not create its socket"
+}
+pid="$(bg_pid "${backend_log}" "$(basename "${binary}")")"
+[[ -n "${pid}" ]] || die "no $(basename "${binary}") process in the backend's group"
+fds() { find "/proc/${pid}/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/${pid}/status" 2>/dev/null || echo 0; }
+log "daemon pid ${pid} (${activation}); ${rounds} rounds; QEMU ${qver}; at start: $(fds) fds, $(rss_kb) kB RSS"
+
+# boot NAME CASE REPAINT_S: starts QEMU for one guest; sets console, qemu_log, qmp_sock, ctl_fd.
+boot() {
+  local name="$1" case_name="$2" repaint_s="$3" ctl
+  console="${dir}/${name}.console" qemu_log="${dir}/${name}.qemu.log" qmp_sock="${dir}/${name}.qmp" ctl="${dir}/${name}.ctl"
+  : >"${console}"
+  mkfifo -- "${ctl}.in" "${ctl}.out"
+  exec {ctl_fd}<>"${ctl}.in" {ctl_out_fd}<>"${ctl}.out"
+  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+  bg_start "qemu ${name}" "${qemu_log}" 1M $((boot_timeout + 60)) "${qemu}" -accel tcg -cpu max -m 512M \
+    -object memory-backend-memfd,id=mem,size=512M,share=on -machine q35,memory-backend=mem \
+    -nodefaults -no-user-config -display none -vga none \
+    -serial "file:${console}" -serial "pipe:${ctl}" -monitor none -qmp "unix:${qmp_sock},server=on,wait=off" \
+    -chardev "socket,id=gpu,path=${sock}" -device vhost-user-gpu-pci,chardev=gpu,id=gpu0 \
+    -kernel "${kernel}" -initrd "${initrd}" -no-reboot \
+    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${case_name} vgpu_e2e.repaint_s=${repaint_s} vgpu_e2e.repaint_preferred=1 vgpu_e2e.warmup_s=1 vgpu_e2e.step_timeout=60 vgpu_e2e.hold=$((boot_timeout + 30))"
+}
+
+# --- rounds: boot, render, SIGKILL ---------------------------------------------------------------------------------
+declare -a sample_fds=() sample_rss=()
+for ((r = 1; r <= rounds; r++)); do
+  t="$(now_s)"
+  boot "round${r}" repaint 600
+  if ! wait_for_line "${console}" '^VGPU-E2E: repaint:warmup ok' "${boot_timeout}" "${qemu_log}"; then
+    fail_round "round ${r}: the guest never rendered ($(grep -aE 'VGPU-E2E: .*FAIL' "${console}" | head -n 1 | tr -d '\r'))"
+  fi
+  sleep "0.$((RANDOM % 9 + 1))" # somewhere in the middle of a frame
+  qpid="$(bg_pid "${qemu_log}" "$(basename "${qemu}")")"
+  [[ -n "${qpid}" ]] && kill -KILL "${qpid}" 2>/dev/null
+  bg_stop "${qemu_log}" 2
+  exec {ctl_fd}>&- {ctl_out_fd}>&-
+  if ! wait_for_line "${backend_log}" "frontend disconnected" 10 "${backend_log}" ||
+    (($(grep -ac 'frontend disconnected' "${backend_log}") < r)); then
+    sleep 1
+  fi
+  disconnects="$(grep -ac 'frontend disconnected' "${backend_log}")"
+  ((disconnects >= r)) || fail_round "round ${r}: the daemon logged ${disconnects} disconnects, expected ${r}"
+  bg_running "${backend_log}" || {
+    fail_round "round ${r}: the daemon ended (exit status $(bg_rc "${backend_log}"))"
+    break
+  }
+  sleep 0.5 # let the daemon finish tearing the session down
+  sample_fds+=("$(fds)")
+  sample_rss+=("$(rss_kb)")
+  log "round ${r}: rendered and killed in $(secs_since "${t}")s; daemon ${sample_fds[-1]} fds, ${sample_rss[-1]} kB RSS"
+done
+
+# --- a last guest must get a working GPU -----------------------------------------------------------------------------
+if bg_running "${backend_log}"; then
+  boot final modeset 0
+  if wait_for_line "${console}" '^VGPU-E2E: modeset (ok|FAIL)' "${boot_timeout}" "${qemu_log}" &&
+    grep -aq '^VGPU-E2E: modeset ok' "${console}"; then
+    size="$(grep -a '^VGPU-E2E: modeset ok' "${console}" | head -n 1 | tr -d '\r' | awk '{ print $4 }')"
+    if msg="$(python3 "${E2E_DIR}/ppm_check.py" poll --qmp "${qmp_sock}" --out "${dir}/final.ppm" --timeout 30 \
+      --size "${size}" --draw quad-a 2>&1)"; then
+      log "final guest: ${msg}"
+    else
+      fail_round "final guest: ${msg}"
+    fi
+    printf 'next\n' >&"${ctl_fd}" || true
+  else
+    fail_round "final guest: no modeset ($(grep -aE 'VGPU-E2E: .*FAIL' "${console}" | head -n 1 | tr -d '\r'))"
+  fi
+  qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
+  sleep 0.5
+  bg_stop "${qemu_log}" 2
+fi
+
+# --- verdict -------------------------------------------------------------------------------------------------------
+if ((${#sample_fds[@]} > 0)); then
+  for ((i = 0; i < ${#sample_fds[@]}; i++)); do
+    ((sample_fds[i] == sample_fds[0])) || fail_round "after round $((i + 1)) the daemon has ${sample_fds[i]} fds, after round 1 ${sample_fds[0]}"
+  done
+  if ((${#sample_rss[@]} >= 2)); then
+    growth=$((sample_rss[-1] - sample_rss[1]))
+    ((growth <= rss_slack_kb)) || fail_round "VmRSS grew by ${growth} kB from round 2 to round ${#sample_rss[@]} (slack ${rss_slack_kb} kB)"
+  fi
+fi
+crash_re='ERROR: (Address|Leak|Memory|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|terminate called|Assertion .*failed'
+if grep -aqE "${crash_re}" "${backend_log}"; then
+  fail_round "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+fi
+bg_stop "${backend_log}" 3
+
+printf '\nrestart e2e (%s, %s activation, QEMU %s, tcg): %d rounds of boot, render, SIGKILL\n' \
+  "$(basename "${binary}")" "${activation}" "${qver}" "${rounds}"
+printf 'round  fds  VmRSS[kB]\n'
+for ((i = 0; i < ${#sample_fds[@]}; i++)); do
+  printf '%5d  %3d  %9d\n' "$((i + 1))" "${sample_fds[i]}" "${sample_rss[i]}"
+done
+if ((${#failures[@]} > 0)); then
+  log "RESTART FAILED: ${failures[*]}"
+  exit 1
+fi
+log "RESTART PASSED: ${rounds} kills survived, fds steady at ${sample_fds[0]}, VmRSS ${sample_rss[0]} -> ${sample_rss[-1]} kB, the last guest's frame exact"
