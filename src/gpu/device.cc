@@ -239,7 +239,13 @@ bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> requ
     layout_fresh_ = true;
     return true;
   }
-  if (type == VIRTIO_GPU_CMD_GET_EDID && display_->edid_supported()) {
+  if (type == VIRTIO_GPU_CMD_GET_EDID && !display_->edid_supported()) {
+    // Until the display has said whether it supplies EDIDs at all (QEMU's protocol features: a GET_EDID the
+    // guest sends right after QEMU handed over its socket can come first), wait; once it has settled without
+    // them, on_get_edid generates one.
+    return !display_->pending();
+  }
+  if (type == VIRTIO_GPU_CMD_GET_EDID) {
     virtio_gpu_cmd_get_edid req{};
     std::memcpy(&req, request.data(), std::min(request.size(), sizeof(req)));
     // Wait while the display is still fetching EDIDs; once it is done, a missing one (QEMU has fewer

@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "display/edid.h"
 #include "display/protocol.h"
 #include "display/socket_display.h"
 #include "support/fake_display.h"
@@ -247,6 +248,53 @@ void send_reply(int sock, display::Request request, const void* payload, uint32_
   std::memcpy(bytes.data(), &h, sizeof(h));
   if (size > 0) std::memcpy(bytes.data() + sizeof(h), payload, size);
   ASSERT_EQ(::write(sock, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+}
+
+// A guest's GET_EDID that arrives before QEMU has even said whether it supplies EDIDs (its protocol features)
+// waits: answering then would hand the guest our generated EDID (few modes) instead of QEMU's.
+TEST_F(GpuDmabufScanout, SocketDisplay_GetEdidBeforeTheDisplayNegotiated_WaitsForQemusEdid) {
+  start(false);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd qemu(sv[1]);
+  h_->device().install_display(std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1));
+  auto pump = [&] { h_->device().on_display_event(EPOLLIN | EPOLLOUT); };
+  virtio_gpu_cmd_get_edid req{};
+  req.hdr.type = VIRTIO_GPU_CMD_GET_EDID;
+  const auto s = h_->submit(req, sizeof(virtio_gpu_resp_edid));
+  EXPECT_FALSE(h_->collect(s));  // QEMU has not answered GET_PROTOCOL_FEATURES yet
+
+  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetProtocolFeatures));
+  const uint64_t offered = display::kProtocolFeatureEdid;
+  send_reply(qemu.get(), display::Request::GetProtocolFeatures, &offered, sizeof(offered));
+  pump();
+  EXPECT_FALSE(h_->collect(s));
+  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::SetProtocolFeatures));
+  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetDisplayInfo));
+  virtio_gpu_resp_display_info info{};
+  info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+  info.pmodes[0] = {{0, 0, 1920, 1080}, 1, 0};
+  send_reply(qemu.get(), display::Request::GetDisplayInfo, &info, sizeof(info));
+  pump();
+  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetEdid));
+  (void)receive(qemu.get());  // its fence
+  virtio_gpu_resp_edid qemus{};
+  qemus.hdr.type = VIRTIO_GPU_RESP_OK_EDID;
+  const auto blob = generate_edid({.width = 1920, .height = 1080});
+  qemus.size = blob.size();
+  std::memcpy(qemus.edid, blob.data(), blob.size());
+  send_reply(qemu.get(), display::Request::GetEdid, &qemus, sizeof(qemus));
+  send_reply(qemu.get(), display::Request::GetProtocolFeatures, &offered, sizeof(offered));
+  pump();
+
+  const auto response = h_->collect(s);
+  ASSERT_TRUE(response);
+  virtio_gpu_resp_edid got{};
+  ASSERT_EQ(response->size(), sizeof(got));
+  std::memcpy(&got, response->data(), sizeof(got));
+  EXPECT_EQ(got.hdr.type, VIRTIO_GPU_RESP_OK_EDID);
+  ASSERT_EQ(got.size, blob.size());
+  EXPECT_EQ(std::memcmp(got.edid, blob.data(), blob.size()), 0);  // QEMU's, not one we made for 1280x800
 }
 
 TEST_F(GpuDmabufScanout, SocketDisplay_FdReachesQemuAndQueueWaitsForUnblock) {
