@@ -99,36 +99,38 @@ CommandResult GpuDevice::on_resource_map_blob(const virtio_gpu_resource_map_blob
   if (!host_blob || (res->blob_flags & VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE) == 0) {
     return fail(GpuError::InvalidParameter);
   }
-  const uint64_t len = round_up(res->blob_size, host_visible_->alignment());
-  if (len < res->blob_size) return fail(GpuError::InvalidParameter);  // wrapped
-  // Check the range before asking the renderer for an fd (an export may cost the library real work).
-  if (auto r = host_visible_->reserve(req.resource_id, req.offset, len); !r) {
-    if (r.error() == HostVisibleRegion::RangeError::Leaving && deferred_maps_.size() < kMaxDeferredMaps) {
-      // The guest freed what held the range and reuses it before the frontend has confirmed the unmap.
-      deferred_maps_.push_back({.token = hold(), .resource_id = req.resource_id, .offset = req.offset, .asked = asked});
-      VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x}: waits for an unmap of that range", req.resource_id, req.offset);
-      return ResponseBytes{};  // held: retry_deferred_maps answers
-    }
-    VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x} (+0x{:x}): {}", req.resource_id, req.offset, len,
-                   to_string(r.error()));
-    return fail(GpuError::InvalidParameter);
+  if (round_up(res->blob_size, host_visible_->alignment()) < res->blob_size) {
+    return fail(GpuError::InvalidParameter);  // its page-rounded length wraps
   }
   const uint64_t token = hold();
-  if (const auto error = send_map(req.resource_id, req.offset, len, token, asked)) {
+  if (const auto error =
+          start_map({.token = token, .resource_id = req.resource_id, .offset = req.offset, .asked = asked})) {
     hold_token_ = 0;
     return fail(*error);
   }
-  return ResponseBytes{};  // held: on_map_reply answers
+  return ResponseBytes{};  // held: on_map_reply (or, for a map that waits for its range, retry_deferred_maps) answers
 }
 
-std::optional<GpuError> GpuDevice::send_map(uint32_t resource_id, uint64_t offset, uint64_t len, uint64_t token,
-                                            std::chrono::steady_clock::time_point asked) {
-  const Resource* res = resources_.find(resource_id);
-  auto mapping = r3d_->blob_mapping(resource_id);
-  if (!mapping || res == nullptr || mapping->size < res->blob_size ||
-      (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
-    host_visible_->release(offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", resource_id,
+std::optional<GpuError> GpuDevice::start_map(const DeferredMap& m) {
+  const Resource* res = resources_.find(m.resource_id);
+  if (res == nullptr) return GpuError::InvalidResourceId;  // unreferenced while its map waited
+  if (!host_visible_ || mapper_ == nullptr) return GpuError::Unspec;
+  const uint64_t len = round_up(res->blob_size, host_visible_->alignment());
+  // Check the range before asking the renderer for an fd (an export may cost the library real work).
+  if (auto r = host_visible_->reserve(m.resource_id, m.offset, len); !r) {
+    if (r.error() == HostVisibleRegion::RangeError::Leaving && deferred_maps_.size() < kMaxDeferredMaps) {
+      // The guest freed what held the range and reuses it before the frontend has confirmed the unmap.
+      deferred_maps_.push_back(m);
+      VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x}: waits for an unmap of that range", m.resource_id, m.offset);
+      return std::nullopt;
+    }
+    VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x} (+0x{:x}): {}", m.resource_id, m.offset, len, to_string(r.error()));
+    return GpuError::InvalidParameter;
+  }
+  auto mapping = r3d_->blob_mapping(m.resource_id);
+  if (!mapping || mapping->size < res->blob_size || (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
+    host_visible_->release(m.offset);
+    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", m.resource_id,
                   !mapping
                       ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
                       : "the renderer's fd does not hold the blob at a page boundary");
@@ -137,27 +139,28 @@ std::optional<GpuError> GpuDevice::send_map(uint32_t resource_id, uint64_t offse
   }
   const uint32_t map_info = mapping->map_info;
   auto sent = mapper_->map(
-      shm_range(offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
-      [this, token, offset, map_info, asked, resource_id](ShmemReply reply) {
+      shm_range(m.offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
+      [this, m, map_info](ShmemReply reply) {
         if (reply == ShmemReply::Done) {
           // The guest learns the cache type only once the memory is there.
-          HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->at(offset) : nullptr;
-          if (m != nullptr && !m->orphaned) {
-            m->state = HostVisibleRegion::State::Mapped;
-            complete_held(token, map_info_response(map_info));
+          HostVisibleRegion::Mapping* mapped = host_visible_ ? host_visible_->at(m.offset) : nullptr;
+          if (mapped != nullptr && !mapped->orphaned) {
+            mapped->state = HostVisibleRegion::State::Mapped;
+            complete_held(m.token, map_info_response(map_info));
             // Command to response, the frontend's reply included, for bench/venus.sh (debug: a line per map).
             VGPU_LOG_DEBUG(
-                "RESOURCE_MAP_BLOB {}: mapped at 0x{:x} (+0x{:x}), round trip {} us", resource_id, offset, m->len,
-                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - asked)
+                "RESOURCE_MAP_BLOB {}: mapped at 0x{:x} (+0x{:x}), round trip {} us", m.resource_id, m.offset,
+                mapped->len,
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - m.asked)
                     .count());
             return;
           }
         }
-        on_map_reply(token, offset, reply);
+        on_map_reply(m.token, m.offset, reply);
       });
   if (!sent) {
-    host_visible_->release(offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", resource_id, to_string(sent.error()));
+    host_visible_->release(m.offset);
+    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", m.resource_id, to_string(sent.error()));
     return GpuError::Unspec;
   }
   return std::nullopt;
@@ -168,22 +171,7 @@ void GpuDevice::retry_deferred_maps() {
   std::deque<DeferredMap> waiting;
   waiting.swap(deferred_maps_);
   for (const DeferredMap& d : waiting) {
-    const Resource* res = resources_.find(d.resource_id);
-    if (res == nullptr || !host_visible_ || mapper_ == nullptr) {  // unreferenced meanwhile, or the channel went
-      complete_held(d.token, res == nullptr ? GpuError::InvalidResourceId : GpuError::Unspec);
-      continue;
-    }
-    const uint64_t len = round_up(res->blob_size, host_visible_->alignment());
-    if (auto r = host_visible_->reserve(d.resource_id, d.offset, len); !r) {
-      if (r.error() == HostVisibleRegion::RangeError::Leaving) {
-        deferred_maps_.push_back(d);  // another unmap still to come
-      } else {
-        VGPU_LOG_DEBUG("RESOURCE_MAP_BLOB {} at 0x{:x}: {}", d.resource_id, d.offset, to_string(r.error()));
-        complete_held(d.token, GpuError::InvalidParameter);
-      }
-      continue;
-    }
-    if (const auto error = send_map(d.resource_id, d.offset, len, d.token, d.asked)) complete_held(d.token, *error);
+    if (const auto error = start_map(d)) complete_held(d.token, *error);  // or sent, or waiting again
   }
 }
 

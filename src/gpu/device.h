@@ -213,12 +213,7 @@ class GpuDevice final : public Backend {
   void drop_mappings_of_context(uint32_t ctx_id);
   // Held commands are answered with ERR_UNSPEC now (queue stopping); their mappings become orphans.
   void answer_held_now();
-  // The second half of MAP_BLOB, once its range is reserved: the renderer's fd, then SHMEM_MAP for the held
-  // command `token`. An error (the range released again) is the response the caller gives.
-  std::optional<GpuError> send_map(uint32_t resource_id, uint64_t offset, uint64_t len, uint64_t token,
-                                   std::chrono::steady_clock::time_point asked);
-  // Tries the MAP_BLOBs waiting for a range on its way out again (after any range is released).
-  void retry_deferred_maps();
+
   [[nodiscard]] ShmemRange shm_range(uint64_t offset, uint64_t len) const;
 
   // Drains `index` until empty or until a command must wait for the display (then `stalled_` holds it).
@@ -293,6 +288,12 @@ class GpuDevice final : public Backend {
   };
   static constexpr size_t kMaxDeferredMaps = 64;  // beyond: refused as an overlap
   std::deque<DeferredMap> deferred_maps_;
+  // The second half of MAP_BLOB for the held command m.token (also a waiting one, retried): the range booked,
+  // the renderer's fd, SHMEM_MAP sent; or the map queued in deferred_maps_ while only mappings on their way out
+  // hold its range. An error (nothing booked) is the response to give.
+  std::optional<GpuError> start_map(const DeferredMap& m);
+  // Tries the MAP_BLOBs waiting for a range on its way out again (after any range is released).
+  void retry_deferred_maps();
   uint64_t next_hold_token_ = 1;
   uint64_t hold_token_ = 0;  // set by hold() for the chain process() is answering
   virtio_gpu_ctrl_hdr held_hdr_{};

@@ -417,20 +417,28 @@ static long check_pixels(const struct picture *p, const uint8_t *px) {
   return bad;
 }
 
+/* Poisons `out` (mapped at *map on return), draws `p` into `t`, copies it into `out` and checks every pixel
+ * read back through the map; returns how many differ. */
+static long draw_and_check(const struct vk *v, const struct target *t, const struct picture *p, const struct buf *out,
+                           void **map, const char *what) {
+  const size_t bytes = (size_t)p->w * p->h * 4;
+  CHECK(vkMapMemory(v->dev, out->mem, 0, VK_WHOLE_SIZE, 0, map));
+  memset(*map, 0x5a, bytes); /* poison: a copy that never lands must not pass */
+  buf_sync(v, out, 1);
+  cmd_begin(v);
+  record_draw(v, t, p, out->buf);
+  cmd_submit_wait(v, what);
+  buf_sync(v, out, 0);
+  return check_pixels(p, *map);
+}
+
 static long round_draw(const struct vk *v) {
   struct target t;
   struct buf out;
   void *map;
   target_create(v, &t, &DRAW);
   buf_create(v, &out, W * H * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT, 0, "the readback buffer");
-  CHECK(vkMapMemory(v->dev, out.mem, 0, VK_WHOLE_SIZE, 0, &map));
-  memset(map, 0x5a, W * H * 4); /* poison: a copy that never lands must not pass */
-  buf_sync(v, &out, 1);
-  cmd_begin(v);
-  record_draw(v, &t, &DRAW, out.buf);
-  cmd_submit_wait(v, "draw");
-  buf_sync(v, &out, 0);
-  long bad = check_pixels(&DRAW, map);
+  long bad = draw_and_check(v, &t, &DRAW, &out, &map, "draw");
   vkUnmapMemory(v->dev, out.mem);
   buf_destroy(v, &out);
   target_destroy(v, &t);
@@ -580,14 +588,7 @@ static long round_scanout(const struct vk *v, struct kms_output *o, int zero_cop
   } else {
     buf_create(v, &out, bytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT, 0, "the scanout buffer");
   }
-  CHECK(vkMapMemory(v->dev, out.mem, 0, VK_WHOLE_SIZE, 0, &map));
-  memset(map, 0x5a, bytes);
-  buf_sync(v, &out, 1);
-  cmd_begin(v);
-  record_draw(v, &t, &pic, out.buf);
-  cmd_submit_wait(v, "scanout");
-  buf_sync(v, &out, 0);
-  long bad = check_pixels(&pic, map);
+  long bad = draw_and_check(v, &t, &pic, &out, &map, "scanout");
   const uint32_t handle = zero_copy ? import_venus_blob(v, o, out.mem) : guest_blob_copy(o, map, bytes);
   vkUnmapMemory(v->dev, out.mem);
   uint32_t fb = kms_show(o, handle, pic.w, pic.h);
