@@ -105,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 3: fake->set_layout({scanouts, ScanoutMode{true, {0, 0, 320u + in.byte(), 200u + in.byte()}}}); break;
       case 4: {
-        const auto reply = static_cast<ShmemReply>(in.byte() % 4);
+        const auto reply = static_cast<BackendReply>(in.byte() % 4);
         for (size_t i = 0; i < mapper.requests.size(); ++i) {
           if (mapper.requests[i].done) {
             mapper.answer(i, reply);
@@ -121,7 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   // Once the frontend has answered everything (answers may send unmaps), no command may still be held.
-  for (int round = 0; round < 3 && mapper.unanswered() != 0; ++round) mapper.answer_all(ShmemReply::Done);
+  for (int round = 0; round < 3 && mapper.unanswered() != 0; ++round) mapper.answer_all(BackendReply::Done);
   if (h.device().held_commands() != 0) __builtin_trap();
   return 0;
 }

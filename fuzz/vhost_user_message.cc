@@ -71,7 +71,24 @@ class NullBackend final : public Backend {
     if (mapper == nullptr) return;
     UniqueFd memfd(::memfd_create("fuzz-blob", MFD_CLOEXEC));
     if (!memfd || ::ftruncate(memfd.get(), 4096) != 0) return;
-    (void)mapper->map({.shmid = 1, .shm_offset = 0, .len = 4096}, memfd.get(), 0, true, [](vgpu::ShmemReply) {});
+    (void)mapper->map({.shmid = 1, .shm_offset = 0, .len = 4096}, memfd.get(), 0, true, [](vgpu::BackendReply) {});
+  }
+  // Shares one object (UUID all 0x42) so that GET_SHARED_OBJECT's fd path runs, and announces it on every
+  // channel it gets.
+  [[nodiscard]] bool shares_objects() const override { return true; }
+  void set_shared_objects(vgpu::SharedObjects* objects) override {
+    if (objects != nullptr) (void)objects->add(shared_uuid(), [](vgpu::BackendReply) {});
+  }
+  vgpu::Result<UniqueFd, std::string> shared_object_fd(const vgpu::ObjectUuid& uuid) override {
+    if (uuid != shared_uuid()) return vgpu::fail(std::string("unknown"));
+    UniqueFd memfd(::memfd_create("fuzz-shared", MFD_CLOEXEC));
+    if (!memfd) return vgpu::fail(std::string("memfd_create"));
+    return memfd;
+  }
+  static vgpu::ObjectUuid shared_uuid() {
+    vgpu::ObjectUuid u{};
+    u.fill(0x42);
+    return u;
   }
   void on_queue_kick(size_t /*index*/, Queue& queue, const GuestMemory& /*mem*/) override {
     for (auto chain = queue.pop(); chain && *chain; chain = queue.pop()) queue.add_used(std::move(**chain), 0);

@@ -75,7 +75,12 @@ CommandResult GpuDevice::on_resource_create_2d(const virtio_gpu_resource_create_
     resources_.release(*bytes);
     return fail(r.error() == RendererError::OutOfMemory ? GpuError::OutOfMemory : GpuError::Unspec);
   }
-  resources_.insert(req.resource_id, Resource{*format, req.width, req.height, *bytes, std::nullopt});
+  Resource res;
+  res.format = *format;
+  res.width = req.width;
+  res.height = req.height;
+  res.host_bytes = *bytes;
+  resources_.insert(req.resource_id, std::move(res));
   return ResponseBytes{};
 }
 
@@ -97,6 +102,7 @@ CommandResult GpuDevice::on_resource_unref(const virtio_gpu_resource_unref& req,
   // the host-visible region before the renderer frees it.
   disable_scanouts_of(req.resource_id);
   drop_mapping_of(req.resource_id);
+  withdraw_shared(*resources_.find(req.resource_id));
   renderer_->destroy_resource(req.resource_id);
   resources_.erase(req.resource_id);
   return ResponseBytes{};

@@ -151,8 +151,12 @@ CommandResult GpuDevice::on_resource_create_3d(const virtio_gpu_resource_create_
     return fail(to_gpu_error(r.error()));
   }
   const auto format = pixel_format_from_virtio(req.format);
-  resources_.insert(req.resource_id, Resource{format.value_or(PixelFormat::B8G8R8X8), req.width,
-                                              std::max(req.height, 1u), *bytes, std::nullopt});
+  Resource res;
+  res.format = format.value_or(PixelFormat::B8G8R8X8);
+  res.width = req.width;
+  res.height = std::max(req.height, 1u);
+  res.host_bytes = *bytes;
+  resources_.insert(req.resource_id, std::move(res));
   return ResponseBytes{};
 }
 

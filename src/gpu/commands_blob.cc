@@ -42,9 +42,12 @@ CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_creat
   if (has_feature(kFeatureBlobAlignment) && blob_alignment_ != 0 && req.size % blob_alignment_ != 0) {
     return fail(GpuError::InvalidParameter);
   }
-  // USE_CROSS_DEVICE promises a UUID for other devices (RESOURCE_ASSIGN_UUID): VIRTIO_GPU_F_RESOURCE_UUID is
-  // not offered, so such a blob cannot be honoured.
-  if ((req.blob_flags & VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE) != 0) return fail(GpuError::InvalidParameter);
+  // USE_CROSS_DEVICE asks for a blob other devices can use by its UUID (RESOURCE_ASSIGN_UUID): honoured when
+  // the driver negotiated VIRTIO_GPU_F_RESOURCE_UUID (commands_uuid.cc says which blobs are then announced to
+  // the frontend); without it the driver must not set the flag (virtio spec 5.7.6.8).
+  if ((req.blob_flags & VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE) != 0 && !has_feature(VIRTIO_GPU_F_RESOURCE_UUID)) {
+    return fail(GpuError::InvalidParameter);
+  }
   const bool guest_memory =
       req.blob_mem == VIRTIO_GPU_BLOB_MEM_GUEST || req.blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST;
   const bool host3d = req.blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D || req.blob_mem == VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST;

@@ -140,8 +140,8 @@ std::optional<GpuError> GpuDevice::start_map(const DeferredMap& m) {
   const uint32_t map_info = mapping->map_info;
   auto sent = mapper_->map(
       shm_range(m.offset, len), mapping->fd.get(), mapping->fd_offset, /*writable=*/true,
-      [this, m, map_info](ShmemReply reply) {
-        if (reply == ShmemReply::Done) {
+      [this, m, map_info](BackendReply reply) {
+        if (reply == BackendReply::Done) {
           // The guest learns the cache type only once the memory is there.
           HostVisibleRegion::Mapping* mapped = host_visible_ ? host_visible_->at(m.offset) : nullptr;
           if (mapped != nullptr && !mapped->orphaned) {
@@ -175,10 +175,10 @@ void GpuDevice::retry_deferred_maps() {
   }
 }
 
-void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply) {
+void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, BackendReply reply) {
   HostVisibleRegion::Mapping* m = host_visible_ ? host_visible_->at(offset) : nullptr;
   if (m == nullptr) return;  // reset meanwhile
-  if (reply == ShmemReply::Done) {
+  if (reply == BackendReply::Done) {
     // Mapped, but nobody wants it any more (unref, or the guest was answered already): take it out again.
     (void)start_unmap(offset, 0);
     complete_held(token, GpuError::Unspec);
@@ -213,7 +213,7 @@ bool GpuDevice::start_unmap(uint64_t offset, uint64_t token) {
   m->state = HostVisibleRegion::State::Unmapping;
   if (mapper_ != nullptr) {
     auto sent = mapper_->unmap(shm_range(offset, m->len),
-                               [this, token, offset](ShmemReply r) { on_unmap_reply(token, offset, r); });
+                               [this, token, offset](BackendReply r) { on_unmap_reply(token, offset, r); });
     if (sent) return true;
     VGPU_LOG_WARN("SHMEM_UNMAP at 0x{:x}: cannot ask the frontend: {}", offset, to_string(sent.error()));
   }
@@ -223,13 +223,13 @@ bool GpuDevice::start_unmap(uint64_t offset, uint64_t token) {
   return false;
 }
 
-void GpuDevice::on_unmap_reply(uint64_t token, uint64_t offset, ShmemReply reply) {
+void GpuDevice::on_unmap_reply(uint64_t token, uint64_t offset, BackendReply reply) {
   if (host_visible_ && host_visible_->at(offset) != nullptr) host_visible_->release(offset);
-  if (reply != ShmemReply::Done) {
+  if (reply != BackendReply::Done) {
     VGPU_LOG_WARN("SHMEM_UNMAP at 0x{:x}: {}", offset, to_string(reply));
   }
-  if (token != 0 && reply == ShmemReply::Done) complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
-  if (token != 0 && reply != ShmemReply::Done) complete_held(token, GpuError::Unspec);
+  if (token != 0 && reply == BackendReply::Done) complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
+  if (token != 0 && reply != BackendReply::Done) complete_held(token, GpuError::Unspec);
   retry_deferred_maps();  // after the UNMAP_BLOB's answer: a map waiting for its range is the guest's next step
 }
 

@@ -497,13 +497,14 @@ void GpuDevice::reset() {
     // memory. Answers are ignored: the book is cleared now.
     for (const HostVisibleRegion::Mapping& m : host_visible_->all()) {
       if (mapper_ != nullptr && m.state != HostVisibleRegion::State::Unmapping) {
-        (void)mapper_->unmap(shm_range(m.offset, m.len), [](ShmemReply) {});
+        (void)mapper_->unmap(shm_range(m.offset, m.len), [](BackendReply) {});
       }
     }
     host_visible_->clear();
   }
   logged_venus_cap_ = false;
   logged_uuid_ = false;
+  logged_unshared_ = false;
   if (loop_ != nullptr) {
     for (const auto& [id, ctx] : contexts_) {
       if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);
@@ -516,6 +517,7 @@ void GpuDevice::reset() {
   acked_features_ = 0;
   logged_unknown_.reset();
   scanouts_ = {};
+  resources_.for_each([this](uint32_t /*id*/, Resource& r) { withdraw_shared(r); });
   resources_.clear();
   // The display may still be sending straight from a resource's pixels (busy()): it is replaced below, before
   // the loop runs again, so it never reads the images this frees.

@@ -91,6 +91,10 @@ class GpuDevice final : public Backend {
   [[nodiscard]] size_t config_size() const override;
   [[nodiscard]] std::vector<uint64_t> shmem_regions() const override;
   void set_shmem_mapper(ShmemMapper* mapper) override { mapper_ = mapper; }
+  [[nodiscard]] bool shares_objects() const override { return true; }
+  void set_shared_objects(SharedObjects* objects) override;
+  Result<UniqueFd, std::string> shared_object_fd(const ObjectUuid& uuid) override;
+  [[nodiscard]] Result<ObjectUuid, std::string> only_shared_object() const override;
   bool read_config(uint32_t offset, std::span<std::byte> out) const override;
   bool write_config(uint32_t offset, std::span<const std::byte> in) override;
 
@@ -203,11 +207,11 @@ class GpuDevice final : public Backend {
   // Fills in the response header from the request's (fence flags, fence_id, ctx_id, ring_idx) and writes it.
   static bool write_response(DescriptorChain& chain, const virtio_gpu_ctrl_hdr& hdr, ResponseBytes response,
                              uint32_t& written);
-  void on_map_reply(uint64_t token, uint64_t offset, ShmemReply reply);
+  void on_map_reply(uint64_t token, uint64_t offset, BackendReply reply);
   // Sends SHMEM_UNMAP for the mapping at `offset`; `token` (0: none) is a held UNMAP_BLOB its reply answers.
   // False when it could not be sent: the range is released, and a held command is the caller's to answer.
   bool start_unmap(uint64_t offset, uint64_t token);
-  void on_unmap_reply(uint64_t token, uint64_t offset, ShmemReply reply);
+  void on_unmap_reply(uint64_t token, uint64_t offset, BackendReply reply);
   // The guest gives up `resource_id`'s mapping (RESOURCE_UNREF, CTX_DESTROY): unmap it, whatever its state.
   void drop_mapping_of(uint32_t resource_id);
   void drop_mappings_of_context(uint32_t ctx_id);
@@ -278,6 +282,13 @@ class GpuDevice final : public Backend {
   std::optional<HostVisibleRegion> host_visible_;
   uint32_t blob_alignment_ = 0;  // config space; 0 unless BLOB_ALIGNMENT is offered
   ShmemMapper* mapper_ = nullptr;
+  SharedObjects* shared_objects_ = nullptr;
+  // Sharing (commands_uuid.cc): the buffer other devices would import for resource `id`, or why there is none.
+  Result<UniqueFd, std::string> export_for_sharing(uint32_t id, const Resource& res);
+  // SHARED_OBJECT_ADD of a resource's UUID with its buffer, once (nothing without a frontend channel).
+  void announce_shared(uint32_t id, Resource& res);
+  // SHARED_OBJECT_REMOVE of a resource's UUID if it was announced (unref, reset).
+  void withdraw_shared(Resource& res);
   std::deque<HeldCommand> held_;
   // MAP_BLOBs (held) whose range only mappings on their way out overlap (RangeError::Leaving), oldest first.
   struct DeferredMap {
@@ -299,6 +310,7 @@ class GpuDevice final : public Backend {
   virtio_gpu_ctrl_hdr held_hdr_{};
   bool logged_venus_cap_ = false;
   bool logged_uuid_ = false;            // the first RESOURCE_ASSIGN_UUID is logged at info, later ones at debug
+  bool logged_unshared_ = false;        // the first UUID whose buffer cannot be shared is logged at info
   bool logged_export_failure_ = false;  // one info line when a scanout falls back to readback
   std::bitset<0x400> logged_unknown_;   // unknown command types already logged (one line each)
 };

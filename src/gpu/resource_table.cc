@@ -12,11 +12,18 @@ const Resource* ResourceTable::find(uint32_t id) const {
   return it == resources_.end() ? nullptr : &it->second;
 }
 
-bool ResourceTable::uuid_in_use(const ResourceUuid& uuid) const {
+bool ResourceTable::uuid_in_use(const ObjectUuid& uuid) const {
   for (const auto& [id, r] : resources_) {
     if (r.uuid == uuid) return true;
   }
   return false;
+}
+
+const Resource* ResourceTable::find_by_uuid(const ObjectUuid& uuid) const {
+  for (const auto& [id, r] : resources_) {
+    if (r.uuid == uuid) return &r;
+  }
+  return nullptr;
 }
 
 bool ResourceTable::reserve(uint64_t bytes) {

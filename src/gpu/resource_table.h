@@ -12,12 +12,12 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/unique_fd.h"
 #include "memory/scatter_list.h"
 #include "renderer/image.h"
+#include "vhost_user/shared_objects.h"
 
 namespace vgpu {
-
-using ResourceUuid = std::array<uint8_t, 16>;
 
 struct Resource {
   PixelFormat format = PixelFormat::B8G8R8X8;
@@ -35,7 +35,10 @@ struct Resource {
   // sends when it frees the buffer after the context, is answered OK once.
   bool unmapped_by_device = false;
   // RESOURCE_ASSIGN_UUID: made on the first request, the same for every later one while the resource lives.
-  std::optional<ResourceUuid> uuid = std::nullopt;
+  std::optional<ObjectUuid> uuid = std::nullopt;
+  // The buffer other devices import by that UUID (vhost-user SHARED_OBJECT): set when the UUID was announced
+  // to the frontend with SHARED_OBJECT_ADD; GET_SHARED_OBJECT answers a duplicate of it. Invalid otherwise.
+  UniqueFd shared_fd;
   [[nodiscard]] bool is_blob() const { return blob_mem != 0; }
   [[nodiscard]] uint32_t stride() const { return width * kBytesPerPixel; }
 };
@@ -49,7 +52,18 @@ class ResourceTable {
   [[nodiscard]] bool contains(uint32_t id) const { return resources_.contains(id); }
   [[nodiscard]] size_t size() const { return resources_.size(); }
   // Whether a live resource has this UUID (RESOURCE_ASSIGN_UUID keeps them unique).
-  [[nodiscard]] bool uuid_in_use(const ResourceUuid& uuid) const;
+  [[nodiscard]] bool uuid_in_use(const ObjectUuid& uuid) const;
+  // The live resource with this UUID, or nullptr.
+  [[nodiscard]] const Resource* find_by_uuid(const ObjectUuid& uuid) const;
+  // Calls `f(id, resource)` for every live resource (in no particular order).
+  template <typename F>
+  void for_each(F&& f) {
+    for (auto& [id, r] : resources_) f(id, r);
+  }
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& [id, r] : resources_) f(id, r);
+  }
 
   // Charges `bytes` against the budget; false (nothing charged) when it would exceed it.
   [[nodiscard]] bool reserve(uint64_t bytes);

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "memory/scatter_list.h"
 #include "renderer/image.h"
 
@@ -24,6 +25,7 @@ enum class RendererError {
   InvalidResource,  // no resource with that id (a device bug if it happens: the device checks ids first)
   InvalidArgument,  // a rectangle or offset the renderer cannot honour
   GuestMemory,      // a backing read failed (memory changed under us)
+  Unsupported,      // this renderer cannot do that (export_shared on a renderer whose images are not memory)
 };
 
 std::string_view to_string(RendererError e);
@@ -46,6 +48,15 @@ class Renderer2D {
   // The resource's current host image; nullopt for an unknown id. Valid until the next call that changes it.
   [[nodiscard]] virtual std::optional<ImageView> image(uint32_t id) const = 0;
 
+  // Another device imports the resource (vhost-user SHARED_OBJECT): an fd of memory holding its host image
+  // (rows `width * 4` bytes apart from offset 0, the image's format), which stays that resource's image from
+  // now on, so what the guest transfers later is seen there too. The same file each time it is asked (a new
+  // fd for it). Unsupported: the renderer's images are not in memory a file can hand out (textures); the
+  // device then asks the 3D renderer for a dma-buf. The image may move: views taken before are invalid.
+  virtual Result<UniqueFd, RendererError> export_shared(uint32_t id) {
+    (void)id;
+    return fail(RendererError::Unsupported);
+  }
   // Drops every resource (device reset).
   virtual void reset() = 0;
 };

@@ -8,12 +8,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/event_loop.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "memory/guest_memory.h"
+#include "vhost_user/shared_objects.h"
 #include "vhost_user/shmem_mapper.h"
 #include "virtio/queue.h"
 
@@ -86,6 +88,25 @@ class Backend {
   // into its regions through `mapper`, until it is called again with another mapper or nullptr (the channel
   // was replaced, or the session ends: pending requests are then never answered). Default: no regions, no use.
   virtual void set_shmem_mapper(ShmemMapper* mapper) { (void)mapper; }
+
+  // Shared objects (VHOST_USER_PROTOCOL_F_SHARED_OBJECT): whether the device exports buffers by UUID (the
+  // transport offers the protocol bit only then). Default: no.
+  [[nodiscard]] virtual bool shares_objects() const { return false; }
+  // The frontend negotiated SHARED_OBJECT and gave a backend channel: the device may announce UUIDs through
+  // `objects` until it is called again with another one or nullptr (the channel went; the frontend drops what
+  // the old channel announced when its device goes). Default: nothing to announce.
+  virtual void set_shared_objects(SharedObjects* objects) { (void)objects; }
+  // GET_SHARED_OBJECT: an fd of the buffer announced with `uuid` (the transport sends it and closes its copy),
+  // or why not (unknown UUID, the buffer is gone). Default: nothing is shared.
+  virtual Result<UniqueFd, std::string> shared_object_fd(const ObjectUuid& uuid) {
+    (void)uuid;
+    return fail(std::string("this device shares no objects"));
+  }
+  // The UUID of the one object the device shares now, or why there is not exactly one (for a frontend that
+  // asks GET_SHARED_OBJECT without saying which). Default: none.
+  [[nodiscard]] virtual Result<ObjectUuid, std::string> only_shared_object() const {
+    return fail(std::string("this device shares no objects"));
+  }
 
   // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).
   // Not called for SET_STATUS 0: QEMU sends that on every stop, VM pause included.

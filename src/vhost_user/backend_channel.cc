@@ -1,6 +1,7 @@
 #include "vhost_user/backend_channel.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -30,6 +31,14 @@ ShmemMapMessage to_message(const ShmemRange& range, uint64_t fd_offset, uint64_t
   return m;
 }
 
+std::string describe(const ShmemMapMessage& m) {
+  return fmt::format("shmid {} offset 0x{:x} len 0x{:x} fd_offset 0x{:x}", m.shmid, m.shm_offset, m.len, m.fd_offset);
+}
+
+std::string describe(const ObjectUuid& u) {
+  return fmt::format("uuid {:02x}", fmt::join(u, ""));
+}
+
 }  // namespace
 
 BackendChannel::BackendChannel(UniqueFd socket, EventLoop& loop, int timeout_ms)
@@ -38,50 +47,60 @@ BackendChannel::BackendChannel(UniqueFd socket, EventLoop& loop, int timeout_ms)
       timer_(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)),
       timeout_ms_(timeout_ms) {
   if (!timer_) {
-    lose(ShmemReply::ChannelLost, fmt::format("timerfd_create: {}", std::strerror(errno)));
+    lose(BackendReply::ChannelLost, fmt::format("timerfd_create: {}", std::strerror(errno)));
     return;
   }
   if (auto r = loop_.add(conn_.fd(), {Token::BackendChannel}, EPOLLIN); !r) {
-    lose(ShmemReply::ChannelLost, fmt::format("cannot poll the socket: {}", std::strerror(r.error())));
+    lose(BackendReply::ChannelLost, fmt::format("cannot poll the socket: {}", std::strerror(r.error())));
     return;
   }
   if (auto r = loop_.add(timer_.get(), {Token::BackendTimer}, EPOLLIN); !r) {
-    lose(ShmemReply::ChannelLost, fmt::format("cannot poll the timer: {}", std::strerror(r.error())));
+    lose(BackendReply::ChannelLost, fmt::format("cannot poll the timer: {}", std::strerror(r.error())));
   }
 }
 
 BackendChannel::~BackendChannel() {
   pending_.clear();  // the owner tears down what the callbacks would touch: they must not run
-  close(ShmemReply::ChannelLost);
+  close(BackendReply::ChannelLost);
 }
 
-Result<void, ShmemReply> BackendChannel::map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
-                                             ShmemCallback done) {
-  return send(BackendRequest::ShmemMap, to_message(range, fd_offset, writable ? kShmemMapFlagWritable : 0), fd,
-              std::move(done));
+Result<void, BackendReply> BackendChannel::map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
+                                               BackendCallback done) {
+  const ShmemMapMessage m = to_message(range, fd_offset, writable ? kShmemMapFlagWritable : 0);
+  return send(BackendRequest::ShmemMap, std::as_bytes(std::span(&m, 1)), fd, describe(m), std::move(done));
 }
 
-Result<void, ShmemReply> BackendChannel::unmap(const ShmemRange& range, ShmemCallback done) {
-  return send(BackendRequest::ShmemUnmap, to_message(range, 0, 0), -1, std::move(done));
+Result<void, BackendReply> BackendChannel::unmap(const ShmemRange& range, BackendCallback done) {
+  const ShmemMapMessage m = to_message(range, 0, 0);
+  return send(BackendRequest::ShmemUnmap, std::as_bytes(std::span(&m, 1)), -1, describe(m), std::move(done));
 }
 
-Result<void, ShmemReply> BackendChannel::send(BackendRequest request, const ShmemMapMessage& payload, int fd,
-                                              ShmemCallback done) {
-  if (!open()) return fail(ShmemReply::ChannelLost);
+// vhost-user.rst "VhostUserShared": the payload of SHARED_OBJECT_ADD / REMOVE is the 16-byte UUID alone.
+Result<void, BackendReply> BackendChannel::add(const ObjectUuid& uuid, BackendCallback done) {
+  return send(BackendRequest::SharedObjectAdd, std::as_bytes(std::span(uuid)), -1, describe(uuid), std::move(done));
+}
+
+Result<void, BackendReply> BackendChannel::remove(const ObjectUuid& uuid, BackendCallback done) {
+  return send(BackendRequest::SharedObjectRemove, std::as_bytes(std::span(uuid)), -1, describe(uuid), std::move(done));
+}
+
+Result<void, BackendReply> BackendChannel::send(BackendRequest request, std::span<const std::byte> payload, int fd,
+                                                const std::string& what, BackendCallback done) {
+  if (!open()) return fail(BackendReply::ChannelLost);
   if (pending_.size() >= kMaxPending) {
     VGPU_LOG_WARN("vhost-user: backend channel: {} requests unanswered; refusing {}", pending_.size(),
                   to_string(request));
-    return fail(ShmemReply::Timeout);
+    return fail(BackendReply::Timeout);
   }
   // vhost-user.rst: the back-end sets NEED_REPLY to have the front-end answer with a u64 (0: success).
-  const MessageHeader header{static_cast<uint32_t>(request), kVersion1 | kFlagNeedReply, sizeof(payload)};
+  const MessageHeader header{static_cast<uint32_t>(request), kVersion1 | kFlagNeedReply,
+                             static_cast<uint32_t>(payload.size())};
   const int fds[1] = {fd};  // NOLINT(*-avoid-c-arrays)
   const std::span<const int> fd_span = fd >= 0 ? std::span<const int>(fds) : std::span<const int>();
-  VGPU_LOG_DEBUG("vhost-user: -> {} shmid {} offset 0x{:x} len 0x{:x} fd_offset 0x{:x}", to_string(request),
-                 payload.shmid, payload.shm_offset, payload.len, payload.fd_offset);
-  if (auto r = conn_.send(header, std::as_bytes(std::span(&payload, 1)), fd_span); !r) {
-    lose(ShmemReply::ChannelLost, fmt::format("sending {}: {}", to_string(request), to_string(r.error())));
-    return fail(ShmemReply::ChannelLost);
+  VGPU_LOG_DEBUG("vhost-user: -> {} {}", to_string(request), what);
+  if (auto r = conn_.send(header, payload, fd_span); !r) {
+    lose(BackendReply::ChannelLost, fmt::format("sending {}: {}", to_string(request), to_string(r.error())));
+    return fail(BackendReply::ChannelLost);
   }
   pending_.push_back(Pending{request, std::move(done), now_ms() + timeout_ms_});
   if (pending_.size() == 1) arm_timer();
@@ -92,22 +111,22 @@ void BackendChannel::on_readable(uint32_t events) {
   while (open()) {
     auto msg = conn_.receive();
     if (!msg) {
-      lose(ShmemReply::ChannelLost, msg.error() == TransportError::Disconnected
-                                        ? std::string("the frontend closed it")
-                                        : fmt::format("reading a reply: {}", to_string(msg.error())));
+      lose(BackendReply::ChannelLost, msg.error() == TransportError::Disconnected
+                                          ? std::string("the frontend closed it")
+                                          : fmt::format("reading a reply: {}", to_string(msg.error())));
       return;
     }
     if (!*msg) break;
     const MessageHeader& h = (*msg)->header;
     if (pending_.empty()) {
-      lose(ShmemReply::ChannelLost, fmt::format("a message (request {}) nobody asked for", h.request));
+      lose(BackendReply::ChannelLost, fmt::format("a message (request {}) nobody asked for", h.request));
       return;
     }
     const BackendRequest expected = pending_.front().request;
     uint64_t value = 0;
     if (h.request != static_cast<uint32_t>(expected) || (h.flags & kFlagReply) == 0 ||
         (h.flags & kVersionMask) != kVersion1 || (*msg)->payload.size() != sizeof(value) || !(*msg)->fds.empty()) {
-      lose(ShmemReply::ChannelLost,
+      lose(BackendReply::ChannelLost,
            fmt::format("malformed reply to {} (request {}, flags 0x{:x}, {} bytes, {} fds)", to_string(expected),
                        h.request, h.flags, (*msg)->payload.size(), (*msg)->fds.size()));
       return;
@@ -120,9 +139,9 @@ void BackendChannel::on_readable(uint32_t events) {
       VGPU_LOG_WARN("vhost-user: the frontend refused {} (reply {}); see its log for why", to_string(done.request),
                     value);
     }
-    done.done(value == 0 ? ShmemReply::Done : ShmemReply::Refused);  // may send the next request
+    done.done(value == 0 ? BackendReply::Done : BackendReply::Refused);  // may send the next request
   }
-  if (open() && (events & (EPOLLHUP | EPOLLERR)) != 0) lose(ShmemReply::ChannelLost, "the frontend closed it");
+  if (open() && (events & (EPOLLHUP | EPOLLERR)) != 0) lose(BackendReply::ChannelLost, "the frontend closed it");
 }
 
 void BackendChannel::on_timer() {
@@ -133,7 +152,7 @@ void BackendChannel::on_timer() {
     arm_timer();
     return;
   }
-  lose(ShmemReply::Timeout,
+  lose(BackendReply::Timeout,
        fmt::format("no reply to {} within {} ms", to_string(pending_.front().request), timeout_ms_));
 }
 
@@ -148,16 +167,16 @@ void BackendChannel::arm_timer() {
   ::timerfd_settime(timer_.get(), 0, &spec, nullptr);
 }
 
-void BackendChannel::lose(ShmemReply why, const std::string& reason) {
+void BackendChannel::lose(BackendReply why, const std::string& reason) {
   if (!open()) return;
   VGPU_LOG_WARN(
-      "vhost-user: backend channel dropped: {}; {} request(s) fail, host-visible memory is unavailable "
-      "until the frontend connects again",
+      "vhost-user: backend channel dropped: {}; {} request(s) fail, host-visible memory and shared objects are "
+      "unavailable until the frontend connects again",
       reason, pending_.size());
   close(why);
 }
 
-void BackendChannel::close(ShmemReply why) {
+void BackendChannel::close(BackendReply why) {
   if (conn_.fd() >= 0) loop_.remove(conn_.fd());
   if (timer_) loop_.remove(timer_.get());
   conn_.close();

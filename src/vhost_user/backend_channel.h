@@ -1,5 +1,6 @@
 // The backend request channel (vhost-user.rst "Back-end communication"): the socket the frontend hands over with
-// SET_BACKEND_REQ_FD, on which we are the one asking. Used for SHMEM_MAP and SHMEM_UNMAP (ShmemMapper).
+// SET_BACKEND_REQ_FD, on which we are the one asking. Used for SHMEM_MAP and SHMEM_UNMAP (ShmemMapper), and for
+// SHARED_OBJECT_ADD and SHARED_OBJECT_REMOVE (SharedObjects).
 //
 // Every request goes out with NEED_REPLY, and nothing waits for the answer: the channel's socket and a
 // timerfd sit in the event loop, and each reply (in order: the frontend answers one request at a time) runs
@@ -8,7 +9,7 @@
 // callback runs with ChannelLost (or Timeout), and later requests fail at once.
 //
 //   BackendChannel channel(std::move(fd), loop);
-//   channel.map({.shmid = 1, .shm_offset = 0, .len = 4096}, memfd, 0, true, [](ShmemReply r) { ... });
+//   channel.map({.shmid = 1, .shm_offset = 0, .len = 4096}, memfd, 0, true, [](BackendReply r) { ... });
 //   ... on Token::BackendChannel:  channel.on_readable(events);
 //   ... on Token::BackendTimer:    channel.on_timer();
 //
@@ -18,17 +19,19 @@
 
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 
 #include "common/event_loop.h"
 #include "common/unique_fd.h"
 #include "vhost_user/connection.h"
 #include "vhost_user/message.h"
+#include "vhost_user/shared_objects.h"
 #include "vhost_user/shmem_mapper.h"
 
 namespace vgpu::vhost_user {
 
-class BackendChannel final : public ShmemMapper {
+class BackendChannel final : public ShmemMapper, public SharedObjects {
  public:
   // QEMU answers from its main loop within microseconds; a second means it is stuck or not listening.
   static constexpr int kDefaultTimeoutMs = 2000;
@@ -42,16 +45,18 @@ class BackendChannel final : public ShmemMapper {
   BackendChannel(BackendChannel&&) = delete;
   BackendChannel& operator=(BackendChannel&&) = delete;
 
-  Result<void, ShmemReply> map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
-                               ShmemCallback done) override;
-  Result<void, ShmemReply> unmap(const ShmemRange& range, ShmemCallback done) override;
+  Result<void, BackendReply> map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
+                                 BackendCallback done) override;
+  Result<void, BackendReply> unmap(const ShmemRange& range, BackendCallback done) override;
+  Result<void, BackendReply> add(const ObjectUuid& uuid, BackendCallback done) override;
+  Result<void, BackendReply> remove(const ObjectUuid& uuid, BackendCallback done) override;
 
   // The socket is readable (or hung up): reads the replies that are waiting and runs their callbacks.
   void on_readable(uint32_t events);
   // The timerfd fired: drops the channel if the oldest request is overdue.
   void on_timer();
   // Drops the channel (idempotent): pending callbacks run with `why`, the fds leave the loop and close.
-  void close(ShmemReply why);
+  void close(BackendReply why);
 
   [[nodiscard]] bool open() const { return conn_.fd() >= 0; }
   [[nodiscard]] size_t pending() const { return pending_.size(); }
@@ -59,13 +64,15 @@ class BackendChannel final : public ShmemMapper {
  private:
   struct Pending {
     BackendRequest request;
-    ShmemCallback done;
+    BackendCallback done;
     int64_t deadline_ms;
   };
-  Result<void, ShmemReply> send(BackendRequest request, const ShmemMapMessage& payload, int fd, ShmemCallback done);
+  // `what` describes the request for the debug log.
+  Result<void, BackendReply> send(BackendRequest request, std::span<const std::byte> payload, int fd,
+                                  const std::string& what, BackendCallback done);
   void arm_timer();
   // Logs why the channel goes, then close(why).
-  void lose(ShmemReply why, const std::string& reason);
+  void lose(BackendReply why, const std::string& reason);
 
   Connection conn_;
   EventLoop& loop_;

@@ -1,6 +1,7 @@
 #include "vhost_user/session.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "common/checked.h"
 #include "common/log.h"
@@ -180,6 +182,7 @@ void Session::close() {
   for (size_t i = 0; i < vrings_.size(); ++i) stop_ring(i);  // kick fds leave the loop before being closed
   backend_.reset();                                          // may still ask the frontend to unmap, best effort
   backend_.set_shmem_mapper(nullptr);
+  backend_.set_shared_objects(nullptr);
   channel_.reset();  // pending callbacks are dropped: the device state they touch is gone
   vrings_.clear();
   mem_.clear();
@@ -188,7 +191,8 @@ void Session::close() {
 
 uint64_t Session::offered_protocol_features() const {
   const bool shmem = std::any_of(shmem_regions_.begin(), shmem_regions_.end(), [](uint64_t s) { return s != 0; });
-  return kOfferedProtocolFeatures | (shmem ? kShmemProtocolFeatures : 0);
+  return kOfferedProtocolFeatures | (shmem ? kShmemProtocolFeatures : 0) |
+         (backend_.shares_objects() ? kSharedObjectProtocolFeatures : 0);
 }
 
 void Session::on_backend_channel(uint32_t events) {
@@ -282,7 +286,9 @@ const Session::RequestSpec* Session::find_spec(uint32_t request) {
     {R::SetStatus,           P::Fixed,   8,  0, 0, G::Protocol, F::Status, false,
      &Session::typed<uint64_t, &Session::check_status, &Session::on_set_status>},
     {R::GetStatus,           P::Fixed,   0,  0, 0, G::Protocol, F::Status, true, &Session::plain<&Session::on_get_status>},
-    {R::GetSharedObject,     P::Any,     0,  0, kAnyFds, G::NotOffered, F::SharedObject, true, refuse},
+    // Any: QEMU up to 11.1.3 sends it without its 16-byte payload (on_get_shared_object says what then).
+    {R::GetSharedObject,     P::Any,     0,  0, 0, G::Protocol, F::SharedObject, true,
+     &Session::plain<&Session::on_get_shared_object>},
     {R::SetDeviceStateFd,    P::Any,     0,  0, kAnyFds, G::NotOffered, F::DeviceState, true, refuse},
     {R::CheckDeviceState,    P::Any,     0,  0, kAnyFds, G::NotOffered, F::DeviceState, true, refuse},
     {R::GetShmemConfig,      P::Fixed,   0,  0, 0, G::Protocol, F::Shmem, true,
@@ -424,7 +430,10 @@ Result<void, SessionError> Session::finish(const RequestSpec* spec, const Messag
 }
 
 Result<void, SessionError> Session::reply(const MessageHeader& request, std::span<const std::byte> payload) {
-  if (auto r = conn_.send_reply(request.request, payload); !r) {
+  const UniqueFd fd = std::move(reply_fd_);  // sent with this reply or not at all, closed here either way
+  const int fds[1] = {fd.get()};             // NOLINT(*-avoid-c-arrays)
+  const MessageHeader header{request.request, kVersion1 | kFlagReply, static_cast<uint32_t>(payload.size())};
+  if (auto r = fd ? conn_.send(header, payload, fds) : conn_.send_reply(request.request, payload); !r) {
     return latch(SessionError::Transport,
                  fmt::format("reply to {}: {}", request_name(request.request), to_string(r.error())));
   }
@@ -747,11 +756,15 @@ Session::Outcome Session::on_set_backend_req_fd(Message& msg) {
   if (!is_socket(msg.fds[0].get())) return fatal(SessionError::InvalidPayload, "the fd is not a socket");
   // A new channel replaces the old one: requests pending there will never be answered.
   backend_.set_shmem_mapper(nullptr);
-  if (channel_) channel_->close(ShmemReply::ChannelLost);
+  backend_.set_shared_objects(nullptr);
+  if (channel_) channel_->close(BackendReply::ChannelLost);
   channel_ = std::make_unique<BackendChannel>(std::move(msg.fds[0]), loop_);
   // Only a frontend that negotiated SHMEM maps anything for us (and only it has the regions it asked for).
   if ((acked_protocol_features_ & bit(ProtocolFeature::Shmem)) != 0 && channel_->open()) {
     backend_.set_shmem_mapper(channel_.get());
+  }
+  if ((acked_protocol_features_ & bit(ProtocolFeature::SharedObject)) != 0 && channel_->open()) {
+    backend_.set_shared_objects(channel_.get());
   }
   return Reply{};
 }
@@ -820,6 +833,37 @@ Session::Outcome Session::on_get_status(Message& /*msg*/) {
 
 // vhost-user.rst, GET_SHMEM_CONFIG: the size of each region, indexed by shmid, and how many are non-zero. The
 // frontend creates one PCI BAR per region from this; it is asked once and must stay valid for the connection.
+// vhost-user.rst, GET_SHARED_OBJECT: the front-end asks for the buffer a UUID we announced names (another
+// device's backend looked it up). The reply is a u64, 0 with the buffer's fd attached, non-zero and no fd when
+// there is none: QEMU then refuses the look-up ("Failed to get dmabuf fd").
+//
+// QEMU up to 11.1.3 (vhost_user_get_shared_object) sends the request with header size 0: the UUID it asks about
+// never reaches us. It only asks after a look-up of a UUID its table says we own, so when exactly one object is
+// shared the request can only mean that one, and it is answered; with several it cannot be told which, and it
+// is refused (never a guess). One warning says so; the session goes on either way.
+Session::Outcome Session::on_get_shared_object(Message& msg) {
+  ObjectUuid uuid{};
+  if (msg.payload.empty()) {
+    if (!std::exchange(warned_sizeless_get_shared_object_, true)) {
+      VGPU_LOG_WARN(
+          "vhost-user: GET_SHARED_OBJECT without its UUID (a QEMU bug up to 11.1.3 at least): answered only while "
+          "this device shares exactly one object");
+    }
+    auto only = backend_.only_shared_object();
+    if (!only) return refused(fmt::format("GET_SHARED_OBJECT without a UUID: {}", only.error()));
+    uuid = *only;
+  } else if (msg.payload.size() == uuid.size()) {
+    std::memcpy(uuid.data(), msg.payload.data(), uuid.size());
+  } else {
+    return refused(fmt::format("a {}-byte payload (a UUID is 16 bytes)", msg.payload.size()));
+  }
+  auto fd = backend_.shared_object_fd(uuid);
+  if (!fd) return refused(fmt::format("no shared object {:02x}: {}", fmt::join(uuid, ""), fd.error()));
+  VGPU_LOG_INFO("vhost-user: GET_SHARED_OBJECT {:02x}: the buffer's fd goes to the frontend", fmt::join(uuid, ""));
+  reply_fd_ = std::move(*fd);
+  return Reply(bytes_of(uint64_t{0}));
+}
+
 Session::Outcome Session::on_get_shmem_config(Message& /*msg*/) {
   ShmemConfig config{};
   for (size_t i = 0; i < shmem_regions_.size(); ++i) {

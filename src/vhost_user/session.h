@@ -84,6 +84,9 @@ class Session {
   // SHMEM_MAP / SHMEM_UNMAP on the backend channel. Bits 20 (GET_VRING_BASE_INFLIGHT) and 21 (GPA_ADDRESSES,
   // which would change what every memory-table address means) are never offered.
   static constexpr uint64_t kShmemProtocolFeatures = bit(ProtocolFeature::Shmem);
+  // Offered on top when the backend exports buffers by UUID (Backend::shares_objects()): GET_SHARED_OBJECT, and
+  // SHARED_OBJECT_ADD / SHARED_OBJECT_REMOVE on the backend channel.
+  static constexpr uint64_t kSharedObjectProtocolFeatures = bit(ProtocolFeature::SharedObject);
 
   // Takes the connected frontend socket. Registers nothing with `loop` except kick fds of started rings.
   Session(UniqueFd socket, Backend& backend, EventLoop& loop, int recv_timeout_ms = Connection::kDefaultTimeoutMs);
@@ -222,6 +225,7 @@ class Session {
   Outcome on_set_status(const uint64_t& v, Message& msg);
   Outcome on_get_status(Message& msg);
   Outcome on_get_shmem_config(Message& msg);
+  Outcome on_get_shared_object(Message& msg);
 
   // Rings.
   [[nodiscard]] bool protocol_features_acked() const;
@@ -244,6 +248,9 @@ class Session {
   std::unique_ptr<BackendChannel> channel_;
   // Shared-memory regions by shmid (Backend::shmem_regions(), read once: valid for the connection's life).
   std::vector<uint64_t> shmem_regions_;
+  // The fd the next reply carries (GET_SHARED_OBJECT's buffer); closed once sent.
+  UniqueFd reply_fd_;
+  bool warned_sizeless_get_shared_object_ = false;
   std::optional<SessionError> error_;
   std::string error_detail_;
   bool closed_ = false;

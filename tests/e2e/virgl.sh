@@ -50,6 +50,16 @@
 #             VGPU_E2E_IGT_REQUIRE did not pass (defaults below, per kind)
 #   glmark2   glmark2-es2-drm on VGPU_E2E_GLMARK2 scenes (comma separated, default
 #             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
+#   share     resource sharing across devices (run-3d.sh's case_share, guest/3d/share.c): the guest PRIME-exports a
+#             2D buffer with a known pattern, so its driver asks for the resource's UUID (RESOURCE_ASSIGN_UUID);
+#             our backend must announce it to QEMU (SHARED_OBJECT_ADD, logged). On the generic device (QEMU
+#             11.1) a second vhost-user device (vhost-user-test-device-pci, virtio-id 30) whose backend is
+#             shared_importer.py looks the UUID up through QEMU (SHARED_OBJECT_LOOKUP; QEMU asks us with
+#             GET_SHARED_OBJECT) and must read back exactly the guest's bytes when QEMU passes an fd on; QEMU
+#             11.1.3 answers the look-up 0 without the fd (its bug, see share_case), which passes only when our
+#             backend logged the fd going to QEMU; after the guest frees the buffer the look-up must fail
+#             (SHARED_OBJECT_REMOVE). ours/ours-2d only; on vhost-user-gpu-pci (QEMU 10.0 has no generic
+#             device) only the announcement is checked
 #   venus     Vulkan through Venus (run-3d.sh's case_venus, on the Venus ICD only): vulkaninfo must name the
 #             `Virtio-GPU Venus` device with DRIVER_ID_MESA_VENUS, vk-draw's pixels must all match, its frame
 #             shown through a blob scanout (an exported Venus dma-buf on KMS) must be the backend's frame (the
@@ -132,7 +142,7 @@ kind="${1:-}"
 binary="${2:-}"
 [[ -n "${kind}" ]] || usage
 
-all_cases=(renderer hostile draw kmscube igt glmark2 piglit venus)
+all_cases=(renderer hostile draw kmscube igt glmark2 piglit venus share)
 case "${kind}" in
   ours | qemu-c-virgl) default_cases="renderer hostile draw kmscube igt" ;;
   *) default_cases="renderer draw kmscube igt" ;;
@@ -288,7 +298,7 @@ if [[ " ${cases[*]} " == *" venus "* && ",${venus_steps}," == *,hostile,* ]]; th
   guest_module=(--add "${ko}=/vgpu-e2e-root/vgpu_hostile_map.ko")
 fi
 initrd="$(VGPU_E2E_MODULES="${modules}" "${E2E_DIR}/build-initramfs.sh" "${guest_module[@]}" \
-  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${gl}/venus-hostile=/vgpu-e2e-root/venus-hostile" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
+  --add "${gl}/gl-draw=/vgpu-e2e-root/gl-draw" --add "${gl}/hostile=/vgpu-e2e-root/hostile" --add "${gl}/vk-draw=/vgpu-e2e-root/vk-draw" --add "${gl}/venus-hostile=/vgpu-e2e-root/venus-hostile" --add "${gl}/share=/vgpu-e2e-root/share" --add "${E2E_DIR}/guest/3d/run-3d.sh=/vgpu-e2e-root/init" \
   --add "${E2E_DIR}/guest/3d/piglit-run.sh=/vgpu-e2e-root/piglit-run.sh" --add "${piglit_list}=/vgpu-e2e-root/piglit-tests.txt" \
   "${kernel_root}")" || die "build-initramfs.sh failed"
 t_root="$(now_s)"
@@ -310,6 +320,8 @@ qmp_sock="${dir}/qmp.sock"
 backend_log="${dir}/backend.log"
 qemu_log="${dir}/qemu.log"
 proxy_log="${dir}/proxy.log"
+importer_log="${dir}/importer.log"
+importer_events="${dir}/importer.jsonl"
 events="${dir}/events.jsonl"
 : >"${console}"
 
@@ -481,6 +493,81 @@ venus_scanout_check() {
       log "venus: scanout ${shown}: the backend's frame matches"
   fi
   next_step
+}
+
+# importer_lookup UUID SIZE: one SHARED_OBJECT_LOOKUP by shared_importer.py; prints its JSON result line.
+importer_lookup() {
+  local n i
+  n="$(grep -c '"event": "lookup"' "${importer_events}" 2>/dev/null || true)"
+  printf 'lookup %s %s\n' "$1" "$2" >&"${importer_fd}"
+  for ((i = 0; i < 150; i++)); do
+    (($(grep -c '"event": "lookup"' "${importer_events}" 2>/dev/null || echo 0) > ${n:-0})) && break
+    sleep 0.1
+  done
+  { grep '"event": "lookup"' "${importer_events}" 2>/dev/null || true; } | tail -n 1
+}
+
+# share_case SECS: the host half of the share case (see the header).
+share_case() {
+  local secs="$1" shown uuid size res i
+  wait_for_line "${console}" '^VGPU-E2E: (share:exported |share FAIL|case share exit|FAIL|done)' "${secs}" "${qemu_log}" || true
+  shown="$(console_line '^VGPU-E2E: share:exported ' | sed 's/^VGPU-E2E: share:exported //')"
+  if [[ -z "${shown}" ]]; then
+    case_fail share "the guest never exported its buffer ($(console_line '^VGPU-E2E: share' | cut -c1-200))"
+    return 0
+  fi
+  size="${shown##* size }"
+  size="${size%%[^0-9]*}"
+  # The UUID the guest got, as our backend announced it (the first line: the guest exports one buffer).
+  for ((i = 0; i < 50; i++)); do
+    uuid="$(grep -aoE 'shared with other devices as [0-9a-f-]{36}' "${backend_log}" | head -n 1 | awk '{print $NF}')"
+    [[ -z "${uuid}" ]] || break
+    sleep 0.1
+  done
+  if [[ -z "${uuid}" ]]; then
+    case_fail share "the backend announced no UUID (SHARED_OBJECT_ADD) for the guest's PRIME export: $(grep -aE 'RESOURCE_ASSIGN_UUID|not offered to other devices|SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
+  elif ((use_importer == 0)); then
+    case_note share "exported ${shown}; announced ${uuid}; no importing device on ${device_args[1]%%,*} (QEMU ${qver})"
+  else
+    res="$(importer_lookup "${uuid}" "${size}")"
+    log "share: look-up of ${uuid} by the second device: ${res}"
+    if [[ "${res}" == *'"fd": true'* ]]; then
+      if [[ "${res}" == *'"match": true'* ]]; then
+        case_note share "exported ${shown}; ${uuid} imported by a second device through QEMU ${qver}, ${size} bytes identical"
+      else
+        case_fail share "the second device imported ${uuid} but its bytes differ from the guest's: ${res}"
+      fi
+    elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq 'GET_SHARED_OBJECT [0-9a-f]*: the buffer.s fd goes to the frontend' "${backend_log}"; then
+      # QEMU 11.1.3 (vhost_user_backend_handle_shared_object_lookup) asked us (GET_SHARED_OBJECT, without the UUID:
+      # another bug), got the fd, and answered the importer 0, but queued the fd on the importer's main socket
+      # (qemu_chr_fe_set_msgfds on its chardev) while writing the reply on the backend channel: the fd reaches
+      # the importer only with the next message QEMU writes there, and this device is never started, so never.
+      case_note share "exported ${shown}; ${uuid}: QEMU ${qver} took the buffer's fd from us (GET_SHARED_OBJECT) and answered the second device 0, but sent it no fd (QEMU bug: the fd is queued on that device's main socket, not on the reply)"
+    else
+      case_fail share "the second device's look-up of ${uuid} through QEMU failed: ${res:-no answer from shared_importer.py}; backend: $(grep -aE 'GET_SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
+    fi
+  fi
+  next_step
+  wait_for_line "${console}" '^VGPU-E2E: (share:released|share FAIL|case share exit|FAIL|done)' "${step_timeout}" "${qemu_log}" || true
+  if [[ -n "$(console_line '^VGPU-E2E: share:released')" && -n "${uuid}" && "${use_importer}" == 1 ]]; then
+    # RESOURCE_UNREF comes from the guest's worker soon after the free: look until the UUID is gone (5 s).
+    for ((i = 0; i < 10; i++)); do
+      res="$(importer_lookup "${uuid}" 0)"
+      [[ "${res}" == *'"fd": true'* ]] || break
+      sleep 0.5
+    done
+    if [[ "${res}" == *'"fd": true'* ]]; then
+      case_fail share "${uuid} can still be imported after the guest freed its buffer: ${res}"
+    else
+      log "share: after the free, the look-up of ${uuid} fails: ${res}"
+      case_note share "withdrawn on free (look-up reply $(sed -nE 's/.*"reply": (-?[0-9]+).*/\1/p' <<<"${res}"))"
+    fi
+  fi
+  next_step
+  local rc=0
+  wait_marker share "" "${step_timeout}" || rc=$?
+  ((rc == 0)) || case_fail share "guest: ${marker}"
+  bg_running "${backend_log}" || case_fail share "the backend ended (exit status $(bg_rc "${backend_log}"))"
 }
 
 declare -a igt_rows=()
@@ -709,6 +796,7 @@ run_case() {
         case_fail glmark2 "guest: ${marker}"
       fi
       ;;
+    share) share_case "${first_wait}" ;;
     piglit)
       rc=0
       wait_marker piglit "" "$((first_wait + piglit_timeout))" || rc=$?
@@ -765,6 +853,20 @@ if [[ "${use_proxy}" == 1 ]]; then
     python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
   wait_for_socket "${qemu_sock}" 15 "${proxy_log}" || die "vu_proxy.py did not start"
 fi
+# The share case's importing device (generic device only: QEMU 10.0 has no user-creatable generic device).
+declare -a importer_args=()
+use_importer=0
+if [[ " ${cases[*]} " == *" share "* && "${device}" == generic && ("${kind}" == ours || "${kind}" == ours-2d) ]]; then
+  use_importer=1
+  bg_start importer "${importer_log}" 1M $((budget + 45)) \
+    python3 "${E2E_DIR}/shared_importer.py" --socket "${dir}/importer.sock" --control "${dir}/importer.ctl" \
+    --log "${importer_events}"
+  wait_for_socket "${dir}/importer.sock" 15 "${importer_log}" || die "shared_importer.py did not start"
+  exec {importer_fd}<>"${dir}/importer.ctl"
+  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+  importer_args=(-chardev "socket,id=importer,path=${dir}/importer.sock"
+    -device "${generic_name},chardev=importer,id=importer0,virtio-id=30,num_vqs=1,config_size=0")
+fi
 mkfifo -- "${ctl}.in" "${ctl}.out"
 exec {ctl_fd}<>"${ctl}.in"
 exec {ctl_out_fd}<>"${ctl}.out" # keeps the pipe open; the guest's port is raw and silent
@@ -781,6 +883,7 @@ qemu_args=(
   -qmp "unix:${qmp_sock},server=on,wait=off"
   -chardev "socket,id=gpu,path=${qemu_sock}"
   "${device_args[@]}"
+  "${importer_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
   -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${venus_steps}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
@@ -839,6 +942,11 @@ done
 bg_stop "${qemu_log}" 3
 bg_stop "${backend_log}" 3
 [[ "${use_proxy}" != 1 ]] || bg_stop "${proxy_log}" 2
+if ((use_importer)); then
+  printf 'quit\n' >&"${importer_fd}" || true
+  bg_stop "${importer_log}" 2
+  exec {importer_fd}>&-
+fi
 exec {ctl_fd}>&- {ctl_out_fd}>&-
 
 for c in "${cases[@]}"; do

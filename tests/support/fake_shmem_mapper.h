@@ -3,7 +3,7 @@
 //
 //   FakeShmemMapper mapper;
 //   device.set_shmem_mapper(&mapper);
-//   ... MAP_BLOB ...   mapper.answer(0, ShmemReply::Done);
+//   ... MAP_BLOB ...   mapper.answer(0, BackendReply::Done);
 #pragma once
 
 #include <sys/stat.h>
@@ -24,30 +24,30 @@ class FakeShmemMapper final : public ShmemMapper {
     ino_t inode = 0;  // the fd's, for SHMEM_MAP
     uint64_t fd_offset = 0;
     bool writable = false;
-    ShmemCallback done;  // empty once answered
+    BackendCallback done;  // empty once answered
   };
 
-  Result<void, ShmemReply> map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
-                               ShmemCallback done) override {
-    if (!connected) return fail(ShmemReply::ChannelLost);
+  Result<void, BackendReply> map(const ShmemRange& range, int fd, uint64_t fd_offset, bool writable,
+                                 BackendCallback done) override {
+    if (!connected) return fail(BackendReply::ChannelLost);
     struct stat st {};
     ::fstat(fd, &st);
     requests.push_back(Request{true, range, st.st_ino, fd_offset, writable, std::move(done)});
     return {};
   }
-  Result<void, ShmemReply> unmap(const ShmemRange& range, ShmemCallback done) override {
-    if (!connected) return fail(ShmemReply::ChannelLost);
+  Result<void, BackendReply> unmap(const ShmemRange& range, BackendCallback done) override {
+    if (!connected) return fail(BackendReply::ChannelLost);
     requests.push_back(Request{false, range, 0, 0, false, std::move(done)});
     return {};
   }
 
   // Answers request `i` (once).
-  void answer(size_t i, ShmemReply reply) {
-    ShmemCallback done = std::exchange(requests.at(i).done, nullptr);
+  void answer(size_t i, BackendReply reply) {
+    BackendCallback done = std::exchange(requests.at(i).done, nullptr);
     if (done) done(reply);
   }
   // Answers every request not answered yet, oldest first (including ones the answers cause).
-  void answer_all(ShmemReply reply) {
+  void answer_all(BackendReply reply) {
     for (size_t i = 0; i < requests.size(); ++i) answer(i, reply);
   }
   [[nodiscard]] size_t unanswered() const {

@@ -81,7 +81,7 @@ TEST_F(GpuBlob, CreateGuest_BadRequests_MostSpecificError) {
   EXPECT_EQ(h_.create_blob(2, kGuest, 0), kBadParam);                                               // size 0
   EXPECT_EQ(h_.create_blob(3, 9, 4096), kBadParam);                                                 // unknown blob_mem
   EXPECT_EQ(h_.create_blob(4, kGuest, 4096, 1, 0x8), kBadParam);                                    // unknown flag
-  EXPECT_EQ(h_.create_blob(5, kGuest, 4096, 1, VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE), kBadParam);  // no UUIDs
+  EXPECT_EQ(h_.create_blob(5, kGuest, 4096, 1, VIRTIO_GPU_BLOB_FLAG_USE_CROSS_DEVICE), kBadParam);  // UUIDs not acked
   // Host blobs need a 3D context: a 2D device has none.
   EXPECT_EQ(h_.create_blob(6, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096, 1, 0, 1, 1), kBadParam);
   EXPECT_EQ(h_.create_blob(7, VIRTIO_GPU_BLOB_MEM_HOST3D_GUEST, 4096, 1, 0, 1, 1), kBadParam);

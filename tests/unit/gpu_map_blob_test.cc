@@ -66,7 +66,7 @@ class GpuMapBlob : public ::testing::Test {
   // The response type of a submitted command (0: not answered yet).
   uint32_t type_of(const GpuHarness::Submitted& s) { return GpuHarness::response_type(h_.collect(s)); }
   // MAP_BLOB answered by the frontend with `reply`; the response type.
-  uint32_t map(uint32_t id, uint64_t offset, ShmemReply reply = ShmemReply::Done) {
+  uint32_t map(uint32_t id, uint64_t offset, BackendReply reply = BackendReply::Done) {
     const size_t before = mapper_.requests.size();
     const auto s = submit_map(id, offset);
     if (mapper_.requests.size() == before) return type_of(s);  // refused before asking
@@ -148,7 +148,7 @@ TEST_F(GpuMapBlob, Map_FrontendSaysYes_OkMapInfoOnlyAfterTheReply) {
   EXPECT_EQ(req.fd_offset, FakeRenderer3D::kMapHeader);  // the data's offset in the renderer's fd
   EXPECT_EQ(req.inode, r_->mapped_inodes.at(5));
   EXPECT_TRUE(req.writable);
-  mapper_.answer(0, ShmemReply::Done);
+  mapper_.answer(0, BackendReply::Done);
   const auto response = h_.collect(s);
   ASSERT_TRUE(response);
   ASSERT_EQ(response->size(), sizeof(virtio_gpu_resp_map_info));
@@ -169,10 +169,10 @@ TEST_F(GpuMapBlob, Map_UnalignedBlobSize_MapsWholePages) {
 
 TEST_F(GpuMapBlob, Map_FrontendRefusesOrIsLost_ErrUnspecAndTheRangeIsFree) {
   ASSERT_EQ(create_host_blob(5, kPage), kOk);
-  EXPECT_EQ(map(5, 0, ShmemReply::Refused), kUnspec);
+  EXPECT_EQ(map(5, 0, BackendReply::Refused), kUnspec);
   EXPECT_EQ(mappings(), 0u);
-  EXPECT_EQ(map(5, 0, ShmemReply::ChannelLost), kUnspec);
-  EXPECT_EQ(map(5, 0, ShmemReply::Timeout), kUnspec);
+  EXPECT_EQ(map(5, 0, BackendReply::ChannelLost), kUnspec);
+  EXPECT_EQ(map(5, 0, BackendReply::Timeout), kUnspec);
   EXPECT_EQ(mappings(), 0u);
   EXPECT_EQ(map(5, 0), VIRTIO_GPU_RESP_OK_MAP_INFO);
 }
@@ -232,7 +232,7 @@ TEST_F(GpuMapBlob, Unmap_Mapped_AnsweredOkAfterTheFrontendUnmaps) {
   EXPECT_FALSE(mapper_.requests[1].map);
   EXPECT_EQ(mapper_.requests[1].range.shm_offset, 0u);
   EXPECT_EQ(mapper_.requests[1].range.len, kPage);
-  mapper_.answer(1, ShmemReply::Done);
+  mapper_.answer(1, BackendReply::Done);
   EXPECT_EQ(type_of(s), kOk);
   EXPECT_EQ(mappings(), 0u);
   EXPECT_EQ(map(5, 0), VIRTIO_GPU_RESP_OK_MAP_INFO);  // mappable again
@@ -244,7 +244,7 @@ TEST_F(GpuMapBlob, Unmap_NeverMappedOrInFlight_InvalidParameter) {
   EXPECT_EQ(type_of(submit_unmap(42)), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
   const auto s = submit_map(5, 0);
   EXPECT_EQ(type_of(submit_unmap(5)), kBadParam);  // its map is still with the frontend
-  mapper_.answer(0, ShmemReply::Done);
+  mapper_.answer(0, BackendReply::Done);
   EXPECT_EQ(type_of(s), VIRTIO_GPU_RESP_OK_MAP_INFO);
   EXPECT_EQ(mapper_.requests.size(), 1u);
 }
@@ -261,12 +261,12 @@ TEST_F(GpuMapBlob, Unref_Mapped_UnmapsBeforeTheRendererFreesIt) {
   const auto s = submit_map(6, 0);
   EXPECT_EQ(type_of(s), 0u);
   EXPECT_EQ(mapper_.requests.size(), 2u);
-  mapper_.answer(1, ShmemReply::Done);
+  mapper_.answer(1, BackendReply::Done);
   ASSERT_EQ(mapper_.requests.size(), 3u);
   EXPECT_TRUE(mapper_.requests[2].map);
   EXPECT_EQ(mapper_.requests[2].range.shm_offset, 0u);
   EXPECT_EQ(type_of(s), 0u);
-  mapper_.answer(2, ShmemReply::Done);
+  mapper_.answer(2, BackendReply::Done);
   EXPECT_EQ(type_of(s), VIRTIO_GPU_RESP_OK_MAP_INFO);
   EXPECT_EQ(mappings(), 1u);
 }
@@ -281,7 +281,7 @@ TEST_F(GpuMapBlob, MapOverAnUnmapInFlight_WaitsThenFailsIfItsBlobWentOrTheQueueS
   const auto s7 = submit_map(7, 0);
   EXPECT_EQ(h_.device().held_commands(), 2u);
   EXPECT_EQ(unref(6), kOk);  // its map never went out: it fails when retried
-  mapper_.answer(1, ShmemReply::Done);
+  mapper_.answer(1, BackendReply::Done);
   EXPECT_EQ(type_of(s6), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
   EXPECT_EQ(type_of(s7), 0u);  // sent now
   ASSERT_EQ(mapper_.requests.size(), 3u);
@@ -308,7 +308,7 @@ TEST_F(GpuMapBlob, MapsWaitingForARange_Bounded) {
   }
   EXPECT_EQ(refused, 6u);  // 64 wait
   EXPECT_EQ(h_.device().held_commands(), 64u);
-  mapper_.answer(1, ShmemReply::Done);  // the first gets the range, the others then overlap it: refused
+  mapper_.answer(1, BackendReply::Done);  // the first gets the range, the others then overlap it: refused
   EXPECT_EQ(h_.device().held_commands(), 1u);
 }
 
@@ -317,11 +317,11 @@ TEST_F(GpuMapBlob, Unref_WhileMapping_UnmappedOnceConfirmedAndTheMapFails) {
   const auto s = submit_map(5, 0);
   EXPECT_EQ(unref(5), kOk);
   EXPECT_EQ(mapper_.requests.size(), 1u);
-  mapper_.answer(0, ShmemReply::Done);
+  mapper_.answer(0, BackendReply::Done);
   EXPECT_EQ(type_of(s), kUnspec);
   ASSERT_EQ(mapper_.requests.size(), 2u);
   EXPECT_FALSE(mapper_.requests[1].map);
-  mapper_.answer(1, ShmemReply::Done);
+  mapper_.answer(1, BackendReply::Done);
   EXPECT_EQ(mappings(), 0u);
 }
 
@@ -331,7 +331,7 @@ TEST_F(GpuMapBlob, QueueStops_HeldMapAnsweredNowAndItsMappingUndoneLater) {
   h_.device().on_queue_stopped(GpuDevice::kControlQueue);
   EXPECT_EQ(h_.device().held_commands(), 0u);
   EXPECT_EQ(type_of(s), kUnspec);
-  mapper_.answer(0, ShmemReply::Done);
+  mapper_.answer(0, BackendReply::Done);
   ASSERT_EQ(mapper_.requests.size(), 2u);  // the orphan goes
   EXPECT_FALSE(mapper_.requests[1].map);
 }
@@ -349,7 +349,7 @@ TEST_F(GpuMapBlob, CtxDestroy_UnmapsTheBlobsOfThatContextOnly) {
   ASSERT_EQ(mapper_.requests.size(), 3u);
   EXPECT_FALSE(mapper_.requests[2].map);
   EXPECT_EQ(mapper_.requests[2].range.shm_offset, 0u);
-  mapper_.answer_all(ShmemReply::Done);
+  mapper_.answer_all(BackendReply::Done);
   EXPECT_EQ(mappings(), 1u);
   // Linux frees the context's buffers after the context: their UNMAP_BLOB is answered OK, once, unasked.
   const size_t asked = mapper_.requests.size();
@@ -370,7 +370,7 @@ TEST_F(GpuMapBlob, Reset_UnmapsEverythingAndForgetsHeldCommands) {
   size_t unmaps = 0;
   for (const auto& r : mapper_.requests) unmaps += r.map ? 0 : 1;
   EXPECT_EQ(unmaps, 2u);
-  mapper_.answer_all(ShmemReply::Done);  // late answers touch nothing
+  mapper_.answer_all(BackendReply::Done);  // late answers touch nothing
   EXPECT_EQ(mappings(), 0u);
 }
 

@@ -18,6 +18,7 @@ namespace {
 struct Received {
   MessageHeader header{};
   ShmemMapMessage payload{};
+  ObjectUuid uuid{};
   std::vector<int> fds;
 };
 
@@ -34,16 +35,22 @@ class FrontendEnd {
   std::optional<Received> receive() {
     Received r;
     alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-    std::byte buf[sizeof(MessageHeader) + sizeof(ShmemMapMessage)];
-    iovec iov{buf, sizeof(buf)};
+    // A stream socket: the header (with the fds) first, then exactly its payload. SHMEM_MAP / UNMAP carry a
+    // ShmemMapMessage, SHARED_OBJECT_* a 16-byte UUID.
+    iovec iov{&r.header, sizeof(r.header)};
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
     mh.msg_control = control;
     mh.msg_controllen = sizeof(control);
-    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != static_cast<ssize_t>(sizeof(buf))) return std::nullopt;
-    std::memcpy(&r.header, buf, sizeof(r.header));
-    std::memcpy(&r.payload, buf + sizeof(r.header), sizeof(r.payload));
+    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != static_cast<ssize_t>(sizeof(r.header))) return std::nullopt;
+    std::byte buf[sizeof(ShmemMapMessage)] = {};
+    if (r.header.size > sizeof(buf) ||
+        ::recv(fd_.get(), buf, r.header.size, MSG_DONTWAIT) != static_cast<ssize_t>(r.header.size)) {
+      return std::nullopt;
+    }
+    std::memcpy(&r.payload, buf, sizeof(r.payload));
+    std::memcpy(r.uuid.data(), buf, r.uuid.size());
     for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
       const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t i = 0; i < n; ++i) {
@@ -95,8 +102,8 @@ class BackendChannelTest : public ::testing::Test {
     }
   }
 
-  ShmemCallback record() {
-    return [this](ShmemReply r) { replies_.push_back(r); };
+  BackendCallback record() {
+    return [this](BackendReply r) { replies_.push_back(r); };
   }
 
   static constexpr ShmemRange kRange{.shmid = 1, .shm_offset = 0x20000, .len = 0x10000};
@@ -105,7 +112,7 @@ class BackendChannelTest : public ::testing::Test {
   std::optional<FrontendEnd> frontend_;
   std::optional<BackendChannel> channel_;
   UniqueFd memfd_;
-  std::vector<ShmemReply> replies_;
+  std::vector<BackendReply> replies_;
 };
 
 TEST_F(BackendChannelTest, Map_SendsShmemMapWithNeedReplyAndTheFd) {
@@ -135,6 +142,26 @@ TEST_F(BackendChannelTest, Unmap_SendsShmemUnmapWithoutFd) {
   EXPECT_TRUE(got->fds.empty());
 }
 
+TEST_F(BackendChannelTest, SharedObjectAddAndRemove_SendTheUuidWithNeedReply_AnswersInOrder) {
+  const ObjectUuid uuid{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8};
+  ASSERT_TRUE(channel_->add(uuid, record()));
+  ASSERT_TRUE(channel_->remove(uuid, record()));
+  for (uint32_t request : {6u, 7u}) {
+    const auto got = frontend_->receive();
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->header.request, request);
+    EXPECT_EQ(got->header.flags, kVersion1 | kFlagNeedReply);
+    EXPECT_EQ(got->header.size, 16u);
+    EXPECT_EQ(got->uuid, uuid);
+    EXPECT_TRUE(got->fds.empty());
+  }
+  frontend_->reply(6, 1);  // QEMU: the UUID is in its table already
+  frontend_->reply(7, 0);
+  pump(100);
+  pump(0);
+  EXPECT_EQ(replies_, (std::vector<BackendReply>{BackendReply::Refused, BackendReply::Done}));
+}
+
 TEST_F(BackendChannelTest, Replies_ZeroAndNonZero_DoneAndRefusedInOrder) {
   ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
   ASSERT_TRUE(channel_->unmap(kRange, record()));
@@ -142,8 +169,8 @@ TEST_F(BackendChannelTest, Replies_ZeroAndNonZero_DoneAndRefusedInOrder) {
   frontend_->reply(kUnmap, 1);
   pump(100);
   ASSERT_EQ(replies_.size(), 2u);
-  EXPECT_EQ(replies_[0], ShmemReply::Done);
-  EXPECT_EQ(replies_[1], ShmemReply::Refused);
+  EXPECT_EQ(replies_[0], BackendReply::Done);
+  EXPECT_EQ(replies_[1], BackendReply::Refused);
   EXPECT_EQ(channel_->pending(), 0u);
   EXPECT_TRUE(channel_->open());
 }
@@ -153,9 +180,9 @@ TEST_F(BackendChannelTest, FrontendCloses_PendingFailWithChannelLostAndLaterRequ
   frontend_->close();
   pump(100);
   ASSERT_EQ(replies_.size(), 1u);
-  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+  EXPECT_EQ(replies_[0], BackendReply::ChannelLost);
   EXPECT_FALSE(channel_->open());
-  EXPECT_EQ(channel_->map(kRange, memfd_.get(), 0, true, record()).error(), ShmemReply::ChannelLost);
+  EXPECT_EQ(channel_->map(kRange, memfd_.get(), 0, true, record()).error(), BackendReply::ChannelLost);
   EXPECT_EQ(replies_.size(), 1u);
 }
 
@@ -165,7 +192,7 @@ TEST_F(BackendChannelTest, NoAnswer_TimesOutWithoutBlockingAndDropsTheChannel) {
   EXPECT_TRUE(replies_.empty());
   for (int i = 0; i < 20 && replies_.empty(); ++i) pump(kTimeoutMs);
   ASSERT_EQ(replies_.size(), 1u);
-  EXPECT_EQ(replies_[0], ShmemReply::Timeout);
+  EXPECT_EQ(replies_[0], BackendReply::Timeout);
   EXPECT_FALSE(channel_->open());
 }
 
@@ -174,7 +201,7 @@ TEST_F(BackendChannelTest, ReplyToTheWrongRequest_DropsTheChannel) {
   frontend_->reply(kUnmap, 0);
   pump(100);
   ASSERT_EQ(replies_.size(), 1u);
-  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+  EXPECT_EQ(replies_[0], BackendReply::ChannelLost);
 }
 
 TEST_F(BackendChannelTest, ReplyWithoutReplyFlag_DropsTheChannel) {
@@ -182,7 +209,7 @@ TEST_F(BackendChannelTest, ReplyWithoutReplyFlag_DropsTheChannel) {
   frontend_->reply(kMap, 0, kVersion1);
   pump(100);
   ASSERT_EQ(replies_.size(), 1u);
-  EXPECT_EQ(replies_[0], ShmemReply::ChannelLost);
+  EXPECT_EQ(replies_[0], BackendReply::ChannelLost);
 }
 
 TEST_F(BackendChannelTest, UnaskedReply_DropsTheChannel) {
@@ -192,7 +219,7 @@ TEST_F(BackendChannelTest, UnaskedReply_DropsTheChannel) {
 }
 
 TEST_F(BackendChannelTest, CallbackSendsTheNextRequest_ItGoesOut) {
-  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, [this](ShmemReply r) {
+  ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, [this](BackendReply r) {
     replies_.push_back(r);
     ASSERT_TRUE(channel_->unmap(kRange, record()));
   }));
@@ -204,13 +231,13 @@ TEST_F(BackendChannelTest, CallbackSendsTheNextRequest_ItGoesOut) {
   EXPECT_EQ(second->header.request, kUnmap);
   frontend_->reply(kUnmap, 0);
   pump(100);
-  EXPECT_EQ(replies_, (std::vector<ShmemReply>{ShmemReply::Done, ShmemReply::Done}));
+  EXPECT_EQ(replies_, (std::vector<BackendReply>{BackendReply::Done, BackendReply::Done}));
 }
 
 TEST_F(BackendChannelTest, Close_RunsPendingCallbacks_DestructorDoesNot) {
   ASSERT_TRUE(channel_->map(kRange, memfd_.get(), 0, true, record()));
-  channel_->close(ShmemReply::ChannelLost);
-  EXPECT_EQ(replies_, std::vector<ShmemReply>{ShmemReply::ChannelLost});
+  channel_->close(BackendReply::ChannelLost);
+  EXPECT_EQ(replies_, std::vector<BackendReply>{BackendReply::ChannelLost});
   channel_.reset();
   EXPECT_EQ(replies_.size(), 1u);
 

@@ -2,6 +2,7 @@
 // every front-end request a QEMU GPU frontend sends, ring start/stop order, memory changes under running
 // rings, and teardown without leaks. The frontend is the other end of a socketpair; the device a gmock.
 #include <dirent.h>
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
@@ -58,10 +59,24 @@ class MockBackend : public Backend {
   MOCK_METHOD(void, reset, (), (override));
   MOCK_METHOD(std::vector<uint64_t>, shmem_regions, (), (const, override));
   MOCK_METHOD(void, set_shmem_mapper, (ShmemMapper*), (override));
+  MOCK_METHOD(bool, shares_objects, (), (const, override));
+  MOCK_METHOD(void, set_shared_objects, (SharedObjects*), (override));
   // Move-only argument: recorded by hand.
   void on_display_socket(UniqueFd fd) override { display_sockets.push_back(std::move(fd)); }
+  // Move-only result: the one shared object, by hand.
+  Result<UniqueFd, std::string> shared_object_fd(const ObjectUuid& uuid) override {
+    if (uuid != shared_uuid || !shared_file) return fail(std::string("unknown"));
+    return UniqueFd(::fcntl(shared_file.get(), F_DUPFD_CLOEXEC, 0));
+  }
+
+  Result<ObjectUuid, std::string> only_shared_object() const override {
+    if (!shared_file) return fail(std::string("none"));
+    return shared_uuid;
+  }
 
   std::vector<UniqueFd> display_sockets;
+  ObjectUuid shared_uuid{};
+  UniqueFd shared_file;
 };
 
 // Pops every available chain and returns it unanswered, then signals the driver.
@@ -158,6 +173,33 @@ class TestFrontend {
       return std::nullopt;
     }
     return r;
+  }
+
+  // The next reply with the fds that came with it (each closed by the caller's UniqueFd).
+  std::optional<std::pair<RawReply, std::vector<UniqueFd>>> receive_with_fds() const {
+    RawReply r;
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+    iovec iov{&r.header, sizeof(r.header)};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof(control);
+    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != sizeof(r.header)) return std::nullopt;
+    std::vector<UniqueFd> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        fds.emplace_back(fd);
+      }
+    }
+    r.payload.resize(r.header.size);
+    if (r.header.size != 0 &&
+        ::recv(fd_.get(), r.payload.data(), r.payload.size(), MSG_DONTWAIT) != static_cast<ssize_t>(r.header.size)) {
+      return std::nullopt;
+    }
+    return std::make_pair(std::move(r), std::move(fds));
   }
 
   // The u64 payload of the next reply, if one is waiting and is a u64.
@@ -1226,6 +1268,125 @@ TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNotNegotiated_NoMapper) {
   const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
   EXPECT_NE(session_->backend_channel(), nullptr);
+}
+
+// SHARED_OBJECT (protocol bit 18): offered only by a backend that shares objects; GET_SHARED_OBJECT answers
+// 0 with the buffer's fd, or non-zero and no fd for an unknown UUID; the backend channel goes to the device.
+class SessionSharedObjectTest : public SessionTest {
+ protected:
+  void reconnect_sharing() {
+    ON_CALL(backend_, shares_objects()).WillByDefault(Return(true));
+    session_.reset();
+    int sv[2] = {-1, -1};
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+  }
+  static std::vector<std::byte> uuid_bytes(const ObjectUuid& u) {
+    return std::vector<std::byte>(reinterpret_cast<const std::byte*>(u.data()),
+                                  reinterpret_cast<const std::byte*>(u.data()) + u.size());
+  }
+};
+
+TEST_F(SessionSharedObjectTest, GetProtocolFeatures_OffersBit18OnlyWhenTheBackendShares) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  EXPECT_EQ(frontend_->receive_u64().value() & (uint64_t{1} << 18), 0u);
+  reconnect_sharing();
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  EXPECT_EQ(frontend_->receive_u64(), Session::kOfferedProtocolFeatures | (uint64_t{1} << 18));
+}
+
+TEST_F(SessionSharedObjectTest, GetSharedObject_KnownUuid_ZeroWithTheBuffersFd) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject));
+  backend_.shared_uuid = ObjectUuid{0xde, 0xad, 0xbe, 0xef};
+  backend_.shared_file = UniqueFd(::memfd_create("shared", MFD_CLOEXEC));
+  ASSERT_EQ(::pwrite(backend_.shared_file.get(), "pixels", 6, 0), 6);
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject, uuid_bytes(backend_.shared_uuid)));
+  auto got = frontend_->receive_with_fds();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->first.header.request, static_cast<uint32_t>(FrontendRequest::GetSharedObject));
+  EXPECT_EQ(got->first.header.flags, kVersion1 | kFlagReply);
+  ASSERT_EQ(got->first.payload.size(), 8u);
+  EXPECT_EQ(std::to_integer<uint8_t>(got->first.payload[0]), 0u);
+  ASSERT_EQ(got->second.size(), 1u);
+  char buf[6] = {};
+  ASSERT_EQ(::pread(got->second[0].get(), buf, sizeof(buf), 0), 6);
+  EXPECT_EQ(std::string(buf, 6), "pixels");
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionSharedObjectTest, GetSharedObject_UnknownUuid_NonZeroNoFd_SessionGoesOn) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject));
+  const size_t fds_before = open_fd_count();
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject, uuid_bytes(ObjectUuid{1})));
+  auto got = frontend_->receive_with_fds();
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->first.payload.size(), 8u);
+  EXPECT_NE(std::to_integer<uint8_t>(got->first.payload[0]), 0u);
+  EXPECT_TRUE(got->second.empty());
+  EXPECT_FALSE(session_->broken());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST_F(SessionSharedObjectTest, GetSharedObject_NotNegotiated_Refused) {
+  reconnect_sharing();
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject, uuid_bytes(ObjectUuid{1})));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionSharedObjectTest, GetSharedObject_WrongSize_RefusedSessionGoesOn) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject));
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject, std::vector<std::byte>(15)));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  EXPECT_FALSE(session_->broken());
+}
+
+// QEMU <= 11.1.3 sends GET_SHARED_OBJECT with header size 0 (the UUID never leaves QEMU).
+TEST_F(SessionSharedObjectTest, GetSharedObject_NoPayloadOneObjectShared_AnswersThatOne) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject));
+  backend_.shared_uuid = ObjectUuid{7};
+  backend_.shared_file = UniqueFd(::memfd_create("shared", MFD_CLOEXEC));
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject));
+  auto got = frontend_->receive_with_fds();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(std::to_integer<uint8_t>(got->first.payload.at(0)), 0u);
+  EXPECT_EQ(got->second.size(), 1u);
+}
+
+TEST_F(SessionSharedObjectTest, GetSharedObject_NoPayloadNotExactlyOneShared_RefusedNoFd) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject));
+  ASSERT_TRUE(deliver(FrontendRequest::GetSharedObject));
+  auto got = frontend_->receive_with_fds();
+  ASSERT_TRUE(got);
+  EXPECT_NE(std::to_integer<uint8_t>(got->first.payload.at(0)), 0u);
+  EXPECT_TRUE(got->second.empty());
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionSharedObjectTest, SetBackendReqFd_Negotiated_GivesTheBackendTheChannel) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::SharedObject) | bit(ProtocolFeature::BackendReq));
+  EXPECT_CALL(backend_, set_shared_objects(nullptr)).Times(::testing::AnyNumber());
+  EXPECT_CALL(backend_, set_shared_objects(::testing::NotNull())).Times(1);
+  const UniqueFd fd = make_socket();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  ::testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+TEST_F(SessionSharedObjectTest, SetBackendReqFd_NotNegotiated_NoChannelForTheBackend) {
+  reconnect_sharing();
+  negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
+  EXPECT_CALL(backend_, set_shared_objects(nullptr)).Times(::testing::AnyNumber());
+  EXPECT_CALL(backend_, set_shared_objects(::testing::NotNull())).Times(0);
+  const UniqueFd fd = make_socket();
+  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  ::testing::Mock::VerifyAndClearExpectations(&backend_);
 }
 
 }  // namespace

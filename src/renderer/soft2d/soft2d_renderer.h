@@ -50,6 +50,10 @@ class Soft2DRenderer final : public Renderer2D {
                                                   const GuestScatterList& backing) override;
 
   [[nodiscard]] std::optional<ImageView> image(uint32_t id) const override;
+  // Moves the image into a sealed memfd (F_SEAL_SHRINK | F_SEAL_GROW: an importer cannot cut the pages from
+  // under us) the first time, then hands out duplicates of that fd. OutOfMemory: memfd_create, ftruncate or
+  // mmap failed (the image stays where it was). InvalidResource: unknown id.
+  Result<UniqueFd, RendererError> export_shared(uint32_t id) override;
   void reset() override;
 
   // The resource's pixman image (a borrowed reference), or nullptr for an unknown id. Same lifetime as image().
@@ -58,8 +62,10 @@ class Soft2DRenderer final : public Renderer2D {
   [[nodiscard]] uint64_t total_bytes() const { return total_bytes_; }
 
  private:
-  struct FreeDeleter {
-    void operator()(std::byte* p) const { std::free(p); }
+  // Pixels from calloc, or (mapped_bytes != 0) a shared mapping of a memfd.
+  struct PixelsDeleter {
+    size_t mapped_bytes = 0;
+    void operator()(std::byte* p) const;
   };
   struct ImageUnref {
     void operator()(pixman_image_t* i) const { pixman_image_unref(i); }
@@ -70,8 +76,9 @@ class Soft2DRenderer final : public Renderer2D {
     uint32_t height;
     uint32_t stride;
     uint64_t bytes;
-    std::unique_ptr<std::byte, FreeDeleter> pixels;  // declared before `image`, so destroyed after it
+    std::unique_ptr<std::byte, PixelsDeleter> pixels;  // declared before `image`, so destroyed after it
     std::unique_ptr<pixman_image_t, ImageUnref> image;
+    UniqueFd memfd;  // export_shared's file, once asked; `pixels` then maps it
   };
 
   uint64_t max_total_bytes_;

@@ -27,6 +27,10 @@
 #             outputs within its 1e-4 bound; the Venus rows must say OK), then `venus ok` or `venus FAIL <steps>`.
 #             ggml runs without cooperative-matrix shaders (GGML_VK_DISABLE_COOPMAT*): lavapipe's emulation of
 #             them misses test-backend-ops' MUL_MAT bound on the host itself, no VM involved
+#   share     share (guest/3d/share.c): a 2D buffer with a known pattern exported with PRIME (the driver asks
+#             for its UUID); `share:exported WxH pitch P size S` asks the host to import it by UUID from another
+#             device, `next`; the buffer freed, `share:released` asks the host to check the UUID is gone, `next`;
+#             then `share ok ...`
 #   piglit    piglit-run.sh (next to this script) on the list piglit-tests.txt, PIGLIT_PLATFORM=gbm,
 #             vgpu_e2e.piglit_jobs programs at a time (default 2), vgpu_e2e.piglit_timeout seconds per test
 #             (default 120): `piglit:result ...` per test, then `piglit ok total=N pass=N ...`
@@ -430,10 +434,44 @@ case_venus() {
   say "venus ok steps=${venus_steps}"
 }
 
+# The `share` case: the program holds its exported buffer until the host has imported it through another device
+# (`share:exported ...`, then `next`), frees it, and waits again while the host checks the UUID is withdrawn.
+case_share() {
+  local log=/tmp/share.log pid rc i
+  ctl_open
+  rm -f /tmp/share.in
+  mkfifo /tmp/share.in
+  exec 4<>/tmp/share.in
+  timeout -k 10 "${step_timeout}" "${E}/share" --timeout "${step_timeout}" <&4 >"${log}" 2>&1 &
+  pid=$!
+  for line in exported released; do
+    for ((i = 0; i < step_timeout * 10; i++)); do
+      grep -q "^share: ${line}" "${log}" && break
+      kill -0 "${pid}" 2>/dev/null || break
+      sleep 0.1
+    done
+    grep -q "^share: ${line}" "${log}" || break
+    say "share:$(sed -n "s/^share: \(${line}.*\)/\1/p" "${log}" | head -n 1)"
+    ctl_wait || say "share:${line}: no word from the host within ${step_timeout} s"
+    echo next >&4
+  done
+  wait "${pid}"
+  rc=$?
+  exec 4>&-
+  ctl_close
+  sed 's/^/VGPU-E2E: share-log: /' "${log}" | tail -n 5
+  if ((rc == 0)) && grep -q '^share ok' "${log}"; then
+    say "$(grep '^share ok' "${log}" | head -n 1)"
+    return 0
+  fi
+  say "share FAIL exit status ${rc}: $(grep -E '^share FAIL' "${log}" | head -n 1)"
+  return 1
+}
+
 for c in ${cases//,/ }; do
   say "case ${c} start (guest uptime $(uptime_s) s)"
   case "${c}" in
-    renderer | hostile | draw | kmscube | igt | glmark2 | piglit | venus) "case_${c}" ;;
+    renderer | hostile | draw | kmscube | igt | glmark2 | piglit | venus | share) "case_${c}" ;;
     *) say "${c} FAIL unknown case" ;;
   esac
   say "case ${c} exit $? (guest uptime $(uptime_s) s)"
