@@ -5,9 +5,9 @@
     shared_importer.py --socket PATH --control FIFO --log EVENTS.jsonl
 
 QEMU connects to PATH as the frontend of `-device vhost-user-test-device-pci,chardev=...,virtio-id=30,num_vqs=1`
-(virtio-id 30, video encoder: a device no guest driver binds, so QEMU only sets it up and never starts it).
-The importer offers REPLY_ACK, BACKEND_REQ and SHARED_OBJECT, takes the backend channel (SET_BACKEND_REQ_FD)
-and answers whatever else QEMU asks during set-up.
+(a video encoder: no guest driver binds it, so QEMU sets it up and never starts it; with a virtio-id a driver
+takes, the importer also answers what QEMU asks to start and stop it, and ignores the queue). The importer
+offers REPLY_ACK, BACKEND_REQ and SHARED_OBJECT and takes the backend channel (SET_BACKEND_REQ_FD).
 
 Lines written to FIFO drive it:
     lookup UUID SIZE    SHARED_OBJECT_LOOKUP (backend request 8) of UUID (8-4-4-4-12 hex) on the backend channel.
@@ -19,9 +19,9 @@ Lines written to FIFO drive it:
 One JSON line per lookup goes to EVENTS.jsonl: {"event": "lookup", "uuid", "reply" (QEMU's u64), "fd" (whether
 one came with the reply), "fd_elsewhere" (an fd that came on the main socket instead: a frontend bug),
 "size" (the file's size), "match" (the SIZE bytes are the pattern), "first_mismatch"}. QEMU 11.1.3 answers
-a look-up with 0 but puts the fd on the importer's main socket (queued for the next message QEMU writes there):
-the next message that brings an fd it should not have is checked the same way, {"event": "late-fd", ...}.
-Other events are logged too. Python 3.9+ stdlib only.
+a look-up with 0 but hands the fd to the importer's main chardev instead of the reply (and drops it there): a
+message on the main socket that brings an fd it should not have is checked the same way, {"event":
+"late-fd", ...}, should a QEMU ever send it there. Every frontend request is logged ({"event": "request"}). Python 3.9+ stdlib only.
 """
 import argparse
 import array
@@ -110,6 +110,7 @@ class Importer:
             self.frontend = None
             return
         request, flags, payload, fds = msg
+        event(event="request", request=request, size=len(payload), fds=len(fds))
         reply = None
         if request == GET_FEATURES:
             reply = struct.pack("<Q", F_VERSION_1 | F_PROTOCOL_FEATURES)

@@ -56,7 +56,7 @@
 #             11.1) a second vhost-user device (vhost-user-test-device-pci, virtio-id 30) whose backend is
 #             shared_importer.py looks the UUID up through QEMU (SHARED_OBJECT_LOOKUP; QEMU asks us with
 #             GET_SHARED_OBJECT) and must read back exactly the guest's bytes when QEMU passes an fd on; QEMU
-#             11.1.3 answers the look-up 0 without the fd (its bug, see share_case), which passes only when our
+#             11.1.3 answers the look-up 0 and drops the fd (its bug, see share_case), which passes only when our
 #             backend logged the fd going to QEMU; after the guest frees the buffer the look-up must fail
 #             (SHARED_OBJECT_REMOVE). ours/ours-2d only; on vhost-user-gpu-pci (QEMU 10.0 has no generic
 #             device) only the announcement is checked
@@ -538,11 +538,12 @@ share_case() {
         case_fail share "the second device imported ${uuid} but its bytes differ from the guest's: ${res}"
       fi
     elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq 'GET_SHARED_OBJECT [0-9a-f]*: the buffer.s fd goes to the frontend' "${backend_log}"; then
-      # QEMU 11.1.3 (vhost_user_backend_handle_shared_object_lookup) asked us (GET_SHARED_OBJECT, without the UUID:
-      # another bug), got the fd, and answered the importer 0, but queued the fd on the importer's main socket
-      # (qemu_chr_fe_set_msgfds on its chardev) while writing the reply on the backend channel: the fd reaches
-      # the importer only with the next message QEMU writes there, and this device is never started, so never.
-      case_note share "exported ${shown}; ${uuid}: QEMU ${qver} took the buffer's fd from us (GET_SHARED_OBJECT) and answered the second device 0, but sent it no fd (QEMU bug: the fd is queued on that device's main socket, not on the reply)"
+      # QEMU 11.1.3 asked us (GET_SHARED_OBJECT, without the UUID: one bug), got the fd and answered the importer
+      # 0 without it: vhost_user_backend_handle_shared_object_lookup hands the fd to the importer's main chardev
+      # (qemu_chr_fe_set_msgfds) instead of the reply on the backend channel, and QEMU's next write there sets
+      # its own fds (none), which drops it. Measured: with the importer started (virtio-rng) and the VM stopped
+      # after the look-up, GET_VRING_BASE came without it. No fd can reach the importer: what is ours is checked.
+      case_note share "exported ${shown}; ${uuid}: QEMU ${qver} took the buffer's fd from us (GET_SHARED_OBJECT) and answered the second device 0 without it (QEMU bug: the fd goes to that device's chardev, not the reply, and is dropped)"
     else
       case_fail share "the second device's look-up of ${uuid} through QEMU failed: ${res:-no answer from shared_importer.py}; backend: $(grep -aE 'GET_SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
     fi
