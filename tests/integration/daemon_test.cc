@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstring>
@@ -81,6 +82,84 @@ TEST_F(Daemon, ControlCommand_Kicked_ArrivesAndIsAnswered) {
   ASSERT_TRUE(resp) << backend_->log();
   EXPECT_EQ(response_type(*resp), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
   EXPECT_TRUE(backend_->log_contains("command GET_DISPLAY_INFO"));
+}
+
+// SHARED_OBJECT as QEMU 11.1 would drive it, with the real binary: the guest shares a 2D resource (ASSIGN_UUID),
+// the daemon announces the UUID on the backend channel, and GET_SHARED_OBJECT gives an fd whose bytes are the
+// guest's pixels (what a second device importing the buffer reads; QEMU 11.1.3 itself drops that fd).
+TEST_F(Daemon, SharedObject_GuestSharesA2DResource_FrontendGetsItsPixelsByUuid) {
+  start();
+  TestFrontendOptions options;
+  options.device_features = uint64_t{1} << VIRTIO_GPU_F_RESOURCE_UUID;
+  options.extra_protocol_features = vhost_user::bit(vhost_user::ProtocolFeature::BackendReq) |
+                                    vhost_user::bit(vhost_user::ProtocolFeature::SharedObject);
+  auto fe = negotiated(options);
+  ASSERT_TRUE(fe);
+  ASSERT_NE(fe->protocol_features() & options.extra_protocol_features, 0u) << "the daemon did not offer bit 18";
+  int sv[2] = {-1, -1};
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]);
+  const UniqueFd theirs(sv[1]);
+  const int channel_fd[1] = {theirs.get()};
+  ASSERT_TRUE(fe->client().send(FrontendRequest::SetBackendReqFd, {}, channel_fd, vhost_user::kFlagNeedReply));
+  ASSERT_TRUE(fe->client().receive());
+  VhostUserClient channel = VhostUserClient::adopt(std::move(ours));
+
+  constexpr uint32_t kW = 32, kH = 8, kBytes = kW * kH * 4;
+  std::vector<std::byte> pixels(kBytes);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::byte>(i * 7 + 3);
+  const GuestBacking fb = fe->alloc_backing(kBytes, BackingLayout::ScatteredPages);
+  fe->write_backing(fb, 0, pixels);
+  const auto ok = [&](const std::vector<std::byte>& req) {
+    auto r = fe->command(TestFrontend::kControlQueue, req, sizeof(virtio_gpu_ctrl_hdr));
+    return r && response_type(*r) == VIRTIO_GPU_RESP_OK_NODATA;
+  };
+  ASSERT_TRUE(ok(resource_create_2d_request(1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, kW, kH)));
+  ASSERT_TRUE(ok(attach_backing_request(1, fb.entries)));
+  ASSERT_TRUE(ok(transfer_to_host_2d_request(1, {0, 0, kW, kH}, 0)));
+  virtio_gpu_resource_assign_uuid assign{};
+  assign.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID;
+  assign.resource_id = 1;
+  auto resp = fe->command(TestFrontend::kControlQueue, request_bytes(assign), sizeof(virtio_gpu_resp_resource_uuid));
+  ASSERT_TRUE(resp && response_type(*resp) == VIRTIO_GPU_RESP_OK_RESOURCE_UUID) << backend_->log();
+  virtio_gpu_resp_resource_uuid uuid{};
+  std::memcpy(&uuid, resp->data(), sizeof(uuid));
+
+  // SHARED_OBJECT_ADD of that UUID, with NEED_REPLY; the frontend says yes.
+  auto add = channel.receive();
+  ASSERT_TRUE(add) << backend_->log();
+  EXPECT_EQ(add->header.request, 6u);
+  EXPECT_NE(add->header.flags & vhost_user::kFlagNeedReply, 0u);
+  ASSERT_EQ(add->payload.size(), 16u);
+  EXPECT_EQ(std::memcmp(add->payload.data(), uuid.uuid, 16), 0);
+  const vhost_user::MessageHeader yes{6, vhost_user::kVersion1 | vhost_user::kFlagReply, 8};
+  std::vector<std::byte> answer(sizeof(yes) + 8);
+  std::memcpy(answer.data(), &yes, sizeof(yes));
+  ASSERT_TRUE(channel.send_raw(answer));
+
+  // GET_SHARED_OBJECT: 0 and the fd; its bytes are the guest's.
+  std::vector<std::byte> asked(16);
+  std::memcpy(asked.data(), uuid.uuid, 16);
+  ASSERT_TRUE(fe->client().send(FrontendRequest::GetSharedObject, asked, {}));
+  auto got = fe->client().receive();
+  ASSERT_TRUE(got) << backend_->log();
+  ASSERT_EQ(got->payload.size(), 8u);
+  EXPECT_EQ(std::to_integer<uint8_t>(got->payload[0]), 0u);
+  ASSERT_EQ(got->fds.size(), 1u);
+  std::vector<std::byte> read_back(kBytes);
+  ASSERT_EQ(::pread(got->fds[0].get(), read_back.data(), read_back.size(), 0), static_cast<ssize_t>(kBytes));
+  EXPECT_EQ(read_back, pixels);
+
+  // Unref withdraws it (SHARED_OBJECT_REMOVE), and the UUID is refused from then on (no fd).
+  ASSERT_TRUE(ok(resource_unref_request(1)));
+  auto remove = channel.receive();
+  ASSERT_TRUE(remove);
+  EXPECT_EQ(remove->header.request, 7u);
+  ASSERT_TRUE(fe->client().send(FrontendRequest::GetSharedObject, asked, {}));
+  auto refused = fe->client().receive();
+  ASSERT_TRUE(refused);
+  EXPECT_NE(std::to_integer<uint8_t>(refused->payload.at(0)), 0u);
+  EXPECT_TRUE(refused->fds.empty());
 }
 
 TEST_F(Daemon, ControlCommands_Many_AllAnswered) {

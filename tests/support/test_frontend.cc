@@ -146,7 +146,8 @@ bool TestFrontend::negotiate() {
   auto protocol = client_.get_u64(FrontendRequest::GetProtocolFeatures);
   if (!protocol) return failed("GET_PROTOCOL_FEATURES");
   const uint64_t wanted = bit(ProtocolFeature::Mq) | bit(ProtocolFeature::ReplyAck) | bit(ProtocolFeature::Config) |
-                          bit(ProtocolFeature::ConfigureMemSlots) | bit(ProtocolFeature::Status);
+                          bit(ProtocolFeature::ConfigureMemSlots) | bit(ProtocolFeature::Status) |
+                          options_.extra_protocol_features;
   protocol_features_ = *protocol & wanted;
   if (!client_.set_u64(FrontendRequest::SetProtocolFeatures, protocol_features_)) {
     return failed("SET_PROTOCOL_FEATURES");

@@ -61,6 +61,9 @@ struct TestFrontendOptions {
   // Device feature bits (VIRTIO_GPU_F_*) acked when the backend offers them. QEMU's vhost-user-gpu-pci acks
   // VIRGL and EDID at most; its generic vhost-user-test-device-pci passes any (e.g. RESOURCE_BLOB).
   uint64_t device_features = 0;
+  // Protocol feature bits acked on top of QEMU 10.0's set when the backend offers them (e.g. BACKEND_REQ and
+  // SHARED_OBJECT, which QEMU 11.1 acks; the caller then sends SET_BACKEND_REQ_FD itself).
+  uint64_t extra_protocol_features = 0;
 };
 
 // How alloc_backing() lays a guest buffer out in ATTACH_BACKING entries.

@@ -23,11 +23,28 @@ bool wait_readable(int fd, int timeout_ms) {
   return r == 1;
 }
 
-bool read_exact(int fd, std::byte* out, size_t n, int timeout_ms) {
+// Reads n bytes; fds that come with them (SCM_RIGHTS) are appended to `fds` when given, closed otherwise.
+bool read_exact(int fd, std::byte* out, size_t n, int timeout_ms, std::vector<UniqueFd>* fds = nullptr) {
   size_t done = 0;
   while (done < n) {
     if (!wait_readable(fd, timeout_ms)) return false;
-    const ssize_t r = ::recv(fd, out + done, n - done, 0);
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 8)] = {};
+    iovec iov{out + done, n - done};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof(control);
+    const ssize_t r = ::recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); r > 0 && c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int got = -1;
+        std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        UniqueFd owned(got);
+        if (fds != nullptr) fds->push_back(std::move(owned));
+      }
+    }
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     done += static_cast<size_t>(r);
@@ -98,7 +115,8 @@ bool VhostUserClient::send_raw(std::span<const std::byte> bytes) {
 std::optional<Reply> VhostUserClient::receive(int timeout_ms) {
   Reply reply{};
   // SAFETY: MessageHeader is a plain struct of three u32; read byte-wise from the socket.
-  if (!read_exact(fd_.get(), reinterpret_cast<std::byte*>(&reply.header), sizeof(reply.header), timeout_ms)) {
+  if (!read_exact(fd_.get(), reinterpret_cast<std::byte*>(&reply.header), sizeof(reply.header), timeout_ms,
+                  &reply.fds)) {
     return std::nullopt;
   }
   if (reply.header.size > vhost_user::kMaxPayloadSize) return std::nullopt;

@@ -20,6 +20,7 @@ namespace vgpu::test {
 struct Reply {
   vhost_user::MessageHeader header;
   std::vector<std::byte> payload;
+  std::vector<UniqueFd> fds;  // sent with the header (GET_SHARED_OBJECT's buffer)
 };
 
 class VhostUserClient {
