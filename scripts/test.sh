@@ -44,7 +44,7 @@ if ! skipped fuzz; then
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
     -DVGPU_FUZZ=ON -DVGPU_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
   ninja -C build-fuzz -j"$jobs"
-  ctest --test-dir build-fuzz --output-on-failure -L fuzz
+  ctest --test-dir build-fuzz --output-on-failure -L fuzz -j"$jobs"
 fi
 
 stage "all stages passed"

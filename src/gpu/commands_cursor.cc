@@ -26,6 +26,7 @@ CommandResult GpuDevice::on_update_cursor(const virtio_gpu_update_cursor& req, R
   if (req.pos.scanout_id >= cfg_.num_scanouts) return fail(GpuError::InvalidScanoutId);
   // Spec 5.7.6.10: resource_id 0 hides the cursor.
   if (req.resource_id == 0) {
+    cursors_[req.pos.scanout_id].visible = false;
     display_->cursor_hide(req.pos.scanout_id);
     return ResponseBytes{};
   }
@@ -34,18 +35,26 @@ CommandResult GpuDevice::on_update_cursor(const virtio_gpu_update_cursor& req, R
   if (res->width > kCursorSize || res->height > kCursorSize || req.hot_x >= kCursorSize || req.hot_y >= kCursorSize) {
     return fail(GpuError::InvalidParameter);
   }
-  auto image = renderer_->image(req.resource_id);
-  if (!image) return fail(GpuError::InvalidResourceId);
-  image->format = with_alpha(image->format);
-  const CursorArgb pixels = cursor_argb(*image);
-  display_->cursor_update(req.pos.scanout_id, req.pos.x, req.pos.y, req.hot_x, req.hot_y, pixels);
+  if (!renderer_->image(req.resource_id)) return fail(GpuError::InvalidResourceId);
+  cursors_[req.pos.scanout_id] = CursorState{true, req.resource_id, req.hot_x, req.hot_y, req.pos.x, req.pos.y};
+  show_cursor(req.pos.scanout_id);
   VGPU_LOG_DEBUG("cursor update: resource {} on scanout {} at ({}, {})", req.resource_id, req.pos.scanout_id, req.pos.x,
                  req.pos.y);
   return ResponseBytes{};
 }
 
+void GpuDevice::show_cursor(uint32_t s) {
+  const CursorState& c = cursors_[s];
+  auto image = renderer_->image(c.resource_id);
+  if (!image) return;
+  image->format = with_alpha(image->format);
+  display_->cursor_update(s, c.x, c.y, c.hot_x, c.hot_y, cursor_argb(*image));
+}
+
 CommandResult GpuDevice::on_move_cursor(const virtio_gpu_update_cursor& req, Reader& /*rest*/) {
   if (req.pos.scanout_id >= cfg_.num_scanouts) return fail(GpuError::InvalidScanoutId);
+  cursors_[req.pos.scanout_id].x = req.pos.x;
+  cursors_[req.pos.scanout_id].y = req.pos.y;
   display_->cursor_move(req.pos.scanout_id, req.pos.x, req.pos.y);
   VGPU_LOG_TRACE("cursor move: scanout {} to ({}, {})", req.pos.scanout_id, req.pos.x, req.pos.y);
   return ResponseBytes{};

@@ -517,6 +517,7 @@ void GpuDevice::reset() {
   acked_features_ = 0;
   logged_unknown_.reset();
   scanouts_ = {};
+  cursors_ = {};
   resources_.for_each([this](uint32_t /*id*/, Resource& r) { withdraw_shared(r); });
   resources_.clear();
   // The display may still be sending straight from a resource's pixels (busy()): it is replaced below, before

@@ -29,6 +29,7 @@
 #include "gpu/command_table.h"
 #include "gpu/host_visible.h"
 #include "gpu/resource_table.h"
+#include "gpu/state_format.h"
 #include "renderer/renderer_2d.h"
 #include "renderer/renderer_3d.h"
 #include "vhost_user/backend.h"
@@ -95,6 +96,11 @@ class GpuDevice final : public Backend {
   void set_shared_objects(SharedObjects* objects) override;
   Result<UniqueFd, std::string> shared_object_fd(const ObjectUuid& uuid) override;
   [[nodiscard]] Result<ObjectUuid, std::string> only_shared_object() const override;
+  // Device state (device_state.cc): a 2D device's state as bytes, or why it cannot be saved; a load checks
+  // the whole state before it changes anything.
+  [[nodiscard]] bool saves_state() const override { return true; }
+  [[nodiscard]] Result<std::vector<std::byte>, std::string> save_state() const override;
+  Result<void, std::string> load_state(std::span<const std::byte> bytes, const GuestMemory& mem) override;
   bool read_config(uint32_t offset, std::span<std::byte> out) const override;
   bool write_config(uint32_t offset, std::span<const std::byte> in) override;
 
@@ -279,6 +285,10 @@ class GpuDevice final : public Backend {
   std::optional<std::vector<ScanoutMode>> last_layout_;
   ResourceTable resources_;
   std::array<Scanout, kMaxScanouts> scanouts_{};
+  // Each scanout's cursor as the guest last set it (the display has the image; device state needs it too).
+  std::array<CursorState, kMaxScanouts> cursors_{};
+  // Sends cursors_[s] (visible, its resource's image) to the display.
+  void show_cursor(uint32_t s);
   std::optional<HostVisibleRegion> host_visible_;
   uint32_t blob_alignment_ = 0;  // config space; 0 unless BLOB_ALIGNMENT is offered
   ShmemMapper* mapper_ = nullptr;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "common/result.h"
@@ -55,6 +56,14 @@ class Renderer2D {
   // device then asks the 3D renderer for a dma-buf. The image may move: views taken before are invalid.
   virtual Result<UniqueFd, RendererError> export_shared(uint32_t id) {
     (void)id;
+    return fail(RendererError::Unsupported);
+  }
+  // Device state load: the whole image from `pixels` (rows width * 4 bytes apart, the image's format).
+  // InvalidArgument: not exactly height rows of width * 4 bytes. Unsupported: images the renderer keeps
+  // elsewhere (textures).
+  virtual Result<void, RendererError> restore_pixels(uint32_t id, std::span<const std::byte> pixels) {
+    (void)id;
+    (void)pixels;
     return fail(RendererError::Unsupported);
   }
   // Drops every resource (device reset).

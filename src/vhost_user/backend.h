@@ -108,6 +108,19 @@ class Backend {
     return fail(std::string("this device shares no objects"));
   }
 
+  // Device state (VHOST_USER_PROTOCOL_F_DEVICE_STATE): whether the device saves and loads its state (the
+  // transport offers the protocol bit only then); the state as bytes, or why it cannot be saved now; a load
+  // of such bytes against the frontend's current guest memory, or why not (then nothing changed). Defaults: no.
+  [[nodiscard]] virtual bool saves_state() const { return false; }
+  [[nodiscard]] virtual Result<std::vector<std::byte>, std::string> save_state() const {
+    return fail(std::string("this device has no state to save"));
+  }
+  virtual Result<void, std::string> load_state(std::span<const std::byte> bytes, const GuestMemory& mem) {
+    (void)bytes;
+    (void)mem;
+    return fail(std::string("this device loads no state"));
+  }
+
   // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).
   // Not called for SET_STATUS 0: QEMU sends that on every stop, VM pause included.
   virtual void reset() {}

@@ -245,6 +245,18 @@ struct SingleMemoryRegion {  // ADD_MEM_REG / REM_MEM_REG
 };
 static_assert(sizeof(SingleMemoryRegion) == 40);
 
+// SET_DEVICE_STATE_FD's payload (vhost-user.rst "Device state transfer parameters").
+struct DeviceStateTransfer {
+  uint32_t direction;  // 0: save (the back-end writes), 1: load (the back-end reads)
+  uint32_t phase;      // 0: stopped (the only phase defined)
+};
+static_assert(sizeof(DeviceStateTransfer) == 8);
+constexpr uint32_t kTransferSave = 0;
+constexpr uint32_t kTransferLoad = 1;
+// SET_DEVICE_STATE_FD's reply: bits 0..7 an error code, bit 8 set when the back-end uses the front-end's fd
+// (it attaches no fd of its own).
+constexpr uint64_t kDeviceStateUseFrontendFd = uint64_t{1} << 8;
+
 struct ConfigHeader {  // GET_CONFIG / SET_CONFIG, followed by `size` bytes
   uint32_t offset;
   uint32_t size;

@@ -39,6 +39,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -87,6 +88,13 @@ class Session {
   // Offered on top when the backend exports buffers by UUID (Backend::shares_objects()): GET_SHARED_OBJECT, and
   // SHARED_OBJECT_ADD / SHARED_OBJECT_REMOVE on the backend channel.
   static constexpr uint64_t kSharedObjectProtocolFeatures = bit(ProtocolFeature::SharedObject);
+  // Offered on top when the backend saves its state (Backend::saves_state()): SET_DEVICE_STATE_FD and
+  // CHECK_DEVICE_STATE, in the "stopped" phase only.
+  static constexpr uint64_t kDeviceStateProtocolFeatures = bit(ProtocolFeature::DeviceState);
+  // The largest device state a load reads; more is refused (a frontend cannot make us buffer without bound).
+  static constexpr uint64_t kMaxDeviceStateBytes = 1ull << 30;
+  // How long a state transfer waits for the frontend to read or write more before it fails.
+  static constexpr int kDeviceStateTimeoutMs = 10000;
 
   // Takes the connected frontend socket. Registers nothing with `loop` except kick fds of started rings.
   Session(UniqueFd socket, Backend& backend, EventLoop& loop, int recv_timeout_ms = Connection::kDefaultTimeoutMs);
@@ -226,6 +234,9 @@ class Session {
   Outcome on_get_status(Message& msg);
   Outcome on_get_shmem_config(Message& msg);
   Outcome on_get_shared_object(Message& msg);
+  Outcome on_set_device_state_fd(const DeviceStateTransfer& t, Message& msg);
+  Outcome on_check_device_state(Message& msg);
+  Result<void, Failure> check_device_state_transfer(const DeviceStateTransfer& t, const Message& msg) const;
 
   // Rings.
   [[nodiscard]] bool protocol_features_acked() const;
@@ -250,6 +261,10 @@ class Session {
   std::vector<uint64_t> shmem_regions_;
   // The fd the next reply carries (GET_SHARED_OBJECT's buffer); closed once sent.
   UniqueFd reply_fd_;
+  // Runs once the current request's reply is out (a state transfer the frontend does after it reads the reply).
+  std::function<void()> after_reply_;
+  // How the last device state transfer ended (CHECK_DEVICE_STATE); nullopt: none yet.
+  std::optional<std::string> transfer_error_ = std::string("no device state transfer yet");
   bool warned_sizeless_get_shared_object_ = false;
   std::optional<SessionError> error_;
   std::string error_detail_;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "support/backend_process.h"
+#include "support/display_server.h"
 #include "support/test_frontend.h"
 
 namespace vgpu::test {
@@ -160,6 +161,137 @@ TEST_F(Daemon, SharedObject_GuestSharesA2DResource_FrontendGetsItsPixelsByUuid) 
   ASSERT_TRUE(refused);
   EXPECT_NE(std::to_integer<uint8_t>(refused->payload.at(0)), 0u);
   EXPECT_TRUE(refused->fds.empty());
+}
+
+// Device state with the real binary, as a migration would drive it: daemon A draws and shows a frame, its rings
+// are stopped, SET_DEVICE_STATE_FD (save) streams its state through a pipe; a fresh daemon B on a guest with the
+// same memory loads it (SET_DEVICE_STATE_FD load, CHECK_DEVICE_STATE) and shows the same frame; then the guest
+// draws the next frame on both and they are still byte-identical. A corrupted state is refused by CHECK.
+class DeviceStateMigration : public Daemon {
+ protected:
+  static constexpr uint32_t kW = 64, kH = 32;
+  struct Side {
+    std::optional<BackendProcess> backend;
+    std::unique_ptr<DisplayServer> display;
+    std::unique_ptr<TestFrontend> fe;
+    GuestBacking fb;
+  };
+  static TestFrontendOptions options(DisplayServer& display) {
+    TestFrontendOptions o;
+    o.display = &display;
+    o.extra_protocol_features = vhost_user::bit(vhost_user::ProtocolFeature::DeviceState);
+    return o;
+  }
+  void bring_up(Side& side, const std::string& path) {
+    auto p = BackendProcess::start({VGPU_BINARY, "--socket-path", path, "--log-level", "debug"});
+    ASSERT_TRUE(p);
+    side.backend.emplace(std::move(*p));
+    ASSERT_TRUE(side.backend->wait_for_socket(path)) << side.backend->log();
+    side.display = std::make_unique<DisplayServer>(DisplayServerOptions{.outputs = {{kW, kH}}});
+    side.fe = TestFrontend::connect(path, options(*side.display));
+    ASSERT_TRUE(side.fe);
+    ASSERT_TRUE(side.fe->negotiate()) << side.fe->error();
+    ASSERT_NE(side.fe->protocol_features() & vhost_user::bit(vhost_user::ProtocolFeature::DeviceState), 0u);
+    side.fb = side.fe->alloc_backing(uint64_t{kW} * kH * 4, BackingLayout::Pages);
+  }
+  static bool ok(Side& side, const std::vector<std::byte>& req) {
+    auto r = side.fe->command(TestFrontend::kControlQueue, req, sizeof(virtio_gpu_ctrl_hdr));
+    return r && response_type(*r) == VIRTIO_GPU_RESP_OK_NODATA;
+  }
+  static void draw(Side& side, std::byte value) {
+    side.fe->write_backing(side.fb, 0, std::vector<std::byte>(uint64_t{kW} * kH * 4, value));
+    ASSERT_TRUE(ok(side, transfer_to_host_2d_request(1, {0, 0, kW, kH}, 0)));
+    ASSERT_TRUE(ok(side, resource_flush_request(1, {0, 0, kW, kH})));
+  }
+  static void rings(Side& side, uint32_t enable) {
+    for (uint32_t q = 0; q < 2; ++q) {
+      ASSERT_TRUE(side.fe->client().send(FrontendRequest::SetVringEnable,
+                                         request_bytes(vhost_user::VringState{q, enable}), {},
+                                         vhost_user::kFlagNeedReply));
+      ASSERT_TRUE(side.fe->client().receive());
+    }
+  }
+  // SET_DEVICE_STATE_FD with one end of a pipe; the u64 reply.
+  static uint64_t transfer(Side& side, uint32_t direction, int fd) {
+    const int fds[1] = {fd};
+    EXPECT_TRUE(side.fe->client().send(FrontendRequest::SetDeviceStateFd,
+                                       request_bytes(vhost_user::DeviceStateTransfer{direction, 0}), fds));
+    auto r = side.fe->client().receive();
+    uint64_t v = ~0ull;
+    if (r && r->payload.size() == 8) std::memcpy(&v, r->payload.data(), 8);
+    return v;
+  }
+  static std::optional<uint64_t> check(Side& side) {
+    return side.fe->client().get_u64(FrontendRequest::CheckDeviceState);
+  }
+  static std::vector<std::byte> save(Side& side) {
+    int p[2] = {-1, -1};
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    UniqueFd rd(p[0]);
+    UniqueFd wr(p[1]);
+    EXPECT_EQ(transfer(side, vhost_user::kTransferSave, wr.get()), vhost_user::kDeviceStateUseFrontendFd);
+    wr.reset();
+    std::vector<std::byte> out;
+    std::byte buf[65536];
+    for (ssize_t n; (n = ::read(rd.get(), buf, sizeof(buf))) > 0;) out.insert(out.end(), buf, buf + n);
+    EXPECT_EQ(check(side), 0u) << side.backend->log();
+    return out;
+  }
+  static uint64_t load(Side& side, const std::vector<std::byte>& state) {
+    int p[2] = {-1, -1};
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    UniqueFd rd(p[0]);
+    UniqueFd wr(p[1]);
+    EXPECT_EQ(transfer(side, vhost_user::kTransferLoad, rd.get()), vhost_user::kDeviceStateUseFrontendFd);
+    rd.reset();
+    for (size_t done = 0; done < state.size();) {
+      const ssize_t n = ::write(wr.get(), state.data() + done, state.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    wr.reset();
+    return check(side).value_or(~0ull);
+  }
+
+  TempSocketPath sock_b_;
+};
+
+TEST_F(DeviceStateMigration, SaveInOneDaemon_LoadInAFreshOne_SameFramesAfter) {
+  Side a;
+  Side b;
+  bring_up(a, sock_.path());
+  ASSERT_TRUE(ok(a, resource_create_2d_request(1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, kW, kH)));
+  ASSERT_TRUE(ok(a, attach_backing_request(1, a.fb.entries)));
+  ASSERT_TRUE(ok(a, set_scanout_request(0, 1, {0, 0, kW, kH})));
+  draw(a, std::byte{0x33});
+  ASSERT_TRUE(a.display->wait_for_updates(1, std::chrono::seconds(5)));
+
+  rings(a, 0);
+  const auto state = save(a);
+  ASSERT_GT(state.size(), uint64_t{kW} * kH * 4) << a.backend->log();
+  rings(a, 1);
+
+  bring_up(b, sock_b_.path());
+  ASSERT_EQ(b.fb.entries.front().addr, a.fb.entries.front().addr);  // the same guest layout, as after migration
+  b.fe->write_backing(b.fb, 0, std::vector<std::byte>(uint64_t{kW} * kH * 4, std::byte{0x33}));
+  rings(b, 0);
+  auto corrupt = state;
+  corrupt[corrupt.size() / 2] ^= std::byte{1};
+  EXPECT_NE(load(b, corrupt), 0u);  // refused: CHECK_DEVICE_STATE fails, the daemon goes on
+  ASSERT_EQ(load(b, state), 0u) << b.backend->log();
+  rings(b, 1);
+  ASSERT_TRUE(b.display->wait_for_updates(1, std::chrono::seconds(5))) << b.backend->log();
+  EXPECT_EQ(b.display->surface(0)->pixels, a.display->surface(0)->pixels);
+
+  // The next frame, drawn by the guest on both.
+  const uint64_t a_updates = a.display->updates();
+  const uint64_t b_updates = b.display->updates();
+  draw(a, std::byte{0x5c});
+  draw(b, std::byte{0x5c});
+  ASSERT_TRUE(a.display->wait_for_updates(a_updates + 1, std::chrono::seconds(5)));
+  ASSERT_TRUE(b.display->wait_for_updates(b_updates + 1, std::chrono::seconds(5)));
+  EXPECT_EQ(b.display->surface(0)->pixels, a.display->surface(0)->pixels);
+  EXPECT_EQ(a.display->pixel(0, 1, 1).value_or(0) & 0xffffff, 0x5c5c5cu);
 }
 
 TEST_F(Daemon, ControlCommands_Many_AllAnswered) {

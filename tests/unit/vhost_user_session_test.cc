@@ -14,6 +14,7 @@
 #include <optional>
 #include <ostream>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "common/event_loop.h"
@@ -60,6 +61,7 @@ class MockBackend : public Backend {
   MOCK_METHOD(std::vector<uint64_t>, shmem_regions, (), (const, override));
   MOCK_METHOD(void, set_shmem_mapper, (ShmemMapper*), (override));
   MOCK_METHOD(bool, shares_objects, (), (const, override));
+  MOCK_METHOD(bool, saves_state, (), (const, override));
   MOCK_METHOD(void, set_shared_objects, (SharedObjects*), (override));
   // Move-only argument: recorded by hand.
   void on_display_socket(UniqueFd fd) override { display_sockets.push_back(std::move(fd)); }
@@ -74,6 +76,19 @@ class MockBackend : public Backend {
     return shared_uuid;
   }
 
+  Result<std::vector<std::byte>, std::string> save_state() const override {
+    if (!state_to_save) return fail(std::string("nothing"));
+    return *state_to_save;
+  }
+  Result<void, std::string> load_state(std::span<const std::byte> bytes, const GuestMemory& /*mem*/) override {
+    loaded_state.assign(bytes.begin(), bytes.end());
+    if (refuse_load) return fail(std::string("refused"));
+    return {};
+  }
+
+  std::optional<std::vector<std::byte>> state_to_save;
+  std::vector<std::byte> loaded_state;
+  bool refuse_load = false;
   std::vector<UniqueFd> display_sockets;
   ObjectUuid shared_uuid{};
   UniqueFd shared_file;
@@ -1387,6 +1402,115 @@ TEST_F(SessionSharedObjectTest, SetBackendReqFd_NotNegotiated_NoChannelForTheBac
   const UniqueFd fd = make_socket();
   ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
   ::testing::Mock::VerifyAndClearExpectations(&backend_);
+}
+
+// DEVICE_STATE (protocol bit 19): offered only by a backend that saves state; a save streams the backend's bytes
+// into the frontend's fd after the reply (bit 8: the frontend's fd is used), a load reads until end of file and
+// hands the bytes over; CHECK_DEVICE_STATE says how the last transfer ended; a running ring refuses it.
+class SessionDeviceStateTest : public SessionTest {
+ protected:
+  void reconnect_saving() {
+    ON_CALL(backend_, saves_state()).WillByDefault(Return(true));
+    session_.reset();
+    int sv[2] = {-1, -1};
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+  }
+};
+
+TEST_F(SessionDeviceStateTest, GetProtocolFeatures_OffersBit19OnlyWhenTheBackendSaves) {
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  EXPECT_EQ(frontend_->receive_u64().value() & (uint64_t{1} << 19), 0u);
+  reconnect_saving();
+  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
+  EXPECT_EQ(frontend_->receive_u64(), Session::kOfferedProtocolFeatures | (uint64_t{1} << 19));
+}
+
+TEST_F(SessionDeviceStateTest, Save_StreamsTheStateAfterTheReply_CheckSaysOk) {
+  reconnect_saving();
+  negotiate_protocol_features(bit(ProtocolFeature::DeviceState));
+  backend_.state_to_save = std::vector<std::byte>(100000, std::byte{0x5a});  // more than a pipe holds
+  int p[2] = {-1, -1};
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd rd(p[0]);
+  UniqueFd wr(p[1]);
+  std::vector<std::byte> got;
+  std::thread reader([&] {
+    std::byte buf[4096];
+    for (ssize_t n; (n = ::read(rd.get(), buf, sizeof(buf))) > 0;) got.insert(got.end(), buf, buf + n);
+  });
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferSave, 0}), {wr.get()}));
+  wr.reset();
+  reader.join();
+  EXPECT_EQ(frontend_->receive_u64(), kDeviceStateUseFrontendFd);
+  EXPECT_EQ(got, *backend_.state_to_save);
+  ASSERT_TRUE(deliver(FrontendRequest::CheckDeviceState));
+  EXPECT_EQ(frontend_->receive_u64(), 0u);
+}
+
+TEST_F(SessionDeviceStateTest, Load_ReadsToEndOfFile_RefusalShowsInCheck) {
+  reconnect_saving();
+  negotiate_protocol_features(bit(ProtocolFeature::DeviceState));
+  for (const bool refuse : {false, true}) {
+    backend_.refuse_load = refuse;
+    int p[2] = {-1, -1};
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    UniqueFd rd(p[0]);
+    UniqueFd wr(p[1]);
+    ASSERT_EQ(::write(wr.get(), "state", 5), 5);
+    wr.reset();
+    ASSERT_TRUE(
+        deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferLoad, 0}), {rd.get()}));
+    EXPECT_EQ(frontend_->receive_u64(), kDeviceStateUseFrontendFd);
+    EXPECT_EQ(backend_.loaded_state.size(), 5u);
+    ASSERT_TRUE(deliver(FrontendRequest::CheckDeviceState));
+    EXPECT_EQ(frontend_->receive_u64(), refuse ? 1u : 0u);
+  }
+  EXPECT_FALSE(session_->broken());
+}
+
+TEST_F(SessionDeviceStateTest, BadDirectionOrPhase_Refused) {
+  reconnect_saving();
+  negotiate_protocol_features(bit(ProtocolFeature::DeviceState));
+  const UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{2, 0}), {fd.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferSave, 1}), {fd.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  ASSERT_TRUE(deliver(FrontendRequest::CheckDeviceState));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);  // nothing transferred
+}
+
+TEST_F(SessionDeviceStateTest, RingRunning_Refused) {
+  reconnect_saving();
+  negotiate_protocol_features(bit(ProtocolFeature::DeviceState));
+  FakeVirtqueue vq(guest_, {.size = kRingSize});
+  start_ring0(vq);
+  ASSERT_TRUE(session_->ring_running(0));
+  backend_.state_to_save = std::vector<std::byte>(8);
+  const UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferSave, 0}), {fd.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  // Stopped (GET_VRING_BASE), the same request is taken.
+  ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
+  ASSERT_TRUE(frontend_->receive());
+  int p[2] = {-1, -1};
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd rd(p[0]);
+  UniqueFd wr(p[1]);
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferSave, 0}), {wr.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), kDeviceStateUseFrontendFd);
+}
+
+TEST_F(SessionDeviceStateTest, SaveRefusedByTheBackend_FailureReplyAndCheck) {
+  reconnect_saving();
+  negotiate_protocol_features(bit(ProtocolFeature::DeviceState));
+  const UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+  ASSERT_TRUE(deliver(FrontendRequest::SetDeviceStateFd, bytes_of(DeviceStateTransfer{kTransferSave, 0}), {fd.get()}));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
+  ASSERT_TRUE(deliver(FrontendRequest::CheckDeviceState));
+  EXPECT_EQ(frontend_->receive_u64(), 1u);
 }
 
 }  // namespace

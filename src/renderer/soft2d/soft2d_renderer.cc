@@ -168,6 +168,15 @@ Result<UniqueFd, RendererError> Soft2DRenderer::export_shared(uint32_t id) {
   return dup;
 }
 
+Result<void, RendererError> Soft2DRenderer::restore_pixels(uint32_t id, std::span<const std::byte> pixels) {
+  auto it = resources_.find(id);
+  if (it == resources_.end()) return fail(RendererError::InvalidResource);
+  Resource& res = it->second;
+  if (pixels.size() != res.bytes) return fail(RendererError::InvalidArgument);
+  std::memcpy(res.pixels.get(), pixels.data(), pixels.size());  // stride == width * 4 here
+  return {};
+}
+
 void Soft2DRenderer::reset() {
   resources_.clear();
   total_bytes_ = 0;

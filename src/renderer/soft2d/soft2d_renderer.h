@@ -54,6 +54,7 @@ class Soft2DRenderer final : public Renderer2D {
   // under us) the first time, then hands out duplicates of that fd. OutOfMemory: memfd_create, ftruncate or
   // mmap failed (the image stays where it was). InvalidResource: unknown id.
   Result<UniqueFd, RendererError> export_shared(uint32_t id) override;
+  Result<void, RendererError> restore_pixels(uint32_t id, std::span<const std::byte> pixels) override;
   void reset() override;
 
   // The resource's pixman image (a borrowed reference), or nullptr for an unknown id. Same lifetime as image().
