@@ -15,7 +15,6 @@
 // SHARED_OBJECT_REMOVE when the resource goes (unref, device reset); the frontend drops the rest itself when
 // this device goes.
 #include <fcntl.h>
-#include <fmt/ranges.h>
 #include <linux/virtio_gpu.h>
 #include <sys/random.h>
 
@@ -42,12 +41,6 @@ std::optional<ObjectUuid> random_uuid() {
   u[6] = static_cast<uint8_t>((u[6] & 0x0f) | 0x40);  // version 4
   u[8] = static_cast<uint8_t>((u[8] & 0x3f) | 0x80);  // variant 10
   return u;
-}
-
-std::string uuid_text(const ObjectUuid& u) {
-  return fmt::format(
-      "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", u[0],
-      u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
 }  // namespace
@@ -89,10 +82,10 @@ void GpuDevice::announce_shared(uint32_t id, Resource& res) {
   auto fd = export_for_sharing(id, res);
   if (!fd) {
     if (!std::exchange(logged_unshared_, true)) {
-      VGPU_LOG_INFO("resource {}: UUID {} is not offered to other devices: {} (logged once)", id, uuid_text(*res.uuid),
+      VGPU_LOG_INFO("resource {}: UUID {} is not offered to other devices: {} (logged once)", id, to_string(*res.uuid),
                     fd.error());
     } else {
-      VGPU_LOG_DEBUG("resource {}: UUID {} is not offered to other devices: {}", id, uuid_text(*res.uuid), fd.error());
+      VGPU_LOG_DEBUG("resource {}: UUID {} is not offered to other devices: {}", id, to_string(*res.uuid), fd.error());
     }
     return;
   }
@@ -100,17 +93,17 @@ void GpuDevice::announce_shared(uint32_t id, Resource& res) {
   const ObjectUuid uuid = *res.uuid;
   auto sent = shared_objects_->add(uuid, [this, id, uuid](BackendReply r) {
     if (r == BackendReply::Done) return;
-    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {}: {}; other devices cannot import it", id, uuid_text(uuid),
+    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {}: {}; other devices cannot import it", id, to_string(uuid),
                   to_string(r));
     Resource* still = resources_.find(id);
     if (still != nullptr && still->uuid == uuid) still->shared_fd.reset();
   });
   if (!sent) {
-    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {} not sent: {}", id, uuid_text(uuid), to_string(sent.error()));
+    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {} not sent: {}", id, to_string(uuid), to_string(sent.error()));
     res.shared_fd.reset();
     return;
   }
-  VGPU_LOG_INFO("resource {}: shared with other devices as {} (SHARED_OBJECT_ADD)", id, uuid_text(uuid));
+  VGPU_LOG_INFO("resource {}: shared with other devices as {} (SHARED_OBJECT_ADD)", id, to_string(uuid));
 }
 
 void GpuDevice::withdraw_shared(Resource& res) {
@@ -120,9 +113,9 @@ void GpuDevice::withdraw_shared(Resource& res) {
   // The answer changes nothing here: the buffer is gone either way (a frontend that refuses keeps a UUID whose
   // GET_SHARED_OBJECT we then refuse).
   if (auto r = shared_objects_->remove(*res.uuid, [](BackendReply) {}); !r) {
-    VGPU_LOG_DEBUG("SHARED_OBJECT_REMOVE {} not sent: {}", uuid_text(*res.uuid), to_string(r.error()));
+    VGPU_LOG_DEBUG("SHARED_OBJECT_REMOVE {} not sent: {}", to_string(*res.uuid), to_string(r.error()));
   } else {
-    VGPU_LOG_DEBUG("SHARED_OBJECT_REMOVE {}", uuid_text(*res.uuid));
+    VGPU_LOG_DEBUG("SHARED_OBJECT_REMOVE {}", to_string(*res.uuid));
   }
 }
 
@@ -162,7 +155,7 @@ CommandResult GpuDevice::on_resource_assign_uuid(const virtio_gpu_resource_assig
       return fail(GpuError::Unspec);
     }
   }
-  const std::string text = uuid_text(*res->uuid);
+  const std::string text = to_string(*res->uuid);
   if (!std::exchange(logged_uuid_, true)) {
     VGPU_LOG_INFO("RESOURCE_ASSIGN_UUID {}: {} (the guest shares a buffer; later UUIDs are logged at debug)",
                   req.resource_id, text);

@@ -1,7 +1,6 @@
 #include "vhost_user/backend_channel.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -36,7 +35,7 @@ std::string describe(const ShmemMapMessage& m) {
 }
 
 std::string describe(const ObjectUuid& u) {
-  return fmt::format("uuid {:02x}", fmt::join(u, ""));
+  return "uuid " + vgpu::to_string(u);
 }
 
 }  // namespace

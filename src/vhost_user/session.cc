@@ -1,7 +1,6 @@
 #include "vhost_user/session.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -865,8 +864,8 @@ Session::Outcome Session::on_get_shared_object(Message& msg) {
     return refused(fmt::format("a {}-byte payload (a UUID is 16 bytes)", msg.payload.size()));
   }
   auto fd = backend_.shared_object_fd(uuid);
-  if (!fd) return refused(fmt::format("no shared object {:02x}: {}", fmt::join(uuid, ""), fd.error()));
-  VGPU_LOG_INFO("vhost-user: GET_SHARED_OBJECT {:02x}: the buffer's fd goes to the frontend", fmt::join(uuid, ""));
+  if (!fd) return refused(fmt::format("no shared object {}: {}", vgpu::to_string(uuid), fd.error()));
+  VGPU_LOG_INFO("vhost-user: GET_SHARED_OBJECT {}: the buffer's fd goes to the frontend", vgpu::to_string(uuid));
   reply_fd_ = std::move(*fd);
   return Reply(bytes_of(uint64_t{0}));
 }

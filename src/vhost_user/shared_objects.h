@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 #include "common/result.h"
 #include "vhost_user/backend_reply.h"
@@ -21,6 +22,9 @@ namespace vgpu {
 
 // A virtio object UUID (16 bytes in wire order, as RESOURCE_ASSIGN_UUID answers it).
 using ObjectUuid = std::array<uint8_t, 16>;
+
+// The canonical 8-4-4-4-12 text of a UUID, for logs.
+std::string to_string(const ObjectUuid& uuid);
 
 class SharedObjects {
  public:

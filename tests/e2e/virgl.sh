@@ -537,7 +537,7 @@ share_case() {
       else
         case_fail share "the second device imported ${uuid} but its bytes differ from the guest's: ${res}"
       fi
-    elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq 'GET_SHARED_OBJECT [0-9a-f]*: the buffer.s fd goes to the frontend' "${backend_log}"; then
+    elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq 'GET_SHARED_OBJECT [0-9a-f-]*: the buffer.s fd goes to the frontend' "${backend_log}"; then
       # QEMU 11.1.3 asked us (GET_SHARED_OBJECT, without the UUID: one bug), got the fd and answered the importer
       # 0 without it: vhost_user_backend_handle_shared_object_lookup hands the fd to the importer's main chardev
       # (qemu_chr_fe_set_msgfds) instead of the reply on the backend channel, and QEMU's next write there sets

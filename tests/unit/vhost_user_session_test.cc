@@ -252,6 +252,15 @@ class SessionTest : public ::testing::Test {
     return session_->on_readable();
   }
 
+  // A fresh session on a fresh socket, for tests that change what the backend offers first.
+  void reconnect() {
+    session_.reset();
+    int sv[2] = {-1, -1};
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_.emplace(UniqueFd(sv[0]));
+    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+  }
+
   void negotiate_protocol_features(uint64_t protocol) {
     ASSERT_TRUE(deliver(FrontendRequest::SetProtocolFeatures, bytes_of(protocol)));
   }
@@ -1210,11 +1219,7 @@ class SessionShmemTest : public SessionTest {
   // A new session whose backend has a host-visible region (shmid 1, as virtio-gpu's).
   void reconnect_with_region() {
     ON_CALL(backend_, shmem_regions()).WillByDefault(Return(std::vector<uint64_t>{0, kHostVisibleSize}));
-    session_.reset();
-    int sv[2] = {-1, -1};
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    frontend_.emplace(UniqueFd(sv[0]));
-    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+    reconnect();
   }
 };
 
@@ -1291,11 +1296,7 @@ class SessionSharedObjectTest : public SessionTest {
  protected:
   void reconnect_sharing() {
     ON_CALL(backend_, shares_objects()).WillByDefault(Return(true));
-    session_.reset();
-    int sv[2] = {-1, -1};
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    frontend_.emplace(UniqueFd(sv[0]));
-    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+    reconnect();
   }
   static std::vector<std::byte> uuid_bytes(const ObjectUuid& u) {
     return std::vector<std::byte>(reinterpret_cast<const std::byte*>(u.data()),
@@ -1411,11 +1412,7 @@ class SessionDeviceStateTest : public SessionTest {
  protected:
   void reconnect_saving() {
     ON_CALL(backend_, saves_state()).WillByDefault(Return(true));
-    session_.reset();
-    int sv[2] = {-1, -1};
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    frontend_.emplace(UniqueFd(sv[0]));
-    session_.emplace(UniqueFd(sv[1]), backend_, loop_, 200);
+    reconnect();
   }
 };
 
