@@ -22,6 +22,12 @@
 #                driver instance, whose resource ids start from 1 again: quad-a at the preferred mode. For ours
 #                the backend log must show the reset (`device reset by the frontend (RESET_DEVICE)`). Not a
 #                default case for qemu-c: QEMU's C backend dies there (see default_cases below)
+#   suspend      guest suspend to RAM (S3; QEMU runs with ICH9-LPC.disable_s3=0): once QMP query-status says
+#                `suspended` the host sends system_wakeup. QEMU resets the device on wakeup and hands the backend
+#                a new display socket (vu_proxy.py must record a second GPU_SET_SOCKET); the guest binds
+#                virtio_gpu again (Linux's driver has no freeze/restore) and draws quad-b at the preferred mode,
+#                which must reach the screen through the new socket. Not a default case for qemu-c (its backend asserts on
+#                the second socket)
 # The cases that need one output share one boot, two-outputs boots again with two.
 #
 # Prints a PASS/FAIL table (stdout) and the time from QEMU's start to the first correct screendump; exits 0
@@ -82,9 +88,9 @@ done
 [[ -n "${kind}" ]] || usage
 [[ -z "${screenshot}" || "${screenshot}" == /* ]] || screenshot="${PWD}/${screenshot}"
 
-all_cases=(modeset partial cursor two-outputs mode-change rebind)
+all_cases=(modeset partial cursor two-outputs mode-change rebind suspend)
 # QEMU's C backend dies on rebind (SIGPIPE on the display socket QEMU replaced, after `vg_sock_fd_read: runtime
-# check failed`), so its reference run leaves that case out unless asked for.
+# check failed`) and on suspend, so its reference run leaves those cases out unless asked for.
 default_cases=("${all_cases[@]}")
 [[ "${kind}" != qemu-c ]] || default_cases=(modeset partial cursor two-outputs mode-change)
 read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${default_cases[*]}}")"
@@ -201,6 +207,22 @@ wait_marker() {
     fi
     sleep 0.05
   done
+}
+
+# wait_run_state STATE SECS: 0 once QMP query-status reports STATE, 1 when time ran out or QEMU ended.
+wait_run_state() {
+  local want="$1" deadline=$(($(date +%s) + $2)) got
+  while bg_running "${qemu_log}" && (($(date +%s) < deadline)); do
+    got="$(qmp "${qmp_sock}" query-status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true)"
+    [[ "${got}" != "${want}" ]] || return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# display_sockets: how many display channels QEMU has handed the backend so far (vu_proxy.py's events).
+display_sockets() {
+  grep -ac '"req": "GPU_SET_SOCKET"' "${events}" || true
 }
 
 # next_step: let the guest go on.
@@ -369,6 +391,29 @@ run_case() {
         case_fail rebind "guest: ${marker}"
       fi
       ;;
+    suspend)
+      [[ "${use_proxy}" == 1 ]] || note "suspend: VGPU_E2E_PROXY=0, the new display socket is not counted"
+      if ! wait_run_state suspended "${first_wait}"; then
+        case_fail suspend "QEMU never reported the guest suspended (query-status) within ${first_wait}s"
+      else
+        local sockets_before
+        sockets_before="$(display_sockets)"
+        log "suspend: the guest is suspended (QMP query-status); ${sockets_before} display socket(s) so far; system_wakeup"
+        qmp "${qmp_sock}" system_wakeup >/dev/null || case_fail suspend "QMP system_wakeup failed"
+        if wait_marker suspend "" $((step_timeout * 2)); then
+          w="${marker%% *}"
+          size_ok suspend "the preferred mode" "${w}" "${size}" || true
+          check_frame suspend suspend "${w}" -- quad-b || true
+          if [[ "${use_proxy}" == 1 ]] && (($(display_sockets) <= sockets_before)); then
+            case_fail suspend "QEMU handed the backend no new display socket on resume ($(display_sockets) in all)"
+          fi
+          case_note suspend "$({ grep -a '^VGPU-E2E: suspend note: resumed' "${console}" || true; } | head -n 1 | tr -d '\r' | sed 's/^VGPU-E2E: suspend note: //'); display sockets ${sockets_before} -> $(display_sockets)"
+          next_step
+        else
+          case_fail suspend "guest after resume: ${marker}"
+        fi
+      fi
+      ;;
   esac
   if [[ "${result[${c}]}" == RUNNING ]]; then
     result[${c}]=PASS
@@ -431,6 +476,7 @@ boot() {
     -m 512M
     -object memory-backend-memfd,id=mem,size=512M,share=on
     -machine q35,memory-backend=mem
+    -global ICH9-LPC.disable_s3=0
     -nodefaults -no-user-config -display none -vga none
     -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
     -qmp "unix:${qmp_sock},server=on,wait=off"

@@ -1,12 +1,18 @@
 /* vgpu-draw: draws known pixels through DRM/KMS on the e2e guest's virtio-gpu, for display.sh to screendump.
  *
  *   vgpu-draw CASE [--ctl DEV] [--timeout SECONDS]
- *   CASE: modeset | partial | cursor | two-outputs | mode-change | rebind | repaint
+ *   CASE: modeset | partial | cursor | two-outputs | mode-change | rebind | suspend | repaint
  *
  * rebind: a guest device reset. The virtio_gpu driver is unbound from its virtio device and bound again
  * (sysfs unbind/bind of the device /sys/class/drm/card0/device names): the virtio core resets the device (status
  * 0; QEMU >= 8.2 then sends the backend RESET_DEVICE where negotiated) and the new driver instance starts from
  * nothing, allocating resource ids from 1 again. Then the modeset case on it: `VGPU-E2E: rebind ok WxH`.
+ *
+ * suspend: the guest suspends to RAM (`mem` into /sys/power/state; QEMU with ICH9-LPC.disable_s3=0) and the
+ * write returns once the host's QMP system_wakeup resumed it. QEMU resets the virtio device on wakeup and sends
+ * the backend a new display socket; Linux's virtio_gpu has no freeze/restore (6.1 to 7.2), so its queues are
+ * gone after resume and the driver is bound again (as in rebind) before it draws quad-b (not quad-a, so that
+ * a frame left from before the suspend cannot pass): `VGPU-E2E: suspend ok WxH`.
  *
  * Raw ioctls on /dev/dri/card0 (no libdrm): GETRESOURCES, GETCONNECTOR, GETENCODER, CREATE_DUMB, MAP_DUMB +
  * mmap, ADDFB, SETCRTC, DIRTYFB, CURSOR/CURSOR2. Built static on the host (build-guest-programs.sh).
@@ -447,10 +453,36 @@ static void rebind_driver(void) {
   say("%s note: virtio_gpu unbound from %s and bound again", g_case, dev);
 }
 
+static void suspend_to_ram(void) {
+  char states[128] = "";
+  int fd = open("/sys/power/state", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("open /sys/power/state");
+  ssize_t n = read(fd, states, sizeof states - 1);
+  close(fd);
+  states[n > 0 ? n : 0] = '\0';
+  errno = 0;
+  if (strstr(states, "mem") == NULL) fail("the kernel offers no suspend to RAM (/sys/power/state: %s)", states);
+  say("%s note: suspending to RAM", g_case);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  write_file("/sys/power/state", "mem"); /* returns after resume */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  say("%s note: resumed after %.1f s (guest monotonic clock)", g_case,
+      (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
 static void case_modeset(void) {
   struct output *o = need_output("Virtual-1");
   struct fb f;
   const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_A);
+  step_done(NULL, "%ux%u", m->hdisplay, m->vdisplay);
+  fb_destroy(&f);
+}
+
+static void case_after_resume(void) {
+  struct output *o = need_output("Virtual-1");
+  struct fb f;
+  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_B);
   step_done(NULL, "%ux%u", m->hdisplay, m->vdisplay);
   fb_destroy(&f);
 }
@@ -626,7 +658,7 @@ int main(int argc, char **argv) {
   const char *ctl = "/dev/ttyS1";
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) {
-    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|rebind|repaint [--ctl DEV] [--timeout S]\n",
+    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|rebind|suspend|repaint [--ctl DEV] [--timeout S]\n",
             argv[0]);
     return 2;
   }
@@ -650,11 +682,13 @@ int main(int argc, char **argv) {
                {"two-outputs", case_two_outputs},
                {"mode-change", case_mode_change},
                {"rebind", case_modeset},
+               {"suspend", case_after_resume},
                {"repaint", case_repaint}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (strcmp(cases[i].name, g_case) == 0) {
       if (strcmp(g_case, "repaint") != 0) ctl_open(ctl); /* repaint talks to no host */
-      if (strcmp(g_case, "rebind") == 0) rebind_driver();
+      if (strcmp(g_case, "suspend") == 0) suspend_to_ram();
+      if (strcmp(g_case, "rebind") == 0 || strcmp(g_case, "suspend") == 0) rebind_driver();
       probe();
       cases[i].run();
       say("%s finished", g_case);
