@@ -1,6 +1,6 @@
 // vgpu_bench: our backend and QEMU's vhost-user-gpu (10.0 installed; 7.2 unpacked by
 // bench/fetch-qemu72-backend.sh) driven by the same test frontend and display server, in one run
-// (DESIGN.md "Performance").
+// (docs/ARCHITECTURE.md, "Performance").
 //
 //   vgpu_bench                                   # every backend, 1 s per case, a markdown table on stdout
 //   vgpu_bench --backends ours,qemu-10.0 --duration-ms 2000 --output bench/results/DATE.md

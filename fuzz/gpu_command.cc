@@ -1,4 +1,4 @@
-// libFuzzer target: virtio-gpu command decoding and handling on soft2d (STYLE.md practice 14).
+// libFuzzer target: virtio-gpu command decoding and handling on soft2d (CONTRIBUTING.md practice 14).
 //
 // Input: byte 0 picks the negotiated features (bit 0: EDID, bit 1: RESOURCE_BLOB; bit 2: a 3D device with a
 // fake renderer whose Venus blobs map, a host-visible region and a fake frontend for SHMEM_MAP / UNMAP; bit 3:

@@ -1,4 +1,4 @@
-// libFuzzer target for the device side of a split virtqueue (STYLE.md practice 14): the input is decoded into
+// libFuzzer target for the device side of a split virtqueue (CONTRIBUTING.md practice 14): the input is decoded into
 // a queue configuration and then a sequence of calls, by the driver (ring and descriptor writes, chains built
 // with ChainBuilder, hostile indices) and by the device (pop, Reader/Writer, add_used, notifications), plus
 // guest memory vanishing underneath. It checks the Queue's promises as it goes and traps when one breaks.

@@ -17,6 +17,8 @@ skipped() { [[ "$skip" == *" $1 "* ]] && echo "(skipped: VGPU_SKIP_STAGES)"; }
 if ! skipped lint; then
   stage "format check (clang-format)"
   scripts/lint.sh format
+  stage "layering check (docs/layers.txt)"
+  scripts/lint.sh layers
 fi
 
 stage "build (build/)"

@@ -1,11 +1,16 @@
 #include "app/main.h"
 
+#include <memory>
+#include <optional>
 #include <variant>
 
 #include "app/options.h"
 #include "app/server.h"
 #include "common/log.h"
+#include "display/display_factory.h"
 #include "gpu/device.h"
+#include "renderer/renderers.h"
+#include "renderer/soft2d/soft2d_renderer.h"
 #ifdef VGPU_HAVE_VIRGL
 #include "renderer/virgl/virgl_renderer.h"
 #endif
@@ -25,8 +30,8 @@ int run_main(int argc, char** argv) {
     VGPU_LOG_ERROR("cannot create the event loop (errno {})", loop.error());
     return 1;
   }
-  std::unique_ptr<Renderer2D> renderer;
-  Renderer3D* renderer_3d = nullptr;
+  // Wiring: the renderer and the displays are chosen here; the device sees only their interfaces.
+  std::optional<Renderers> renderers;
 #ifdef VGPU_HAVE_VIRGL
   if (opts.virgl) {
     // Start 3D before accepting any frontend: a daemon that cannot render must not look alive.
@@ -35,21 +40,22 @@ int run_main(int argc, char** argv) {
       VGPU_LOG_ERROR("--virgl: 3D cannot start: {}", virgl.error());
       return 1;
     }
-    renderer_3d = virgl->get();
-    renderer = std::move(*virgl);
+    renderers = Renderers::with_3d(std::shared_ptr<VirglRenderer>(std::move(*virgl)));
   }
 #endif
+  if (!renderers) renderers = Renderers::only_2d(std::make_shared<Soft2DRenderer>());
   GpuDevice device(
       GpuDeviceConfig{.num_scanouts = opts.outputs,
                       .max_resource_memory = opts.max_resource_memory,
-                      .headless = opts.headless,
                       .headless_width = opts.width,
                       .headless_height = opts.height,
                       .dmabuf_scanout = opts.dmabuf_scanout,
                       .hostmem_size = opts.hostmem,
                       .blob_alignment = opts.blob_alignment == "off" ? BlobAlignmentMode::Off : BlobAlignmentMode::On,
                       .max_venus_contexts = opts.max_venus_contexts},
-      &*loop, std::move(renderer), renderer_3d);
+      &*loop, std::move(*renderers),
+      DisplayFactory::standard(StandardDisplayOptions{
+          .num_scanouts = opts.outputs, .width = opts.width, .height = opts.height, .headless_only = opts.headless}));
   auto dump = [&device, dir = opts.screenshot_dir] {
     auto paths = device.dump_frames(dir);
     if (!paths) {

@@ -200,7 +200,7 @@ int Server::run() {
         }
         case Token::DisplaySocket:
         case Token::RendererPoll:
-        case Token::FenceEventfd: backend_.on_event(ev.source, ev.events); break;
+        case Token::RendererTimer: backend_.on_event(ev.source, ev.events); break;
       }
     }
   }

@@ -11,7 +11,7 @@ std::string_view to_string(Token t) {
     case Token::QueueKick: return "queue-kick";
     case Token::DisplaySocket: return "display";
     case Token::RendererPoll: return "renderer-poll";
-    case Token::FenceEventfd: return "fence-eventfd";
+    case Token::RendererTimer: return "renderer-timer";
     case Token::Signal: return "signal";
     case Token::BackendChannel: return "backend-channel";
     case Token::BackendTimer: return "backend-timer";

@@ -1,4 +1,4 @@
-// One epoll loop with a named token per fd source (STYLE.md practice 10). The loop only reports which
+// One epoll loop with a named token per fd source (CONTRIBUTING.md practice 10). The loop only reports which
 // source is ready; the owner dispatches on the token. Remove an fd before closing it.
 //
 //   EventLoop loop;
@@ -24,7 +24,7 @@ enum class Token : uint32_t {
   QueueKick,       // a virtqueue's kick eventfd; index = queue index
   DisplaySocket,   // the vhost-user-gpu display socket (GPU_SET_SOCKET)
   RendererPoll,    // a renderer's poll fd
-  FenceEventfd,    // fence completions from renderer threads
+  RendererTimer,   // timerfd: polls a renderer that has no poll fd while fenced responses wait
   Signal,          // signalfd: SIGINT, SIGTERM, SIGUSR1
   BackendChannel,  // the vhost-user backend request channel (SET_BACKEND_REQ_FD): the frontend's replies
   BackendTimer,    // timerfd: the oldest unanswered backend request's deadline

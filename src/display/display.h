@@ -1,4 +1,4 @@
-// Where frames go (DESIGN.md "display"). Two sinks implement it: the vhost-user-gpu display socket to QEMU
+// Where frames go (docs/ARCHITECTURE.md, "Displays"). Two sinks implement it: the vhost-user-gpu display socket to QEMU
 // (docs/interop/vhost-user-gpu.rst), and a headless sink that keeps the latest frame of each scanout and
 // can write it as PNG. The device calls these from the event-loop thread; nothing here blocks: messages
 // are queued and written as the socket accepts them, replies are read when the socket is readable.
@@ -12,8 +12,10 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "common/result.h"
 #include "renderer/dmabuf.h"
 #include "renderer/image.h"
 
@@ -97,6 +99,11 @@ class Display {
   // False once the display is gone (socket closed or broken): remove fd() from the loop, drop the display
   // and fall back to headless. A dead display ignores every call.
   [[nodiscard]] virtual bool alive() const { return true; }
+  // Saves a scanout's latest frame as a PNG where the display keeps frames (HeadlessDisplay); others refuse.
+  [[nodiscard]] virtual Result<void, std::string> write_png(uint32_t scanout, const std::string& path) const {
+    (void)scanout, (void)path;
+    return fail(std::string("frames are shown by the frontend's display, not kept here"));
+  }
 };
 
 }  // namespace vgpu

@@ -60,7 +60,7 @@ class HeadlessDisplay final : public Display {
 
   // Saves a scanout's frame as an 8-bit RGB PNG (no alpha). Fails for a disabled or unknown scanout, or when
   // the file cannot be written.
-  [[nodiscard]] Result<void, std::string> write_png(uint32_t scanout, const std::string& path) const;
+  [[nodiscard]] Result<void, std::string> write_png(uint32_t scanout, const std::string& path) const override;
   // Saves every enabled scanout: into `directory_or_prefix`/scanout-<n>.png when it names a directory, else
   // to `directory_or_prefix`<n>.png. Returns the paths written (none when no scanout shows anything).
   [[nodiscard]] Result<std::vector<std::string>, std::string> write_all_png(

@@ -1,4 +1,4 @@
-// One table drives decoding (STYLE.md practice 5): for each virtio-gpu command its type, name, the exact
+// One table drives decoding (CONTRIBUTING.md practice 5): for each virtio-gpu command its type, name, the exact
 // request struct size, the queue it belongs on, the feature bit it needs, and the handler. The dispatcher
 // peeks the header, finds the entry, checks queue, feature and size, copies the request struct out of the
 // guest once and calls the typed handler with the host copy. Logs, tests and fuzzers reuse the table.

@@ -114,8 +114,7 @@ CommandResult GpuDevice::on_ctx_destroy(const virtio_gpu_ctx_destroy& req, Reade
   r3d_->destroy_context(ctx_id);
   // The renderer drops the fences of a destroyed context without signalling them: release what waits on
   // them, in order, so the driver is not left waiting for work that no longer exists.
-  release_fences(
-      [ctx_id](const PendingFence& p) { return p.ring.kind == FenceRing::Kind::Context && p.ring.ctx_id == ctx_id; });
+  complete_fenced(fences_.forget_context(ctx_id));
   return ResponseBytes{};
 }
 

@@ -7,21 +7,19 @@
 #endif
 #include <linux/virtio_ring.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <utility>
 
 #include "common/checked.h"
 #include "common/log.h"
-#include "display/headless_display.h"
-#include "display/socket_display.h"
 #include "gpu/command_names.h"
-#include "renderer/soft2d/soft2d_renderer.h"
-#include "vhost_user/message.h"
 
 namespace vgpu {
 
@@ -34,25 +32,21 @@ constexpr uint64_t feature_bit(unsigned bit) {
 // Large enough for every request struct in the command table (checked there with a static_assert).
 constexpr size_t kMaxRequestSize = 128;
 
-std::unique_ptr<Display> make_headless(const GpuDeviceConfig& cfg) {
-  return std::make_unique<HeadlessDisplay>(cfg.num_scanouts, cfg.headless_width, cfg.headless_height);
-}
-
 }  // namespace
 
-GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Renderer2D> renderer,
-                     Renderer3D* renderer_3d)
+GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, const Renderers& renderers, DisplayFactory displays)
     : cfg_(config),
       loop_(loop),
-      renderer_(renderer ? std::move(renderer) : std::make_shared<Soft2DRenderer>()),
-      r3d_(renderer_3d),
+      renderer_(renderers.r2d()),
+      r3d_(renderers.r3d()),
+      displays_(std::move(displays)),
       resources_(config.max_resource_memory) {
   config_.num_scanouts = cfg_.num_scanouts;
   if (r3d_ != nullptr) {
     // num_capsets is what really initialised (spec 5.7.4), never a fixed count.
     config_.num_capsets = static_cast<uint32_t>(r3d_->capsets().size());
-    // Callbacks come only from r3d_->poll(), which the event loop calls: no lock, no re-entrancy into
-    // virglrenderer (the renderer documents this).
+    // Callbacks run on the loop's thread, from r3d_->poll() and possibly from inside create_fence(): no lock;
+    // fences_ keeps a signal that comes before its response is held.
     r3d_->set_fence_callback([this](FenceRing ring, uint64_t id) { on_fence(ring, id); });
     register_renderer_poll();
   }
@@ -71,7 +65,7 @@ GpuDevice::GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Re
                                     : "the renderer cannot map blobs into another process (Venus did not start)");
     }
   }
-  install_display(make_headless(cfg_));
+  install_display(displays_.idle());
 }
 
 GpuDevice::~GpuDevice() {
@@ -81,6 +75,7 @@ GpuDevice::~GpuDevice() {
   for (const auto& [id, ctx] : contexts_) {
     if (ctx.poll_fd >= 0) loop_->remove(ctx.poll_fd);
   }
+  if (fence_timer_) loop_->remove(fence_timer_.get());
 }
 
 void GpuDevice::register_renderer_poll() {
@@ -124,8 +119,8 @@ std::vector<uint64_t> GpuDevice::shmem_regions() const {
 bool GpuDevice::read_config(uint32_t offset, std::span<std::byte> out) const {
   // Frontends read more than our 16 bytes: QEMU 11.1's vhost-user-gpu-pci asks for 20 (its config struct grew)
   // and a generic device reads its config_size; refusing made the guest's probe fail. Bytes past the struct
-  // read as zero (the spec's reserved fields), up to vhost-user's config limit.
-  if (!range_fits<size_t>(offset, out.size(), vhost_user::kMaxConfigSize)) return false;
+  // read as zero (the spec's reserved fields), up to the device's config window.
+  if (!range_fits<size_t>(offset, out.size(), kConfigWindow)) return false;
   std::fill(out.begin(), out.end(), std::byte{0});
   // virtio_gpu_config (four u32) and, virtio 1.4, blob_alignment (0 where not offered: a reserved field).
   std::array<std::byte, kConfigBlobAlignmentOffset + sizeof(uint32_t)> space{};
@@ -162,7 +157,7 @@ void GpuDevice::on_queue_stopped(size_t index) {
       stalled_.reset();
     }
     // Held fenced responses were answered already: hand them back now rather than lose them.
-    release_fences([](const PendingFence&) { return true; });
+    complete_fenced(fences_.release_if([](const FenceTable::Response&) { return true; }));
     // Commands waiting for the frontend are answered now (an error); their mappings are unmapped when mapped.
     answer_held_now();
   }
@@ -185,7 +180,7 @@ void GpuDevice::drain(size_t index) {
     if (outcome == Outcome::Held) {
       held_.push_back({std::exchange(hold_token_, 0), held_hdr_, std::move(*stalled_)});
     } else if (outcome == Outcome::Fenced) {
-      pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(*stalled_), written});
+      hold_fenced(std::move(*stalled_), written);
     } else {
       queue->add_used(std::move(*stalled_), written);
     }
@@ -209,9 +204,7 @@ void GpuDevice::drain(size_t index) {
           stalled_.emplace(std::move(**chain));
           stalled = true;
           break;
-        case Outcome::Fenced:
-          pending_fences_.push_back({pending_fence_ring_, pending_fence_id_, std::move(**chain), written});
-          break;
+        case Outcome::Fenced: hold_fenced(std::move(**chain), written); break;
         case Outcome::Held: held_.push_back({std::exchange(hold_token_, 0), held_hdr_, std::move(**chain)}); break;
         case Outcome::Done: queue->add_used(std::move(**chain), written); break;
       }
@@ -221,6 +214,7 @@ void GpuDevice::drain(size_t index) {
   queue->notify_if_needed();
   layout_fresh_ = false;
   update_display_registration();
+  update_fence_timer();
 }
 
 bool GpuDevice::display_ready_for(uint32_t type, std::span<const std::byte> request) {
@@ -362,33 +356,54 @@ bool GpuDevice::fence_command(const virtio_gpu_ctrl_hdr& hdr) {
   return true;
 }
 
-void GpuDevice::on_fence(FenceRing ring, uint64_t fence_id) {
-  Queue* queue = queues_[kControlQueue];
-  // Held responses are in submission order; releasing every one of this ring up to fence_id keeps the
-  // per-ring completion order. The race "a fence signals right after creation" cannot lose a completion:
-  // the chain is held before the event loop next calls r3d_->poll(), the only place callbacks run.
-  for (auto it = pending_fences_.begin(); it != pending_fences_.end();) {
-    if (it->ring == ring && it->fence_id <= fence_id) {
-      if (queue != nullptr) queue->add_used(std::move(it->chain), it->written);
-      it = pending_fences_.erase(it);
-    } else {
-      ++it;
-    }
+void GpuDevice::hold_fenced(DescriptorChain chain, uint32_t written) {
+  auto back = fences_.hold({pending_fence_ring_, pending_fence_id_, std::move(chain), written});
+  if (back) {
+    std::vector<FenceTable::Response> now;
+    now.push_back(std::move(*back));
+    complete_fenced(std::move(now));
   }
-  if (queue != nullptr) queue->notify_if_needed();
 }
 
-void GpuDevice::release_fences(const std::function<bool(const PendingFence&)>& which) {
+void GpuDevice::on_fence(FenceRing ring, uint64_t fence_id) {
+  complete_fenced(fences_.signal(ring, fence_id));
+  update_fence_timer();
+}
+
+void GpuDevice::complete_fenced(std::vector<FenceTable::Response> responses) {
   Queue* queue = queues_[kControlQueue];
-  for (auto it = pending_fences_.begin(); it != pending_fences_.end();) {
-    if (which(*it)) {
-      if (queue != nullptr) queue->add_used(std::move(it->chain), it->written);
-      it = pending_fences_.erase(it);
-    } else {
-      ++it;
+  if (queue == nullptr || responses.empty()) return;
+  for (FenceTable::Response& r : responses) queue->add_used(std::move(r.chain), r.written);
+  queue->notify_if_needed();
+}
+
+void GpuDevice::update_fence_timer() {
+  const bool want = r3d_ != nullptr && loop_ != nullptr && registered_poll_fd_ < 0 && !fences_.empty();
+  if (want == fence_timer_armed_) return;
+  if (want && !fence_timer_) {
+    fence_timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    if (!fence_timer_) {
+      VGPU_LOG_ERROR("timerfd_create for the fence timer: {}: fenced commands wait for the next poll fd event",
+                     std::strerror(errno));
+      return;
     }
+    if (auto r = loop_->add(fence_timer_.get(), {Token::RendererTimer, 0}, EPOLLIN); !r) {
+      VGPU_LOG_ERROR("cannot poll the fence timer (errno {})", r.error());
+      fence_timer_.reset();
+      return;
+    }
+    VGPU_LOG_INFO("the renderer has no poll fd: fenced commands are polled every {} us", kFenceTimerPeriodUs);
   }
-  if (queue != nullptr) queue->notify_if_needed();
+  if (!fence_timer_) return;
+  // The renderer signals only when asked (poll()); 1 ms keeps a fence's latency near the GPU's without
+  // spinning, and the timer runs only while responses wait.
+  itimerspec spec{};
+  if (want) {
+    spec.it_value.tv_nsec = kFenceTimerPeriodUs * 1000;
+    spec.it_interval.tv_nsec = kFenceTimerPeriodUs * 1000;
+  }
+  ::timerfd_settime(fence_timer_.get(), 0, &spec, nullptr);
+  fence_timer_armed_ = want;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -428,17 +443,23 @@ void GpuDevice::update_display_registration() {
 }
 
 void GpuDevice::on_display_socket(UniqueFd fd) {
-  if (cfg_.headless) {
+  if (!displays_.frontend) {
     VGPU_LOG_INFO("display socket received; ignored (--headless)");
     return;
   }
   VGPU_LOG_INFO("display socket received: frames go to the frontend's display");
-  install_display(std::make_unique<SocketDisplay>(std::move(fd), cfg_.num_scanouts));
+  install_display(displays_.frontend(std::move(fd)));
 }
 
 void GpuDevice::on_event(Source source, uint32_t events) {
   if (source.token == Token::DisplaySocket) on_display_event(events);
-  if (source.token == Token::RendererPoll && r3d_ != nullptr) r3d_->poll();
+  if (source.token == Token::RendererTimer && fence_timer_) {
+    uint64_t expirations = 0;
+    if (::read(fence_timer_.get(), &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
+      VGPU_LOG_WARN("fence timer read: {}", std::strerror(errno));
+    }
+  }
+  if ((source.token == Token::RendererPoll || source.token == Token::RendererTimer) && r3d_ != nullptr) r3d_->poll();
 }
 
 void GpuDevice::on_memory_changing() {
@@ -456,7 +477,7 @@ void GpuDevice::on_display_event(uint32_t events) {
   display_->on_event(events);
   if (!display_->alive()) {
     VGPU_LOG_WARN("display socket closed: keeping frames headless until the frontend sends a new one");
-    install_display(make_headless(cfg_));
+    install_display(displays_.idle());
     return;
   }
   update_display_registration();
@@ -474,13 +495,11 @@ void GpuDevice::on_display_changed() {
 }
 
 Result<std::vector<std::string>, std::string> GpuDevice::dump_frames(const std::string& directory) const {
-  const auto* headless = dynamic_cast<const HeadlessDisplay*>(display_.get());
-  if (headless == nullptr) return fail(std::string("frames are shown by the frontend's display, not kept here"));
   std::vector<std::string> paths;
   for (uint32_t s = 0; s < cfg_.num_scanouts; ++s) {
     if (scanouts_[s].resource_id == 0) continue;
     std::string path = (std::filesystem::path(directory) / ("scanout-" + std::to_string(s) + ".png")).string();
-    if (auto r = headless->write_png(s, path); !r) return fail(r.error());
+    if (auto r = display_->write_png(s, path); !r) return fail(r.error());
     paths.push_back(std::move(path));
   }
   return paths;
@@ -488,7 +507,7 @@ Result<std::vector<std::string>, std::string> GpuDevice::dump_frames(const std::
 
 void GpuDevice::reset() {
   if (stalled_) stalled_.reset();  // its queue is gone with the session
-  pending_fences_.clear();
+  fences_.clear();
   held_.clear();
   deferred_maps_.clear();
   hold_token_ = 0;
@@ -524,9 +543,10 @@ void GpuDevice::reset() {
   // the loop runs again, so it never reads the images this frees.
   renderer_->reset();
   register_renderer_poll();  // virglrenderer's reset re-initialises it with a new poll fd
+  update_fence_timer();
   last_layout_.reset();
   display_refresh_requested_ = false;
-  install_display(make_headless(cfg_));
+  install_display(displays_.idle());
 }
 
 }  // namespace vgpu

@@ -4,9 +4,11 @@
 // VIRTIO_GPU_RESP_ERR_* on failure; the device keeps serving whatever the guest sends.
 //
 // Pixels are the renderer's (Renderer2D), frames go to a Display: the vhost-user-gpu socket QEMU sends with
-// GPU_SET_SOCKET, or a headless sink (always until a socket arrives, or for good with `headless`).
+// GPU_SET_SOCKET, or the idle sink (until a socket arrives, or for good): both made by the DisplayFactory
+// app/ hands in, so the device names no concrete display or renderer.
 //
-//   GpuDevice device(GpuDeviceConfig{.num_scanouts = 1}, &loop);
+//   GpuDevice device(GpuDeviceConfig{.num_scanouts = 1}, &loop, Renderers::only_2d(std::make_shared<Soft2DRenderer>()),
+//                    DisplayFactory::standard({.num_scanouts = 1}));
 //   Server server(device, ...);
 #pragma once
 
@@ -26,12 +28,15 @@
 
 #include "common/event_loop.h"
 #include "display/display.h"
+#include "display/display_factory.h"
 #include "gpu/command_table.h"
+#include "gpu/fence_table.h"
 #include "gpu/host_visible.h"
 #include "gpu/resource_table.h"
 #include "gpu/state_format.h"
 #include "renderer/renderer_2d.h"
 #include "renderer/renderer_3d.h"
+#include "renderer/renderers.h"
 #include "vhost_user/backend.h"
 
 namespace vgpu {
@@ -54,8 +59,7 @@ enum class BlobAlignmentMode : uint8_t { On, Off };
 struct GpuDeviceConfig {
   uint32_t num_scanouts = 1;                    // 1..VIRTIO_GPU_MAX_SCANOUTS
   uint64_t max_resource_memory = 512ull << 20;  // host bytes a guest can make us allocate
-  bool headless = false;                        // ignore GPU_SET_SOCKET's display; keep frames ourselves
-  uint32_t headless_width = 1280;               // the layout a headless display reports
+  uint32_t headless_width = 1280;               // the mode GET_EDID describes when the display reports none
   uint32_t headless_height = 800;
   // Show scanouts of 3D resources and host blobs as dma-bufs the renderer exports (DMABUF_SCANOUT2 and
   // DMABUF_UPDATE, no pixels copied), where it can export them; the rest go by readback and UPDATE. QEMU
@@ -75,13 +79,16 @@ class GpuDevice final : public Backend {
   static constexpr size_t kCursorQueue = 1;
   // RESOURCE_ATTACH_BACKING entries accepted per resource (16 host bytes each, charged to the budget).
   static constexpr uint32_t kMaxBackingEntries = 1u << 18;
+  // The config space as frontends may read it: the struct, then zeros, up to this many bytes (what QEMU's
+  // virtio-pci device-config window and vhost-user's GET_CONFIG carry at most); reads past it are refused.
+  static constexpr size_t kConfigWindow = 256;
+  // How often the fence timer polls a renderer that has no poll fd while fenced responses wait.
+  static constexpr long kFenceTimerPeriodUs = 1000;
 
-  // `loop` may be null (unit tests, fuzzers): a display socket is then not polled. Without a renderer the
-  // device uses soft2d (2D only). With a 3D renderer (`renderer_3d` is the same object as `renderer`, e.g.
-  // VirglRenderer), VIRGL and CONTEXT_INIT are offered and the 3D commands work.
-  // The renderer is shared so tests can lend one (virglrenderer allows one instance per process).
-  GpuDevice(GpuDeviceConfig config, EventLoop* loop, std::shared_ptr<Renderer2D> renderer = nullptr,
-            Renderer3D* renderer_3d = nullptr);
+  // `loop` may be null (unit tests, fuzzers): a display socket is then not polled. With a 3D renderer
+  // (Renderers::with_3d), VIRGL and CONTEXT_INIT are offered and the 3D commands work. The renderer is
+  // shared so tests can lend one (virglrenderer allows one instance per process).
+  GpuDevice(GpuDeviceConfig config, EventLoop* loop, const Renderers& renderers, DisplayFactory displays);
   ~GpuDevice() override;
 
   [[nodiscard]] size_t num_queues() const override { return 2; }
@@ -112,13 +119,13 @@ class GpuDevice final : public Backend {
   void on_memory_changed() override;
   void reset() override;
 
-  // Replaces the display (tests inject fakes; the device itself swaps headless and socket displays).
+  // Replaces the display (tests inject fakes; the device itself swaps the factory's idle and frontend ones).
   void install_display(std::unique_ptr<Display> display);
 
   // The display socket's fd is ready (Token::DisplaySocket).
   void on_event(Source source, uint32_t events) override;
   void on_display_event(uint32_t events);
-  // Writes every scanout's latest frame as PNG (headless display only); the paths written, or an error.
+  // Writes every scanout's latest frame as PNG (a display that keeps frames); the paths written, or an error.
   Result<std::vector<std::string>, std::string> dump_frames(const std::string& directory) const;
 
   [[nodiscard]] const virtio_gpu_config& config() const { return config_; }
@@ -126,7 +133,22 @@ class GpuDevice final : public Backend {
   [[nodiscard]] const Display& display() const { return *display_; }
   [[nodiscard]] bool has_feature(int bit) const { return bit < 0 || (acked_features_ >> bit & 1) != 0; }
 
-  // Typed handlers (called through the command table with host copies of the request).
+  [[nodiscard]] size_t pending_fences() const { return fences_.size(); }
+  // Whether the fence timer (Token::RendererTimer) polls the renderer: it has no poll fd and responses wait.
+  [[nodiscard]] bool fence_timer_armed() const { return fence_timer_armed_; }
+  [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
+  // A host-visible region is offered (--hostmem, and a renderer that can map blobs).
+  [[nodiscard]] bool host_visible() const { return host_visible_.has_value(); }
+  [[nodiscard]] const HostVisibleRegion* host_visible_region() const {
+    return host_visible_ ? &*host_visible_ : nullptr;
+  }
+  // Control commands answered later (MAP_BLOB / UNMAP_BLOB waiting for the frontend).
+  [[nodiscard]] size_t held_commands() const { return held_.size(); }
+
+ private:
+  friend struct CommandHandlers;  // command_table.cc: the table's thunks call the handlers below
+
+  // Typed handlers, called only through the command table with host copies of the request.
   CommandResult on_get_display_info(const virtio_gpu_ctrl_hdr& req, Reader& rest);
   CommandResult on_get_edid(const virtio_gpu_cmd_get_edid& req, Reader& rest);
   CommandResult on_resource_assign_uuid(const virtio_gpu_resource_assign_uuid& req, Reader& rest);
@@ -154,17 +176,6 @@ class GpuDevice final : public Backend {
   CommandResult on_resource_map_blob(const virtio_gpu_resource_map_blob& req, Reader& rest);
   CommandResult on_resource_unmap_blob(const virtio_gpu_resource_unmap_blob& req, Reader& rest);
 
-  [[nodiscard]] size_t pending_fences() const { return pending_fences_.size(); }
-  [[nodiscard]] bool has_3d() const { return r3d_ != nullptr; }
-  // A host-visible region is offered (--hostmem, and a renderer that can map blobs).
-  [[nodiscard]] bool host_visible() const { return host_visible_.has_value(); }
-  [[nodiscard]] const HostVisibleRegion* host_visible_region() const {
-    return host_visible_ ? &*host_visible_ : nullptr;
-  }
-  // Control commands answered later (MAP_BLOB / UNMAP_BLOB waiting for the frontend).
-  [[nodiscard]] size_t held_commands() const { return held_.size(); }
-
- private:
   // SET_SCANOUT_BLOB's description of the blob as an image (plane 0; every virtio-gpu format has one plane).
   struct BlobLayout {
     PixelFormat format = PixelFormat::B8G8R8X8;
@@ -189,7 +200,7 @@ class GpuDevice final : public Backend {
   enum class Outcome {
     Done,    // answered: put the chain on the used ring
     Stall,   // waits for the display (GET_DISPLAY_INFO / GET_EDID): keep it in stalled_ and stop draining
-    Fenced,  // answered, but the response is released when its fence signals (pending_fences_)
+    Fenced,  // answered, but the response is released when its fence signals (fences_)
     Held,    // not answered yet: the frontend's reply decides the response (held_, complete_held)
   };
   // A control command whose answer waits for the frontend (MAP_BLOB, UNMAP_BLOB); later commands go on.
@@ -197,12 +208,6 @@ class GpuDevice final : public Backend {
     uint64_t token;
     virtio_gpu_ctrl_hdr hdr;  // the request's header, echoed in the response
     DescriptorChain chain;
-  };
-  struct PendingFence {
-    FenceRing ring;
-    uint64_t fence_id;
-    DescriptorChain chain;
-    uint32_t written;
   };
 
   // Host-visible memory (commands_map.cc). A handler that sends the frontend a request calls hold() and
@@ -234,9 +239,13 @@ class GpuDevice final : public Backend {
   bool fence_command(const virtio_gpu_ctrl_hdr& hdr);
   // The renderer signalled `fence_id` on `ring`: release every held response of that ring up to it, in order.
   void on_fence(FenceRing ring, uint64_t fence_id);
-  // Completes every held response now (queue stopping, context destroyed: the renderer drops their fences).
-  void release_fences(const std::function<bool(const PendingFence&)>& which);
+  // A fenced chain process() just answered: held in fences_, or used at once when its fence already signalled.
+  void hold_fenced(DescriptorChain chain, uint32_t written);
+  // Puts released responses on the control queue's used ring (dropped with the queue when it is gone).
+  void complete_fenced(std::vector<FenceTable::Response> responses);
   void register_renderer_poll();
+  // Arms the fence timer while responses wait on a renderer without a poll fd; disarms it otherwise.
+  void update_fence_timer();
   [[nodiscard]] Result<const GuestScatterList*, GpuError> backing_of(uint32_t resource_id) const;
   // True when `type` can be answered now (GET_DISPLAY_INFO / GET_EDID wait for the display's answers).
   // Asks the display to refresh its layout for GET_DISPLAY_INFO (once per command).
@@ -267,16 +276,19 @@ class GpuDevice final : public Backend {
   std::array<Queue*, 2> queues_{};
   std::optional<DescriptorChain> stalled_;  // a control command waiting for the display
   std::shared_ptr<Renderer2D> renderer_;
-  Renderer3D* r3d_ = nullptr;  // the same object as renderer_ when 3D is on
+  Renderer3D* r3d_ = nullptr;  // the same object as renderer_ when 3D is on (Renderers guarantees it)
   struct Context {
     int poll_fd = -1;  // a Venus context's own fence fd, registered as Token::RendererPoll index ctx_id
     uint32_t capset = 0;
   };
   std::unordered_map<uint32_t, Context> contexts_;
-  std::deque<PendingFence> pending_fences_;
+  FenceTable fences_;
   FenceRing pending_fence_ring_;  // set by fence_command() for the chain process() just answered
   uint64_t pending_fence_id_ = 0;
   int registered_poll_fd_ = -1;
+  UniqueFd fence_timer_;  // timerfd, created on first need (Token::RendererTimer)
+  bool fence_timer_armed_ = false;
+  DisplayFactory displays_;
   std::unique_ptr<Display> display_;
   bool display_refresh_requested_ = false;
   bool layout_fresh_ = false;  // a refreshed layout arrived during the current drain pass

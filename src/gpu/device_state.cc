@@ -38,7 +38,7 @@ Result<std::vector<std::byte>, std::string> GpuDevice::save_state() const {
         "the 3D renderer is on (--virgl/--venus): virglrenderer cannot serialise its contexts, resources and "
         "host blobs, so no state is saved"));
   }
-  if (stalled_ || !held_.empty() || !pending_fences_.empty()) {
+  if (stalled_ || !held_.empty() || !fences_.empty()) {
     return fail(std::string("commands are in flight: stop the rings first (migration phase \"stopped\")"));
   }
   DeviceState st;

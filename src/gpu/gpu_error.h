@@ -1,4 +1,4 @@
-// A closed set of guest-visible command failures, one per VIRTIO_GPU_RESP_ERR_* (STYLE.md practice 6).
+// A closed set of guest-visible command failures, one per VIRTIO_GPU_RESP_ERR_* (CONTRIBUTING.md practice 6).
 // Handlers pick the most specific one; the dispatcher writes it as the response type.
 //
 //   if (!resources_.contains(id)) return fail(GpuError::InvalidResourceId);

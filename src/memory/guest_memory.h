@@ -1,7 +1,7 @@
 // The only code that touches mapped guest bytes. Regions come from the frontend (vhost-user SET_MEM_TABLE,
 // ADD_MEM_REG, REM_MEM_REG) as shared file descriptors; every access is bounds-checked and split across
 // regions when it crosses a boundary. Callers get copies, never pointers into the guest (the guest can change
-// those bytes at any time; see STYLE.md "copy first, then validate").
+// those bytes at any time; see CONTRIBUTING.md practice 4, "copy first, then validate").
 //
 //   GuestMemory mem;
 //   auto region = MappedRegion::map(desc, fd);          // mmap(MAP_SHARED) honouring mmap_offset

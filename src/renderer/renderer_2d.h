@@ -1,4 +1,4 @@
-// The device's view of a 2D renderer (STYLE.md practice 8: narrow interfaces split by concern). soft2d
+// The device's view of a 2D renderer (CONTRIBUTING.md practice 8: narrow interfaces split by concern). soft2d
 // (pixman) is always built; virgl implements the same interface for 2D commands on 3D-capable builds.
 // The device has validated every id, rectangle, offset and size before calling; the renderer still reads
 // guest memory only through GuestScatterList, which bounds-checks every access.

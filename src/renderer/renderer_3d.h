@@ -1,4 +1,4 @@
-// The device's view of a 3D renderer (STYLE.md practice 8): capsets, 3D contexts, 3D resources and their
+// The device's view of a 3D renderer (CONTRIBUTING.md practice 8): capsets, 3D contexts, 3D resources and their
 // transfers, command submission, and fences on the global timeline or per (context, ring). A 3D renderer also
 // implements Renderer2D (2D commands on 3D-capable builds, RESOURCE_UNREF, scanout readback), so the device
 // holds one object through both interfaces. Every call comes from the device's event-loop thread.
@@ -119,8 +119,10 @@ struct FenceRing {
   bool operator==(const FenceRing&) const = default;
 };
 
-// Called once per created fence, in creation order per ring, from poll() (never from another thread, never
-// from inside the library). The callback may call back into the renderer.
+// Called once per created fence, in creation order per ring, on the caller's thread: from poll(), or from
+// inside create_fence() when the fence is already done (VirglRenderer delivers what the library retired
+// during that call). Never from another thread, never from inside the library. The callback may call back
+// into the renderer. The device's FenceTable keeps a signal that comes before its response is held.
 using FenceCallback = std::function<void(FenceRing ring, uint64_t fence_id)>;
 
 // A mappable blob's memory as another process maps it (RESOURCE_MAP_BLOB, through the frontend): the fd, where
@@ -217,11 +219,11 @@ class Renderer3D {
   // a size that is not a multiple of 4 or above the renderer's cap, or a stream the renderer rejects.
   virtual Result<void, Renderer3DError> submit_3d(uint32_t ctx_id, std::span<const std::byte> commands) = 0;
 
-  // Fences. The callback is delivered from poll() for each fence, in creation order per ring.
+  // Fences. The callback is delivered for each fence, in creation order per ring (see FenceCallback).
   virtual void set_fence_callback(FenceCallback callback) = 0;
   virtual Result<void, Renderer3DError> create_fence(FenceRing ring, uint64_t fence_id) = 0;
-  // An fd that becomes readable when poll() has work, or -1: then the device must call poll() periodically
-  // (e.g. every millisecond while fences are pending). It may change across Renderer2D::reset(): re-read it.
+  // An fd that becomes readable when poll() has work, or -1: then the device calls poll() from its fence timer
+  // (every millisecond while fenced responses wait). It may change across Renderer2D::reset(): re-read it.
   [[nodiscard]] virtual int poll_fd() const = 0;
   // A context's own fd (Venus contexts on a render server signal through it), or -1 (use poll_fd / a timer).
   [[nodiscard]] virtual int context_poll_fd(uint32_t ctx_id) const = 0;

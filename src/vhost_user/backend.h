@@ -1,4 +1,4 @@
-// The one interface between the vhost-user transport and a device (STYLE.md practice 8). The transport owns
+// The one interface between the vhost-user transport and a device (CONTRIBUTING.md practice 8). The transport owns
 // the socket, guest memory and the vrings; the device sees queues, config space and feature bits only.
 //
 //   class GpuDevice final : public vgpu::Backend { ... };
@@ -69,7 +69,7 @@ class Backend {
   // The driver kicked queue `index`: drain it. `mem` stays valid for the duration of the call.
   virtual void on_queue_kick(size_t index, Queue& queue, const GuestMemory& mem) = 0;
 
-  // An fd the device registered in the event loop itself (Token::DisplaySocket, RendererPoll, FenceEventfd)
+  // An fd the device registered in the event loop itself (Token::DisplaySocket, RendererPoll, RendererTimer)
   // is ready. Default: the device registers nothing.
   virtual void on_event(Source source, uint32_t events) {
     (void)source;

@@ -1,5 +1,5 @@
 // One vhost-user frontend connection: its negotiated features, guest memory, vrings and the fixed
-// validation pipeline every message goes through (STYLE.md practice 7):
+// validation pipeline every message goes through (CONTRIBUTING.md practice 7):
 //
 //   header (version 1, no reply or reserved flag bits) → known request → fd count whitelist → exact payload
 //   size → copy + validate() → feature gate → one handler → reply (its own, or REPLY_ACK's u64)

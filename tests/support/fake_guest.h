@@ -1,4 +1,4 @@
-// The guest side of a virtqueue, for unit tests, fuzzers and benchmarks (STYLE.md practice 12):
+// The guest side of a virtqueue, for unit tests, fuzzers and benchmarks (CONTRIBUTING.md practice 12):
 //
 //  - FakeGuestMemory: guest RAM in one memfd, cut into regions at chosen guest addresses (gaps allowed) and
 //    mapped through MappedRegion::map, so the real mmap path (and mmap_offset) is exercised. Hands out a

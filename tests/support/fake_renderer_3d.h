@@ -1,10 +1,12 @@
 // A Renderer3D for device tests that need what no renderer on this machine class can do: export dma-bufs.
 // 2D resources are soft2d's (so readback works as with a real renderer); contexts and blobs are bookkeeping;
 // "dma-bufs" are memfds of the resource's size, which a test can tell apart by inode. Fences signal at the
-// next poll(). Everything else answers as a renderer that has nothing to do.
+// next poll(), or from inside create_fence() (signal_in_create_fence, as a renderer whose work is already
+// done may). poll_fd() is -1 unless a test sets `poll_fd_value`. Everything else answers as a renderer that
+// has nothing to do.
 //
 //   FakeRenderer3D r;
-//   GpuHarness h(GpuDeviceConfig{.dmabuf_scanout = true}, features, 64 << 20, shared(r), &r);
+//   GpuHarness h(GpuDeviceConfig{.dmabuf_scanout = true}, features, 64 << 20, Renderers::with_3d(borrow(r)));
 //   r.exportable = false;   // the driver cannot export: the device must fall back to readback
 #pragma once
 
@@ -146,11 +148,13 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
   void set_fence_callback(FenceCallback callback) override { fence_callback_ = std::move(callback); }
   Result<void, Renderer3DError> create_fence(FenceRing ring, uint64_t fence_id) override {
     fences_.emplace_back(ring, fence_id);
+    if (signal_in_create_fence) poll();
     return {};
   }
-  [[nodiscard]] int poll_fd() const override { return -1; }
+  [[nodiscard]] int poll_fd() const override { return poll_fd_value; }
   [[nodiscard]] int context_poll_fd(uint32_t) const override { return -1; }
   void poll() override {
+    ++polls;
     auto due = std::exchange(fences_, {});
     for (const auto& [ring, id] : due) {
       if (fence_callback_) fence_callback_(ring, id);
@@ -165,6 +169,9 @@ class FakeRenderer3D final : public Renderer2D, public Renderer3D {
   // Test controls and observations.
   bool exportable = true;
   bool mappable = true;
+  bool signal_in_create_fence = false;
+  int poll_fd_value = -1;
+  int polls = 0;
   std::map<uint32_t, ino_t> mapped_inodes;  // the latest blob_mapping of each resource
   int export_calls = 0;
   int display_flushes = 0;

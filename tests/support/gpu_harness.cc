@@ -5,12 +5,13 @@
 namespace vgpu::test {
 
 GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t memory_bytes,
-                       std::shared_ptr<Renderer2D> renderer, Renderer3D* renderer_3d) {
+                       std::optional<Renderers> renderers, EventLoop* loop) {
   // Two adjacent regions, so backings can straddle a region boundary.
   const uint64_t half = memory_bytes / 2;
   guest_ = std::make_unique<FakeGuestMemory>(
       std::vector<FakeRegion>{{GuestAddress{0}, half}, {GuestAddress{half}, memory_bytes - half}});
-  device_ = std::make_unique<GpuDevice>(config, nullptr, std::move(renderer), renderer_3d);
+  device_ = std::make_unique<GpuDevice>(config, loop, renderers ? std::move(*renderers) : soft2d_renderers(),
+                                        standard_displays(config));
   device_->set_acked_features(acked_features);
   for (size_t i = 0; i < device_->num_queues(); ++i) {
     vqs_.push_back(std::make_unique<FakeVirtqueue>(*guest_, FakeQueueOptions{.size = 256}));

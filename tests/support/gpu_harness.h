@@ -4,6 +4,7 @@
 //   GpuHarness h;
 //   virtio_gpu_resource_create_2d req{.hdr = {.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D}, .resource_id = 1, ...};
 //   EXPECT_EQ(h.command_type(req), VIRTIO_GPU_RESP_OK_NODATA);
+// Without `renderers` the device renders with soft2d; displays are the standard ones (device_parts.h).
 #pragma once
 
 #include <linux/virtio_gpu.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "gpu/device.h"
+#include "support/device_parts.h"
 #include "support/fake_guest.h"
 
 namespace vgpu::test {
@@ -23,8 +25,8 @@ class GpuHarness {
   static constexpr uint64_t kDefaultFeatures = uint64_t{1} << VIRTIO_GPU_F_EDID;
 
   explicit GpuHarness(GpuDeviceConfig config = {}, uint64_t acked_features = kDefaultFeatures,
-                      uint64_t memory_bytes = 64ull << 20, std::shared_ptr<Renderer2D> renderer = nullptr,
-                      Renderer3D* renderer_3d = nullptr);
+                      uint64_t memory_bytes = 64ull << 20, std::optional<Renderers> renderers = std::nullopt,
+                      EventLoop* loop = nullptr);
   ~GpuHarness();
   GpuHarness(const GpuHarness&) = delete;
   GpuHarness& operator=(const GpuHarness&) = delete;

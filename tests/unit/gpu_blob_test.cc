@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "support/device_parts.h"
 #include "support/fake_display.h"
 #include "support/gpu_harness.h"
 
@@ -58,7 +59,8 @@ class GpuBlob : public ::testing::Test {
 };
 
 TEST(GpuBlobFeatures, Offered_On2dDevice) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   EXPECT_NE(dev.features() & (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB), 0u);
 }
 

@@ -219,7 +219,7 @@ TEST_F(GpuDeviceState, GuestBlobScanout_SavedAndShownAfterLoad) {
 TEST(GpuDeviceState3D, Save_Refused_WithTheReason) {
   FakeRenderer3D r3d;
   GpuHarness h(GpuDeviceConfig{}, GpuHarness::kDefaultFeatures | (uint64_t{1} << VIRTIO_GPU_F_VIRGL), 64ull << 20,
-               nullptr, &r3d);
+               Renderers::with_3d(borrow(r3d)));
   auto r = h.device().save_state();
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("virglrenderer"), std::string::npos) << r.error();

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "gpu/command_names.h"
+#include "support/device_parts.h"
 
 namespace vgpu {
 namespace {
@@ -24,18 +25,21 @@ uint32_t read_u32(const GpuDevice& dev, uint32_t offset) {
 }
 
 TEST(GpuDevice, Config_TwoOutputs_ReportsNumScanouts) {
-  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 2}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{.num_scanouts = 2};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_scanouts)), 2u);
 }
 
 TEST(GpuDevice, Config_Default_NoCapsets) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   EXPECT_EQ(read_u32(dev, offsetof(virtio_gpu_config, num_capsets)), 0u);
 }
 
 TEST(GpuDevice, ReadConfig_PastTheStruct_ReadsZeros) {
   // QEMU 11.1's vhost-user-gpu-pci reads 20 bytes; a generic device its config_size.
-  GpuDevice dev(GpuDeviceConfig{.num_scanouts = 3}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{.num_scanouts = 3};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   std::array<std::byte, 24> buf{};
   buf.fill(std::byte{0x77});
   ASSERT_TRUE(dev.read_config(0, buf));
@@ -48,31 +52,36 @@ TEST(GpuDevice, ReadConfig_PastTheStruct_ReadsZeros) {
 }
 
 TEST(GpuDevice, ReadConfig_PastVhostUserLimit_Refused) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   std::array<std::byte, 8> buf{};
   EXPECT_FALSE(dev.read_config(252, buf));
 }
 
 TEST(GpuDevice, ReadConfig_HugeOffset_Refused) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   std::array<std::byte, 4> buf{};
   EXPECT_FALSE(dev.read_config(0xfffffffeu, buf));
 }
 
 TEST(GpuDevice, WriteConfig_NumScanouts_Refused) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   std::array<std::byte, 4> one{std::byte{1}};
   EXPECT_FALSE(dev.write_config(offsetof(virtio_gpu_config, num_scanouts), one));
 }
 
 TEST(GpuDevice, WriteConfig_EventsClear_Accepted) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   std::array<std::byte, 4> one{std::byte{1}};
   EXPECT_TRUE(dev.write_config(offsetof(virtio_gpu_config, events_clear), one));
 }
 
 TEST(GpuDevice, Features_2d_OfferTransportBitsEdidBlobAndUuid) {
-  GpuDevice dev(GpuDeviceConfig{}, nullptr);
+  const GpuDeviceConfig cfg = GpuDeviceConfig{};
+  GpuDevice dev(cfg, nullptr, test::soft2d_renderers(), test::standard_displays(cfg));
   const uint64_t expected = (uint64_t{1} << VIRTIO_F_VERSION_1) | (uint64_t{1} << VIRTIO_RING_F_INDIRECT_DESC) |
                             (uint64_t{1} << VIRTIO_RING_F_EVENT_IDX) | (uint64_t{1} << VIRTIO_GPU_F_EDID) |
                             (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB) | (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_UUID);

@@ -32,7 +32,7 @@ class GpuDmabufScanout : public ::testing::Test {
  protected:
   void start(bool dmabuf_scanout, bool display_accepts = true) {
     h_.emplace(GpuDeviceConfig{.dmabuf_scanout = dmabuf_scanout}, kFeatures, 64ull << 20,
-               std::shared_ptr<Renderer2D>(std::shared_ptr<void>(), &r_), &r_);
+               Renderers::with_3d(borrow(r_)));
     auto d = std::make_unique<FakeDisplay>(1);
     display_ = d.get();
     display_->accept_dmabufs = display_accepts;

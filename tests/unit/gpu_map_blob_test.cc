@@ -42,7 +42,7 @@ class GpuMapBlob : public ::testing::Test {
         h_(
             GpuDeviceConfig{
                 .hostmem_size = kHostmem, .blob_alignment = BlobAlignmentMode::On, .max_venus_contexts = max_venus},
-            kFeatures, 64ull << 20, r_, r_.get()) {
+            kFeatures, 64ull << 20, Renderers::with_3d(r_)) {
     h_.device().set_shmem_mapper(&mapper_);
     EXPECT_EQ(h_.ctx_create(kCtx, kCapsetVenus), kOk);
   }
@@ -104,7 +104,7 @@ TEST_F(GpuMapBlob, Config_OffersShmid1BlobAlignmentAndThePageInConfigSpace) {
 TEST(GpuMapBlobConfig, RendererCannotMapBlobs_NoRegionNoAlignmentBit) {
   auto r = venus_renderer();
   r->mappable = false;
-  GpuHarness h(GpuDeviceConfig{.hostmem_size = kHostmem}, kFeatures, 64ull << 20, r, r.get());
+  GpuHarness h(GpuDeviceConfig{.hostmem_size = kHostmem}, kFeatures, 64ull << 20, Renderers::with_3d(r));
   EXPECT_FALSE(h.device().host_visible());
   EXPECT_TRUE(h.device().shmem_regions().empty());
   EXPECT_EQ(h.device().features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
@@ -114,7 +114,7 @@ TEST(GpuMapBlobConfig, RendererCannotMapBlobs_NoRegionNoAlignmentBit) {
 TEST(GpuMapBlobConfig, BlobAlignmentOff_NotOffered_FieldZero_MappingsStillPageAligned) {
   auto r = venus_renderer();
   GpuHarness h(GpuDeviceConfig{.hostmem_size = kHostmem, .blob_alignment = BlobAlignmentMode::Off}, kFeatures,
-               64ull << 20, r, r.get());
+               64ull << 20, Renderers::with_3d(r));
   ASSERT_EQ(::sysconf(_SC_PAGESIZE), 4096);
   EXPECT_TRUE(h.device().host_visible());
   EXPECT_EQ(h.device().features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
@@ -122,13 +122,14 @@ TEST(GpuMapBlobConfig, BlobAlignmentOff_NotOffered_FieldZero_MappingsStillPageAl
   ASSERT_TRUE(h.device().read_config(16, field));
   EXPECT_EQ(field, (std::array<std::byte, 4>{}));  // reserved: zero
   EXPECT_EQ(h.device().host_visible_region()->alignment(), kPage);
-  GpuDevice on(GpuDeviceConfig{.hostmem_size = kHostmem}, nullptr, r, r.get());  // the default
+  const GpuDeviceConfig on_cfg{.hostmem_size = kHostmem};  // blob_alignment: the default
+  GpuDevice on(on_cfg, nullptr, Renderers::with_3d(r), standard_displays(on_cfg));
   EXPECT_NE(on.features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);
 }
 
 TEST(GpuMapBlobConfig, NoHostmem_AsBefore) {
   auto r = venus_renderer();
-  GpuHarness h(GpuDeviceConfig{}, kFeatures, 64ull << 20, r, r.get());
+  GpuHarness h(GpuDeviceConfig{}, kFeatures, 64ull << 20, Renderers::with_3d(r));
   EXPECT_FALSE(h.device().host_visible());
   EXPECT_TRUE(h.device().shmem_regions().empty());
   EXPECT_EQ(h.device().features() & (uint64_t{1} << kFeatureBlobAlignment), 0u);

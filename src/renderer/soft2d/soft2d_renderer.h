@@ -1,5 +1,5 @@
 // The software 2D renderer: each resource is a zero-filled host buffer (stride = width * 4) wrapped in a
-// pixman image of the matching format. Always built; needs no GPU (DESIGN.md "renderers").
+// pixman image of the matching format. Always built; needs no GPU (docs/ARCHITECTURE.md, "Renderers").
 //
 //   Soft2DRenderer r;                                        // or Soft2DRenderer r(/*max_total_bytes=*/256 << 20);
 //   if (auto c = r.create_resource(1, PixelFormat::B8G8R8X8, 1280, 800); !c) ...;   // RendererError

@@ -441,7 +441,7 @@ Result<void, RendererError> VirglRenderer::transfer_to_host_2d(uint32_t id, cons
   const uint64_t extent = uint64_t{rect.height - 1} * stride + row_bytes;
   if (!range_fits(offset, extent, backing.size())) return fail(RendererError::InvalidArgument);
 
-  // Copy first (STYLE.md practice 4), then upload from the host copy: the library never sees guest memory here.
+  // Copy first (CONTRIBUTING.md practice 4), then upload from the host copy: the library never sees guest memory here.
   std::vector<std::byte> rows;
   try {
     rows.resize(static_cast<size_t>(row_bytes * rect.height));

@@ -949,8 +949,7 @@ class Gpu3dCommands : public ::testing::Test {
     r_ = shared_renderer();
     if (r_ == nullptr) GTEST_FAIL() << "VirglRenderer::create failed: " << init_error();
     // Borrowed, not owned: an aliasing shared_ptr with no control block.
-    h_.emplace(GpuDeviceConfig{}, k3dFeatures, 64ull << 20, std::shared_ptr<Renderer2D>(std::shared_ptr<void>(), r_),
-               r_);
+    h_.emplace(GpuDeviceConfig{}, k3dFeatures, 64ull << 20, Renderers::with_3d(borrow(*r_)));
   }
   void TearDown() override {
     h_.reset();
@@ -1195,8 +1194,7 @@ TEST_F(Gpu3dCommands, Resource3d_CreateAttachTransferScanout_FlushReachesDisplay
 // (this machine class) by readback with exact pixels; the device never leaves the display without a frame.
 TEST_F(Gpu3dCommands, DmabufScanout_DmabufWhereExportableElseReadback) {
   h_.reset();
-  h_.emplace(GpuDeviceConfig{.dmabuf_scanout = true}, k3dFeatures, 64ull << 20,
-             std::shared_ptr<Renderer2D>(std::shared_ptr<void>(), r_), r_);
+  h_.emplace(GpuDeviceConfig{.dmabuf_scanout = true}, k3dFeatures, 64ull << 20, Renderers::with_3d(borrow(*r_)));
   auto d = std::make_unique<FakeDisplay>(1);
   FakeDisplay* display = d.get();
   display->accept_dmabufs = true;
