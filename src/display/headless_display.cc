@@ -19,7 +19,7 @@ constexpr uint32_t kBlack = 0xff000000u;  // x8r8g8b8 black, X as 0xff (what con
 
 bool image_ok(const ImageView& image) {
   const auto row = checked_mul(image.width, kBytesPerPixel);
-  return image.data != nullptr && display::is_known_format(image.format) && row && image.stride >= *row;
+  return image.data != nullptr && is_known_format(image.format) && row && image.stride >= *row;
 }
 
 }  // namespace

@@ -201,7 +201,7 @@ inline void convert_row_with(const std::byte* src, std::byte* dst, uint32_t widt
 // or B8G8R8A8's alpha) reaches QEMU as it is in the resource, exactly as with QEMU's own backend, whose SRC
 // composite of an a8r8g8b8 or x8r8g8b8 resource into its x8r8g8b8 UPDATE buffer is pixman's memcpy path.
 constexpr bool is_update_layout(PixelFormat format) {
-  return format == PixelFormat::B8G8R8X8 || format == PixelFormat::B8G8R8A8;
+  return is_known_format(format) && pixel_format_info(format).to_xrgb == ToXrgb::Same;
 }
 
 // One row of `width` pixels in `format` to PIXMAN_x8r8g8b8 as stored on a little-endian host (bytes B, G, R,
@@ -209,38 +209,17 @@ constexpr bool is_update_layout(PixelFormat format) {
 // (the headless sink keeps its frames so). SocketDisplay converts only formats that are not is_update_layout().
 // (A row memcpy plus a separate X-byte pass for B8G8R8X8 measured slower in vgpu_bench than this single
 // vectorised pass: the second pass walks 8 MiB again.)
-// Each case reads a pixel as a little-endian uint32 w (byte 0 in the low bits).
+// Each case reads a pixel as a little-endian uint32 w (byte 0 in the low bits); the table says which.
 inline void convert_row_to_x8r8g8b8(PixelFormat format, const std::byte* src, std::byte* dst, uint32_t width) {
-  switch (format) {
-    case PixelFormat::B8G8R8A8:  // bytes B G R A: w = 0xAARRGGBB
-    case PixelFormat::B8G8R8X8: convert_row_with(src, dst, width, [](uint32_t w) { return w; }); return;
-    case PixelFormat::A8R8G8B8:  // bytes A R G B: w = 0xBBGGRRAA
-    case PixelFormat::X8R8G8B8:
-      convert_row_with(src, dst, width, [](uint32_t w) { return __builtin_bswap32(w); });
-      return;
-    case PixelFormat::R8G8B8A8:  // bytes R G B A: w = 0xAABBGGRR
-    case PixelFormat::R8G8B8X8:
+  switch (pixel_format_info(format).to_xrgb) {
+    case ToXrgb::Same: convert_row_with(src, dst, width, [](uint32_t w) { return w; }); return;
+    case ToXrgb::ByteSwap: convert_row_with(src, dst, width, [](uint32_t w) { return __builtin_bswap32(w); }); return;
+    case ToXrgb::SwapRB:
       convert_row_with(src, dst, width,
                        [](uint32_t w) { return (w & 0x0000ff00u) | ((w & 0xffu) << 16) | ((w >> 16) & 0xffu); });
       return;
-    case PixelFormat::A8B8G8R8:  // bytes A B G R: w = 0xRRGGBBAA
-    case PixelFormat::X8B8G8R8: convert_row_with(src, dst, width, [](uint32_t w) { return w >> 8; }); return;
+    case ToXrgb::ShiftDown: convert_row_with(src, dst, width, [](uint32_t w) { return w >> 8; }); return;
   }
-}
-
-// True for the eight formats PixelFormat names (a view built from an unchecked wire value may hold others).
-constexpr bool is_known_format(PixelFormat f) {
-  switch (f) {
-    case PixelFormat::B8G8R8A8:
-    case PixelFormat::B8G8R8X8:
-    case PixelFormat::A8R8G8B8:
-    case PixelFormat::X8R8G8B8:
-    case PixelFormat::R8G8B8A8:
-    case PixelFormat::X8B8G8R8:
-    case PixelFormat::A8B8G8R8:
-    case PixelFormat::R8G8B8X8: return true;
-  }
-  return false;
 }
 
 }  // namespace vgpu::display

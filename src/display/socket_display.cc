@@ -51,7 +51,7 @@ bool is_cursor(Request r) {
 // A usable ImageView: known format, data, and rows at least width * 4 bytes apart.
 bool image_ok(const ImageView& image) {
   const auto row = checked_mul(image.width, kBytesPerPixel);
-  return image.data != nullptr && display::is_known_format(image.format) && row && image.stride >= *row;
+  return image.data != nullptr && is_known_format(image.format) && row && image.stride >= *row;
 }
 
 // `height` rows of `width` pixels of `image`, from `src`, as UPDATE data at `dst` (stride width * 4).

@@ -4,8 +4,8 @@
 // commands_map.cc.
 //
 // A blob scanout is copied into a host shadow of the scanout rectangle on RESOURCE_FLUSH (from guest memory,
-// or read back from the renderer), and sent to the display like any other frame: this machine class has no
-// dma-buf export, so the copy is the path every display gets.
+// or read back from the renderer), and sent to the display like any other frame. With --dmabuf-scanout a host
+// blob the renderer can export goes as a dma-buf instead (scanout_dmabuf.cc); guest blobs are always copied.
 #include <algorithm>
 #include <cstring>
 #include <limits>

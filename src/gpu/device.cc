@@ -283,7 +283,9 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
       // Copy the request out of the guest once; everything after this reads the host copy.
       alignas(8) std::array<std::byte, kMaxRequestSize> request{};
       const auto request_bytes = std::span(request).first(info->request_size);
-      (void)reader.read_bytes(request_bytes);  // cannot fail: remaining() >= request_size
+      // remaining() >= request_size was checked, but a stalled chain retried after the frontend removed a
+      // region reads zeros: the all-zero request then fails validation like any other bad one.
+      (void)reader.read_bytes(request_bytes);
       // A flush still being sent from a resource's pixels: no control command may change them until the
       // socket took it all (cursor commands only read their own resource and queue behind it).
       if (!cursor_queue && display_->busy()) return Outcome::Stall;

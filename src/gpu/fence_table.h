@@ -2,7 +2,7 @@
 // a command with VIRTIO_GPU_FLAG_FENCE until the command's work is done"; per (context, ring) with
 // VIRTIO_GPU_FLAG_INFO_RING_IDX, one global timeline otherwise).
 //
-// What this type guarantees (fence_table_test.cc breaks each on purpose):
+// What this type guarantees (tests/unit/gpu_fence_table_test.cc checks each):
 //   - a held response comes back only once its ring's signalled fence id reaches its own;
 //   - the responses of one ring come back in the order they were held;
 //   - a signal is never lost: the table remembers the last fence id signalled per ring, so a response held

@@ -1,5 +1,5 @@
 // What the device, the renderers and the display share about pixels: rectangles, the virtio-gpu 2D pixel
-// formats (spec 5.7.6.8 "enum virtio_gpu_formats"), and a read-only view of a resource's host image.
+// formats (pixel_format.h, the one table of them), and a read-only view of a resource's host image.
 //
 //   auto fmt = pixel_format_from_virtio(VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);   // std::optional<PixelFormat>
 //   ImageView v = renderer.image(id).value();
@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+
+#include "renderer/pixel_format.h"
 
 namespace vgpu {
 
@@ -41,24 +43,6 @@ constexpr Rect intersect(const Rect& a, const Rect& b) {
   return Rect{static_cast<uint32_t>(x0), static_cast<uint32_t>(y0), static_cast<uint32_t>(x1 - x0),
               static_cast<uint32_t>(y1 - y0)};
 }
-
-// The eight 32-bit formats virtio-gpu defines; the value is the wire value. Names give the byte order in
-// memory (B8G8R8A8: byte 0 is blue), as the spec does.
-enum class PixelFormat : uint32_t {
-  B8G8R8A8 = 1,
-  B8G8R8X8 = 2,
-  A8R8G8B8 = 3,
-  X8R8G8B8 = 4,
-  R8G8B8A8 = 67,
-  X8B8G8R8 = 68,
-  A8B8G8R8 = 121,
-  R8G8B8X8 = 134,
-};
-
-constexpr uint32_t kBytesPerPixel = 4;  // every virtio-gpu 2D format is 32 bits per pixel
-
-std::optional<PixelFormat> pixel_format_from_virtio(uint32_t wire);
-std::string_view to_string(PixelFormat f);
 
 // A read-only view of a host image: `height` rows of `stride` bytes, `width` pixels each.
 struct ImageView {

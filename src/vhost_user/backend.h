@@ -121,7 +121,8 @@ class Backend {
     return fail(std::string("this device loads no state"));
   }
 
-  // The frontend went away or sent RESET_OWNER: drop all guest state (the next connection starts fresh).
+  // The frontend went away, sent RESET_OWNER or RESET_DEVICE (a guest device reset): drop all guest state (the
+  // next connection or driver starts fresh).
   // Not called for SET_STATUS 0: QEMU sends that on every stop, VM pause included.
   virtual void reset() {}
 };

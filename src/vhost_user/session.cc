@@ -78,6 +78,9 @@ std::string_view protocol_feature_name(ProtocolFeature f) {
     case ProtocolFeature::ConfigureMemSlots: return "CONFIGURE_MEM_SLOTS";
     case ProtocolFeature::Status: return "STATUS";
     case ProtocolFeature::Shmem: return "SHMEM";
+    case ProtocolFeature::ResetDevice: return "RESET_DEVICE";
+    case ProtocolFeature::SharedObject: return "SHARED_OBJECT";
+    case ProtocolFeature::DeviceState: return "DEVICE_STATE";
     default: return "(not offered)";
   }
 }

@@ -1,4 +1,4 @@
-// A Renderer3D for device tests that need what no renderer on this machine class can do: export dma-bufs.
+// A Renderer3D for device tests that need what virglrenderer cannot do without a GPU: export dma-bufs.
 // 2D resources are soft2d's (so readback works as with a real renderer); contexts and blobs are bookkeeping;
 // "dma-bufs" are memfds of the resource's size, which a test can tell apart by inode. Fences signal at the
 // next poll(), or from inside create_fence() (signal_in_create_fence, as a renderer whose work is already

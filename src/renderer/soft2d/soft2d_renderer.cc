@@ -14,10 +14,6 @@
 
 namespace vgpu {
 
-// pixman formats describe a native-endian 32-bit word; the table below is for little-endian hosts (QEMU
-// swaps it on big-endian ones through PIXMAN_BE_*). We build for x86-64 and arm64 only.
-static_assert(std::endian::native == std::endian::little, "to_pixman_format assumes a little-endian host");
-
 namespace {
 
 // pixman takes int widths, heights and strides.
@@ -26,17 +22,7 @@ constexpr uint64_t kPixmanMax = std::numeric_limits<int32_t>::max();
 }  // namespace
 
 pixman_format_code_t to_pixman_format(PixelFormat f) {
-  switch (f) {
-    case PixelFormat::B8G8R8A8: return PIXMAN_a8r8g8b8;
-    case PixelFormat::B8G8R8X8: return PIXMAN_x8r8g8b8;
-    case PixelFormat::A8R8G8B8: return PIXMAN_b8g8r8a8;
-    case PixelFormat::X8R8G8B8: return PIXMAN_b8g8r8x8;
-    case PixelFormat::R8G8B8A8: return PIXMAN_a8b8g8r8;
-    case PixelFormat::X8B8G8R8: return PIXMAN_r8g8b8x8;
-    case PixelFormat::A8B8G8R8: return PIXMAN_r8g8b8a8;
-    case PixelFormat::R8G8B8X8: return PIXMAN_x8b8g8r8;
-  }
-  return PIXMAN_x8r8g8b8;  // unreachable: PixelFormat values come from pixel_format_from_virtio
+  return pixel_format_info(f).pixman;
 }
 
 Soft2DRenderer::Soft2DRenderer(uint64_t max_total_bytes) : max_total_bytes_(max_total_bytes) {}

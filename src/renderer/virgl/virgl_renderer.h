@@ -74,10 +74,10 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
   // Reads the rect's rows (resource stride width * 4, as soft2d) into a host buffer, then uploads it.
   Result<void, RendererError> transfer_to_host_2d(uint32_t id, const Rect& rect, uint64_t offset,
                                                   const GuestScatterList& backing) override;
-  // Scanout readback: the resource's level 0 read into a host shadow buffer (this machine class has no
-  // dma-buf export). Only for 2D-shaped resources (PIPE_TEXTURE_2D or RECT, one of the eight 32-bit formats);
-  // nullopt otherwise or when the readback fails. Rows come in the order TRANSFER_FROM_HOST_3D gives them
-  // (the library flips Y_0_TOP resources for us). Valid until the next call on this resource.
+  // Scanout readback: the resource's level 0 read into a host shadow buffer (the path for every display
+  // that takes no dma-buf, and where export fails). Only for 2D-shaped resources (PIPE_TEXTURE_2D or RECT, one of the
+  // eight 32-bit formats); nullopt otherwise or when the readback fails. Rows come in the order TRANSFER_FROM_HOST_3D
+  // gives them (the library flips Y_0_TOP resources for us). Valid until the next call on this resource.
   [[nodiscard]] std::optional<ImageView> image(uint32_t id) const override;
   // Device reset: drops every context, resource and pending fence (no callbacks). Cheap when nothing was
   // created since the last one. With thread_sync it cleans the library up and initialises it again, because
