@@ -1,13 +1,14 @@
+// SocketDisplay: the vhost-user-gpu protocol over the display socket (socket_display.h): negotiation, the
+// display info cycle, EDIDs, dma-buf scanouts, the cursor, and how each UPDATE is framed (zero-copy, copied or
+// coalesced). The bytes go out through a FrameWriter (frame_writer.h).
 #include "display/socket_display.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <string>
 
@@ -23,9 +24,6 @@ using display::Request;
 namespace {
 
 constexpr size_t kHeaderSize = sizeof(MessageHeader);
-static_assert(SocketDisplay::kMaxIov <= IOV_MAX);
-// The least send window (a socket reporting a tiny SO_SNDBUF still gets a useful batch of rows).
-constexpr size_t kMinSendWindow = size_t{64} * 1024;
 
 template <class T>
 T load(std::span<const std::byte> bytes) {
@@ -42,6 +40,11 @@ Rect bounding_box(const Rect& a, const Rect& b) {
   const uint64_t y1 = std::max(uint64_t{a.y} + a.height, uint64_t{b.y} + b.height);
   return Rect{static_cast<uint32_t>(x0), static_cast<uint32_t>(y0), static_cast<uint32_t>(x1 - x0),
               static_cast<uint32_t>(y1 - y0)};
+}
+
+// The request a message's tag carries (make_message).
+Request request_of(const FrameTag& tag) {
+  return static_cast<Request>(tag.kind);
 }
 
 bool is_cursor(Request r) {
@@ -71,7 +74,9 @@ void write_update_rows(const ImageView& image, const std::byte* src, std::byte* 
 }  // namespace
 
 SocketDisplay::SocketDisplay(UniqueFd socket, uint32_t num_scanouts)
-    : socket_(std::move(socket)), num_scanouts_(std::min(num_scanouts, kMaxScanouts)) {
+    : socket_(std::move(socket)),
+      num_scanouts_(std::min(num_scanouts, kMaxScanouts)),
+      writer_(socket_.get(), [this](const FrameTag& tag, size_t size) { retired(tag, size); }) {
   int type = 0;
   socklen_t len = sizeof(type);
   if (!socket_ || ::getsockopt(socket_.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
@@ -83,10 +88,6 @@ SocketDisplay::SocketDisplay(UniqueFd socket, uint32_t num_scanouts)
     fail(std::string("cannot make the socket non-blocking: ") + std::strerror(errno));
     return;
   }
-  int sndbuf = 0;
-  len = sizeof(sndbuf);
-  const bool known = ::getsockopt(socket_.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 && sndbuf > 0;
-  send_window_ = std::max(known ? static_cast<size_t>(sndbuf) : 0, kMinSendWindow);
   expected_.push_back({Request::GetProtocolFeatures, Role::Features});
   push(make_message(Request::GetProtocolFeatures, 0, 0));
 }
@@ -121,7 +122,7 @@ void SocketDisplay::refresh() {
 
 uint32_t SocketDisplay::wanted_events() const {
   if (!alive_) return 0;
-  return EPOLLIN | (queue_.empty() && !borrowed_ ? 0u : static_cast<uint32_t>(EPOLLOUT));
+  return EPOLLIN | (writer_.idle() ? 0u : static_cast<uint32_t>(EPOLLOUT));
 }
 
 void SocketDisplay::set_listener(std::function<void()> on_change) {
@@ -141,8 +142,8 @@ void SocketDisplay::set_scanout(uint32_t scanout, uint32_t width, uint32_t heigh
   s.width = width;
   s.height = height;
   // QEMU builds a fresh surface on SCANOUT: unsent updates of the old one are moot.
-  drop_unsent([&](const Outgoing& m) {
-    return m.scanout == scanout && (m.request == Request::Scanout || m.request == Request::Update);
+  drop_unsent([&](const FrameTag& t) {
+    return t.key == scanout && (request_of(t) == Request::Scanout || request_of(t) == Request::Update);
   });
   if (s.dmabuf) {
     // vhost-user-gpu.rst: "To disable a scanout, the dimensions width/height are set to 0, there is no file
@@ -180,8 +181,8 @@ bool SocketDisplay::set_scanout_dmabuf(uint32_t scanout, const DmabufImage& imag
   s.width = shown.width;
   s.height = shown.height;
   s.dmabuf = true;
-  drop_unsent([&](const Outgoing& m) {
-    return m.scanout == scanout && (m.request == Request::Scanout || m.request == Request::Update);
+  drop_unsent([&](const FrameTag& t) {
+    return t.key == scanout && (request_of(t) == Request::Scanout || request_of(t) == Request::Update);
   });
   const display::DmabufScanoutPayload base{scanout,
                                            shown.x,
@@ -234,8 +235,7 @@ void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView
   // Nothing ahead of it and no conversion to do: straight from the image (busy() until the socket took it).
   const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
   const bool one_span = rect.height == 1 || image.stride == row_bytes;
-  if (queue_.empty() && !borrowed_ && display::is_update_layout(image.format) &&
-      (one_span || row_bytes >= kMinZeroCopyRowBytes)) {
+  if (writer_.idle() && display::is_update_layout(image.format) && (one_span || row_bytes >= kMinZeroCopyRowBytes)) {
     send_borrowed(scanout, rect, image, src_x, src_y);
     return;
   }
@@ -249,7 +249,7 @@ void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView
   // Backlog: replace the unsent updates with one covering them all, read from this (newer) image as far as
   // it reaches. Scanout coordinates map to image coordinates by the offset of this update.
   const Rect dropped =
-      drop_unsent([&](const Outgoing& m) { return m.scanout == scanout && m.request == Request::Update; });
+      drop_unsent([&](const FrameTag& t) { return t.key == scanout && request_of(t) == Request::Update; });
   const Rect wanted = bounding_box(dropped, rect);
   const int64_t dx = int64_t{src_x} - rect.x, dy = int64_t{src_y} - rect.y;  // image = scanout + d
   const int64_t x0 = std::max<int64_t>(wanted.x, -dx), y0 = std::max<int64_t>(wanted.y, -dy);
@@ -272,7 +272,7 @@ void SocketDisplay::cursor_update(uint32_t scanout, uint32_t x, uint32_t y, uint
   }
   scanouts_[scanout].cursor_x = x;
   scanouts_[scanout].cursor_y = y;
-  drop_unsent([&](const Outgoing& m) { return m.scanout == scanout && is_cursor(m.request); });
+  drop_unsent([&](const FrameTag& t) { return t.key == scanout && is_cursor(request_of(t)); });
   Outgoing m = make_message(Request::CursorUpdate, scanout, sizeof(display::CursorUpdatePayload));
   std::byte* p = m.bytes.get() + kHeaderSize;
   const display::CursorPosPayload pos{scanout, x, y};
@@ -287,16 +287,16 @@ void SocketDisplay::cursor_move(uint32_t scanout, uint32_t x, uint32_t y) {
   if (!scanout_ok(scanout)) return;
   scanouts_[scanout].cursor_x = x;
   scanouts_[scanout].cursor_y = y;
-  drop_unsent([&](const Outgoing& m) {
-    return m.scanout == scanout && (m.request == Request::CursorPos || m.request == Request::CursorPosHide);
+  drop_unsent([&](const FrameTag& t) {
+    return t.key == scanout && (request_of(t) == Request::CursorPos || request_of(t) == Request::CursorPosHide);
   });
   send_struct(Request::CursorPos, scanout, display::CursorPosPayload{scanout, x, y});
 }
 
 void SocketDisplay::cursor_hide(uint32_t scanout) {
   if (!scanout_ok(scanout)) return;
-  drop_unsent([&](const Outgoing& m) {
-    return m.scanout == scanout && (m.request == Request::CursorPos || m.request == Request::CursorPosHide);
+  drop_unsent([&](const FrameTag& t) {
+    return t.key == scanout && (request_of(t) == Request::CursorPos || request_of(t) == Request::CursorPosHide);
   });
   const ScanoutState& s = scanouts_[scanout];
   send_struct(Request::CursorPosHide, scanout, display::CursorPosPayload{scanout, s.cursor_x, s.cursor_y});
@@ -322,8 +322,8 @@ SocketDisplay::Outgoing SocketDisplay::make_message(Request request, uint32_t sc
   Outgoing m;
   m.size = kHeaderSize + payload_size;
   m.bytes = std::make_unique_for_overwrite<std::byte[]>(m.size);
-  m.request = request;
-  m.scanout = scanout;
+  m.tag.kind = static_cast<uint32_t>(request);
+  m.tag.key = scanout;
   const MessageHeader header{static_cast<uint32_t>(request), 0, static_cast<uint32_t>(payload_size)};
   std::memcpy(m.bytes.get(), &header, sizeof(header));
   return m;
@@ -340,7 +340,7 @@ void SocketDisplay::send_update(uint32_t scanout, const Rect& rect, const ImageV
                                 uint32_t src_y) {
   const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
   Outgoing m = make_message(Request::Update, scanout, sizeof(display::UpdateHeaderPayload) + row_bytes * rect.height);
-  m.rect = rect;
+  m.tag.rect = rect;
   const display::UpdateHeaderPayload header{scanout, rect.x, rect.y, rect.width, rect.height};
   std::byte* out = m.bytes.get() + kHeaderSize;
   std::memcpy(out, &header, sizeof(header));
@@ -351,155 +351,53 @@ void SocketDisplay::send_update(uint32_t scanout, const Rect& rect, const ImageV
 
 void SocketDisplay::send_borrowed(uint32_t scanout, const Rect& rect, const ImageView& image, uint32_t src_x,
                                   uint32_t src_y) {
-  Borrowed b;
+  static_assert(kUpdatePrefixSize <= FrameWriter::kMaxPrefix, "an UPDATE's prefix must fit a borrowed frame");
+  std::array<std::byte, kUpdatePrefixSize> prefix{};
   const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
   const size_t payload = sizeof(display::UpdateHeaderPayload) + row_bytes * rect.height;
   const MessageHeader header{static_cast<uint32_t>(Request::Update), 0, static_cast<uint32_t>(payload)};
   const display::UpdateHeaderPayload update{scanout, rect.x, rect.y, rect.width, rect.height};
-  std::memcpy(b.prefix.data(), &header, sizeof(header));
-  std::memcpy(b.prefix.data() + sizeof(header), &update, sizeof(update));
-  b.rows = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
+  std::memcpy(prefix.data(), &header, sizeof(header));
+  std::memcpy(prefix.data() + sizeof(header), &update, sizeof(update));
+  FrameWriter::Rows rows;
+  rows.data = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
   // Full-width damage of an unpadded image (or one row) is one span: one iovec for the whole frame.
   const bool contiguous = rect.height == 1 || image.stride == row_bytes;
-  b.span_bytes = contiguous ? row_bytes * rect.height : row_bytes;
-  b.spans = contiguous ? 1 : rect.height;
-  b.stride = image.stride;
-  b.size = kHeaderSize + payload;
-  b.scanout = scanout;
-  b.rect = rect;
-  queued_bytes_ += b.size;
-  queued_update_bytes_[scanout] += b.size;
-  borrowed_ = b;
-  flush();
-  // Sent whole (the usual case for small updates), or the display died, or busy() until EPOLLOUT.
-  if (!borrowed_ || b.size > kMaxCopiedUpdateBytes) return;
-  copy_borrowed_into_queue();
-}
-
-void SocketDisplay::copy_borrowed_into_queue() {
-  const Borrowed& b = *borrowed_;
-  Outgoing m = make_message(Request::Update, b.scanout, b.size - kHeaderSize);
-  m.rect = b.rect;
-  std::memcpy(m.bytes.get(), b.prefix.data(), b.prefix.size());
-  std::byte* out = m.bytes.get() + kUpdatePrefixSize;
-  for (size_t span = 0; span < b.spans; ++span) {
-    std::memcpy(out + span * b.span_bytes, b.rows + span * b.stride, b.span_bytes);
+  rows.span_bytes = contiguous ? row_bytes * rect.height : row_bytes;
+  rows.spans = contiguous ? 1 : rect.height;
+  rows.stride = image.stride;
+  const size_t size = kHeaderSize + payload;
+  queued_update_bytes_[scanout] += size;
+  if (!writer_.push_borrowed(prefix, rows, FrameTag{static_cast<uint32_t>(Request::Update), scanout, rect})) {
+    fail(writer_.error());
+    return;
   }
-  // The queue is empty (borrowed_ goes only ahead of nothing): the copy takes its place, already started.
-  queue_.push_back(std::move(m));
-  head_sent_ = b.sent;
-  borrowed_.reset();
-}
-
-bool SocketDisplay::describe_borrowed(size_t& n) {
-  const Borrowed& b = *borrowed_;
-  size_t described = 0;
-  if (b.sent < kUpdatePrefixSize) {
-    iov_[n++] = iovec{const_cast<std::byte*>(b.prefix.data() + b.sent), kUpdatePrefixSize - b.sent};
-  }
-  const size_t done = b.sent > kUpdatePrefixSize ? b.sent - kUpdatePrefixSize : 0;
-  size_t span = done / b.span_bytes;
-  size_t skip = done % b.span_bytes;
-  for (; span < b.spans && n < kMaxIov && described < send_window_; ++span, skip = 0) {
-    // sendmsg only reads through iov_base; iovec has no const variant.
-    iov_[n++] = iovec{const_cast<std::byte*>(b.rows + span * b.stride + skip), b.span_bytes - skip};
-    described += b.span_bytes - skip;
-  }
-  return span == b.spans;
-}
-
-size_t SocketDisplay::account_borrowed(size_t sent) {
-  Borrowed& b = *borrowed_;
-  const size_t take = std::min(sent, b.size - b.sent);
-  b.sent += take;
-  if (b.sent == b.size) {
-    queued_bytes_ -= b.size;
-    queued_update_bytes_[b.scanout] -= b.size;
-    borrowed_.reset();
-  }
-  return sent - take;
+  // Sent whole (the usual case for small updates), or busy() until EPOLLOUT: a small rest is copied instead.
+  if (writer_.busy() && size <= kMaxCopiedUpdateBytes) writer_.copy_borrowed();
 }
 
 void SocketDisplay::push(Outgoing message) {
   if (!alive_) return;
-  const bool idle = queue_.empty() && !borrowed_;
-  queued_bytes_ += message.size;
-  if (message.request == Request::Update) queued_update_bytes_[message.scanout] += message.size;
-  queue_.push_back(std::move(message));
-  if (idle) flush();  // otherwise the socket was full: EPOLLOUT will tell
+  if (request_of(message.tag) == Request::Update) queued_update_bytes_[message.tag.key] += message.size;
+  if (!writer_.push(std::move(message))) fail(writer_.error());
 }
 
 void SocketDisplay::flush() {
-  while (alive_ && (borrowed_ || !queue_.empty())) {
-    size_t n = 0;
-    // Queued messages follow the zero-copy UPDATE in the same sendmsg only once all of it is described: the
-    // stream must carry its bytes whole before the next message's.
-    const bool whole = !borrowed_ || describe_borrowed(n);
-    int pass_fd = -1;
-    for (auto it = queue_.begin(); whole && it != queue_.end() && n < kMaxIov; ++it, ++n) {
-      if (it->fd) {
-        // A message with an fd starts its own sendmsg (its fd attaches to the first byte sent).
-        if (n > 0) break;
-        pass_fd = it->fd.get();
-      }
-      const size_t skip = it == queue_.begin() ? head_sent_ : 0;
-      iov_[n] = iovec{it->bytes.get() + skip, it->size - skip};
-    }
-    size_t described = 0;
-    for (size_t i = 0; i < n; ++i) described += iov_[i].iov_len;
-    msghdr mh{};
-    mh.msg_iov = iov_.data();
-    mh.msg_iovlen = n;
-    alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
-    if (pass_fd >= 0) {
-      mh.msg_control = control.data();
-      mh.msg_controllen = control.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-    }
-    const ssize_t sent = ::sendmsg(socket_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      fail(std::string("send: ") + std::strerror(errno));
-      return;
-    }
-    // The kernel took the fd with the first byte: the rest of that message goes without it.
-    if (pass_fd >= 0 && sent > 0) queue_.front().fd.reset();
-    size_t left = borrowed_ ? account_borrowed(static_cast<size_t>(sent)) : static_cast<size_t>(sent);
-    while (left > 0) {
-      Outgoing& front = queue_.front();
-      const size_t take = std::min(left, front.size - head_sent_);
-      head_sent_ += take;
-      left -= take;
-      if (head_sent_ < front.size) break;
-      queued_bytes_ -= front.size;
-      if (front.request == Request::Update) queued_update_bytes_[front.scanout] -= front.size;
-      queue_.pop_front();
-      head_sent_ = 0;
-    }
-    // A short write means the send buffer is full: wait for EPOLLOUT rather than try again into EAGAIN.
-    if (static_cast<size_t>(sent) < described) return;
-  }
+  if (!writer_.flush()) fail(writer_.error());
+}
+
+void SocketDisplay::retired(const FrameTag& tag, size_t size) {
+  if (request_of(tag) == Request::Update) queued_update_bytes_[tag.key] -= size;
 }
 
 template <class Pred>
 Rect SocketDisplay::drop_unsent(Pred drop) {
-  // The front message may be partly written: it has to go out whole, or the stream loses its framing.
-  const auto first = queue_.begin() + (head_sent_ > 0 ? 1 : 0);
   Rect box;
-  for (auto it = first; it != queue_.end(); ++it) {
-    if (!drop(*it)) continue;
-    queued_bytes_ -= it->size;
-    if (it->request == Request::Update) {
-      queued_update_bytes_[it->scanout] -= it->size;
-      box = bounding_box(box, it->rect);
-    }
-  }
-  queue_.erase(std::remove_if(first, queue_.end(), [&](const Outgoing& m) { return drop(m); }), queue_.end());
+  writer_.drop_unsent([&](const FrameTag& tag) {
+    if (!drop(tag)) return false;
+    if (request_of(tag) == Request::Update) box = bounding_box(box, tag.rect);
+    return true;
+  });
   return box;
 }
 
@@ -669,10 +567,7 @@ void SocketDisplay::fail(std::string_view reason) {
   if (!alive_) return;
   alive_ = false;
   VGPU_LOG_WARN("display socket: {}; dropping the display", reason);
-  borrowed_.reset();
-  queue_.clear();
-  head_sent_ = 0;
-  queued_bytes_ = 0;
+  writer_.close();
   queued_update_bytes_.fill(0);
   expected_.clear();
   unblocks_expected_ = 0;

@@ -4,7 +4,8 @@
 //
 // Nothing blocks. Requests are queued in order and written as the socket accepts them (write-through while
 // the queue is empty, then on EPOLLOUT). A message's header and payload go to the same sendmsg (never one
-// call each, which would wake QEMU twice), and queued messages are batched into one call.
+// call each, which would wake QEMU twice), and queued messages are batched into one call. The writing is a
+// FrameWriter's (frame_writer.h); this class decides what to send, and how.
 //
 // Zero-copy UPDATEs: when nothing is queued and the image already is the wire format (B8G8R8X8, B8G8R8A8:
 // display::is_update_layout), the UPDATE is written straight from the caller's rows: one iovec for a
@@ -47,14 +48,11 @@
 //   ... before changing or freeing an image passed to update(): wait while display.busy()
 #pragma once
 
-#include <sys/uio.h>
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -62,6 +60,7 @@
 
 #include "common/unique_fd.h"
 #include "display/display.h"
+#include "display/frame_writer.h"
 #include "display/protocol.h"
 
 namespace vgpu {
@@ -76,7 +75,7 @@ class SocketDisplay final : public Display {
   // copied into the queue: copying a few KiB costs less than stalling the device until the socket drains.
   static constexpr size_t kMaxCopiedUpdateBytes = size_t{64} * 1024;
   // iovecs per sendmsg (Linux's UIO_MAXIOV, IOV_MAX in <limits.h>).
-  static constexpr size_t kMaxIov = 1024;
+  static constexpr size_t kMaxIov = FrameWriter::kMaxIov;
   // A rectangle whose rows are not contiguous goes zero-copy only with rows of at least this many bytes: each
   // row costs the kernel an iovec segment (a separate copy_from_user), which for short rows costs more than
   // copying them into one buffer. vgpu_bench's partial 64x64 (256-byte rows) was ~10% slower zero-copy and
@@ -95,7 +94,7 @@ class SocketDisplay final : public Display {
   [[nodiscard]] std::optional<std::vector<uint8_t>> edid(uint32_t scanout) const override;
   [[nodiscard]] bool pending() const override;
   void refresh() override;
-  [[nodiscard]] bool busy() const override { return borrowed_.has_value() || unblocks_expected_ > 0; }
+  [[nodiscard]] bool busy() const override { return writer_.busy() || unblocks_expected_ > 0; }
 
   void set_scanout(uint32_t scanout, uint32_t width, uint32_t height) override;
   void update(uint32_t scanout, const Rect& damage, const ImageView& image, uint32_t src_x, uint32_t src_y) override;
@@ -119,17 +118,12 @@ class SocketDisplay final : public Display {
   // answered.
   [[nodiscard]] uint64_t protocol_features() const { return features_; }
   // Bytes of the messages not yet written whole (a zero-copy UPDATE included), for tests and statistics.
-  [[nodiscard]] size_t queued_bytes() const { return queued_bytes_; }
+  [[nodiscard]] size_t queued_bytes() const { return writer_.queued_bytes(); }
 
  private:
-  struct Outgoing {
-    std::unique_ptr<std::byte[]> bytes;
-    size_t size = 0;
-    display::Request request = display::Request::None;
-    uint32_t scanout = 0;
-    Rect rect;    // UPDATE: the rectangle it carries
-    UniqueFd fd;  // passed with the message's first byte (DMABUF_SCANOUT*); reset once it went out
-  };
+  // A message for writer_, tagged {kind: its display::Request, key: its scanout, rect: UPDATE's rectangle}; its
+  // fd (DMABUF_SCANOUT*) goes with its first byte.
+  using Outgoing = FrameWriter::Frame;
   // What a reply we still wait for means; GET_EDID is optional (QEMU may not answer it, see the fence).
   // Unblock: DMABUF_UPDATE's reply, which says the frame was shown (busy() until then).
   enum class Role : uint8_t { Features, Fence, DisplayInfo, Edid, Unblock };
@@ -140,19 +134,6 @@ class SocketDisplay final : public Display {
   };
   // The bytes before an UPDATE's pixels: MessageHeader and UpdateHeaderPayload.
   static constexpr size_t kUpdatePrefixSize = sizeof(display::MessageHeader) + sizeof(display::UpdateHeaderPayload);
-  // A zero-copy UPDATE in progress: `spans` runs of `span_bytes`, `stride` apart, read from the caller's
-  // image (a rectangle whose rows are contiguous is one span). It precedes every message in queue_.
-  struct Borrowed {
-    std::array<std::byte, kUpdatePrefixSize> prefix{};
-    const std::byte* rows = nullptr;
-    size_t span_bytes = 0;
-    size_t stride = 0;
-    size_t spans = 0;
-    size_t size = 0;  // the whole message
-    size_t sent = 0;  // bytes of it already written
-    uint32_t scanout = 0;
-    Rect rect;
-  };
   struct ScanoutState {
     uint32_t width = 0;
     uint32_t height = 0;
@@ -167,17 +148,14 @@ class SocketDisplay final : public Display {
   void send_struct(display::Request request, uint32_t scanout, const Payload& payload);
   void push(Outgoing message);
   void flush();
-  // Drops queued messages that `drop` selects and that have not started to go out; returns the bounding box
-  // of the dropped UPDATE rectangles (empty when none).
+  // Drops queued messages whose tag `drop` selects and that have not started to go out; returns the bounding
+  // box of the dropped UPDATE rectangles (empty when none).
   template <class Pred>
   Rect drop_unsent(Pred drop);
+  // writer_'s on_retired: a message was written whole or dropped.
+  void retired(const FrameTag& tag, size_t size);
   void send_update(uint32_t scanout, const Rect& rect, const ImageView& image, uint32_t src_x, uint32_t src_y);
   void send_borrowed(uint32_t scanout, const Rect& rect, const ImageView& image, uint32_t src_x, uint32_t src_y);
-  void copy_borrowed_into_queue();
-  // Adds the unsent part of borrowed_ to iov_ from index n, up to send_window_ bytes; true when all of it is in.
-  bool describe_borrowed(size_t& n);
-  // Counts `sent` bytes against borrowed_ (dropping it once complete); returns the bytes left over.
-  size_t account_borrowed(size_t sent);
 
   // Incoming side.
   void read_replies();
@@ -200,14 +178,8 @@ class SocketDisplay final : public Display {
   bool changed_ = false;
   std::function<void()> listener_;
 
-  std::optional<Borrowed> borrowed_;  // busy() while set; goes out before queue_
-  std::deque<Outgoing> queue_;
-  size_t head_sent_ = 0;  // bytes of queue_.front() already written (0 while borrowed_ is set)
-  size_t queued_bytes_ = 0;
-  // Bytes of rows described per sendmsg: a send takes at most the socket's send buffer, and describing
-  // more rows only makes the kernel import iovecs it does not use.
-  size_t send_window_ = 0;
-  std::array<iovec, kMaxIov> iov_{};
+  FrameWriter writer_;  // after socket_, which it writes to
+  // Bytes of each scanout's UPDATEs that writer_ holds (the zero-copy one included).
   std::array<uint64_t, kMaxScanouts> queued_update_bytes_{};
   std::array<ScanoutState, kMaxScanouts> scanouts_{};
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the 3D e2e guest's GL programs (tests/e2e/guest/3d/*.c, with the headers they share there) and print the folder that holds them.
+# Build the 3D e2e guest's GL programs (tests/e2e/guest/3d/*.c, with the headers they share there and
+# guest/e2e_marker.h, e2e_say.h) and print the folder that holds them.
 #
 #   build-guest-gl.sh
 #
@@ -21,6 +22,7 @@ src_dir="${E2E_DIR}/guest/3d"
 mapfile -t sources < <(find "${src_dir}" -maxdepth 1 -name '*.c' -printf '%p\n' | LC_ALL=C sort)
 ((${#sources[@]} > 0)) || die "no guest GL programs in ${src_dir}"
 mapfile -t headers < <(find "${src_dir}" -maxdepth 1 -name '*.h' -printf '%p\n' | LC_ALL=C sort)
+headers+=("${E2E_DIR}/guest/e2e_marker.h" "${E2E_DIR}/guest/e2e_say.h") # shared with vgpu-draw.c
 for h in EGL/egl.h GLES2/gl2.h gbm.h xf86drm.h vulkan/vulkan.h; do
   [[ -e "/usr/include/${h}" || -e "/usr/include/libdrm/${h}" ]] ||
     die "/usr/include/${h} missing: apt-get install libegl-dev libgles-dev libgbm-dev libdrm-dev libvulkan-dev"

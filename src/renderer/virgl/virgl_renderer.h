@@ -21,6 +21,13 @@
 // changes, call release_backings() while the old mappings are still mapped and refresh_backings() once the
 // new table is in place (refresh_backings() alone releases first, so the old mappings must then still be
 // alive during that call). Transfers never reuse views: they resolve the backing afresh on every call.
+//
+// One class, its translation units split by concern:
+//   virgl_init.cc      library init, reset and cleanup, EGL checks, capsets, the C callbacks, the host context
+//   virgl_backings.cc  guest backings and blobs: where guest pointers reach the library (the risk above)
+//   virgl_fences.cc    fence creation, polling and delivery
+//   virgl_renderer.cc  resources, 2D transfers and readback, contexts, dma-buf export, 3D transfers, SUBMIT_3D
+//   virgl_internal.h   helpers those files share (private)
 #pragma once
 
 #include <sys/uio.h>
@@ -148,7 +155,7 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
  private:
   // The rings a virgl context may name: VIRTGPU_CONTEXT_PARAM_NUM_RINGS is capped at 64 by Linux.
   static constexpr uint32_t kMaxVirglRings = 64;
-  struct Callbacks;  // the C callbacks (virgl_renderer.cc); they only record, never throw
+  struct Callbacks;  // the C callbacks (virgl_init.cc); they only record, never throw
   struct Resource {
     Resource3DArgs args;             // zero for blobs
     std::optional<BlobArgs> blob{};  // RESOURCE_CREATE_BLOB

@@ -58,38 +58,10 @@
 #include <unistd.h>
 
 #include "drm_uapi.h"
+#include "e2e_marker.h"
 
 #define MAX_MODES 256
 #define MAX_OUTPUTS 16
-
-static const char *g_case = "?";
-static int g_ctl = -1;
-static int g_timeout_s = 300;
-
-static void say(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("VGPU-E2E: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-}
-
-__attribute__((noreturn)) static void fail(const char *fmt, ...) {
-  int err = errno;
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (err != 0) {
-    say("%s FAIL %s: %s", g_case, msg, strerror(err));
-  } else {
-    say("%s FAIL %s", g_case, msg);
-  }
-  exit(1);
-}
 
 static int xioctl(int fd, unsigned long req, void *arg) {
   int r;
@@ -97,66 +69,6 @@ static int xioctl(int fd, unsigned long req, void *arg) {
     r = ioctl(fd, req, arg);
   } while (r == -1 && (errno == EINTR || errno == EAGAIN));
   return r;
-}
-
-/* --- host control channel --------------------------------------------------------------------------------- */
-
-static void ctl_open(const char *dev) {
-  struct termios t;
-  g_ctl = open(dev, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (g_ctl < 0) fail("open control tty %s", dev);
-  if (tcgetattr(g_ctl, &t) != 0) fail("tcgetattr %s", dev);
-  cfmakeraw(&t);
-  t.c_cc[VMIN] = 1;
-  t.c_cc[VTIME] = 0;
-  if (tcsetattr(g_ctl, TCSANOW, &t) != 0) fail("tcsetattr %s", dev);
-  tcflush(g_ctl, TCIOFLUSH);
-}
-
-/* Prints the step's marker, then waits for the host's `next` (returns) or `quit` (exits 0). */
-static void step_done(const char *step, const char *fmt, ...) {
-  char details[256];
-  char line[64];
-  size_t n = 0;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(details, sizeof details, fmt, ap);
-  va_end(ap);
-  if (step != NULL) {
-    say("%s:%s ok %s", g_case, step, details);
-  } else {
-    say("%s ok %s", g_case, details);
-  }
-  time_t deadline = time(NULL) + g_timeout_s;
-  for (;;) {
-    struct pollfd p = {.fd = g_ctl, .events = POLLIN};
-    int left = (int)(deadline - time(NULL));
-    if (left <= 0) {
-      errno = 0;
-      fail("no word from the host within %d s after %s", g_timeout_s, step ? step : "the last step");
-    }
-    int r = poll(&p, 1, left * 1000);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) fail("poll control tty");
-    if (r == 0) continue;
-    char c;
-    ssize_t got = read(g_ctl, &c, 1);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got <= 0) fail("read control tty");
-    if (c == '\r' || c == '\n') {
-      line[n] = 0;
-      if (n == 0) continue;
-      if (strcmp(line, "next") == 0) return;
-      if (strcmp(line, "quit") == 0) {
-        say("%s quit by the host", g_case);
-        exit(0);
-      }
-      say("%s ignoring control line '%s'", g_case, line);
-      n = 0;
-      continue;
-    }
-    if (n + 1 < sizeof line) line[n++] = c;
-  }
 }
 
 /* --- KMS objects ------------------------------------------------------------------------------------------- */

@@ -42,6 +42,8 @@
 #include <unistd.h>
 #include <virtgpu_drm.h>
 
+#include "../e2e_say.h"
+
 _Static_assert(sizeof(struct drm_virtgpu_execbuffer) == 32, "drm_virtgpu_execbuffer");
 _Static_assert(sizeof(struct drm_virtgpu_resource_create) == 56, "drm_virtgpu_resource_create");
 _Static_assert(sizeof(struct drm_virtgpu_resource_info) == 16, "drm_virtgpu_resource_info");
@@ -71,16 +73,6 @@ static unsigned g_timeout = 30;
 static const char *g_what = "start";
 static int g_ioctls, g_errors, g_fences;
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-
-static void say(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("VGPU-E2E: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-}
 
 __attribute__((noreturn)) static void fail(const char *fmt, ...) {
   char msg[512];
