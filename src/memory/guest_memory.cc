@@ -100,22 +100,22 @@ Result<void, MemoryError> GuestMemory::add_region(MappedRegion region) {
   if (!region_ranges_valid(d)) return fail(MemoryError::BadRegion);
   if (regions_.size() >= kMaxRegions) return fail(MemoryError::TooManyRegions);
   for (const auto& r : regions_) {
-    const RegionDesc& e = r.desc();
+    const RegionDesc& e = r->desc();
     if (ranges_overlap(raw(d.guest_phys), d.size, raw(e.guest_phys), e.size) ||
         ranges_overlap(raw(d.frontend_virt), d.size, raw(e.frontend_virt), e.size)) {
       return fail(MemoryError::Overlap);
     }
   }
   auto pos = std::upper_bound(regions_.begin(), regions_.end(), raw(d.guest_phys),
-                              [](uint64_t gpa, const MappedRegion& r) { return gpa < raw(r.desc().guest_phys); });
-  regions_.insert(pos, std::move(region));
+                              [](uint64_t gpa, const RegionPin& r) { return gpa < raw(r->desc().guest_phys); });
+  regions_.insert(pos, std::make_shared<const MappedRegion>(std::move(region)));
   return {};
 }
 
 Result<void, MemoryError> GuestMemory::remove_region(const RegionDesc& desc) {
   // QEMU identifies the region by its guest address, size and frontend address; mmap_offset may differ.
-  auto it = std::find_if(regions_.begin(), regions_.end(), [&](const MappedRegion& r) {
-    const RegionDesc& e = r.desc();
+  auto it = std::find_if(regions_.begin(), regions_.end(), [&](const RegionPin& r) {
+    const RegionDesc& e = r->desc();
     return e.guest_phys == desc.guest_phys && e.size == desc.size && e.frontend_virt == desc.frontend_virt;
   });
   if (it == regions_.end()) return fail(MemoryError::NotFound);
@@ -126,28 +126,29 @@ Result<void, MemoryError> GuestMemory::remove_region(const RegionDesc& desc) {
 std::vector<RegionDesc> GuestMemory::regions() const {
   std::vector<RegionDesc> out;
   out.reserve(regions_.size());
-  for (const auto& r : regions_) out.push_back(r.desc());
+  for (const auto& r : regions_) out.push_back(r->desc());
   return out;
 }
 
 Result<GuestAddress, MemoryError> GuestMemory::to_guest(FrontendVirtAddr a) const {
   for (const auto& r : regions_) {
-    if (r.contains(a)) return GuestAddress{raw(r.desc().guest_phys) + (raw(a) - raw(r.desc().frontend_virt))};
+    if (r->contains(a)) return GuestAddress{raw(r->desc().guest_phys) + (raw(a) - raw(r->desc().frontend_virt))};
   }
   return fail(MemoryError::OutOfRange);
 }
 
 Result<GuestMemory::Hit, MemoryError> GuestMemory::find(GuestAddress a) const {
   auto it = std::upper_bound(regions_.begin(), regions_.end(), raw(a),
-                             [](uint64_t gpa, const MappedRegion& r) { return gpa < raw(r.desc().guest_phys); });
+                             [](uint64_t gpa, const RegionPin& r) { return gpa < raw(r->desc().guest_phys); });
   if (it == regions_.begin()) return fail(MemoryError::OutOfRange);
-  const MappedRegion& r = *std::prev(it);
-  if (!r.contains(a)) return fail(MemoryError::OutOfRange);
-  return Hit{&r, raw(a) - raw(r.desc().guest_phys)};
+  const RegionPin& pin = *std::prev(it);
+  if (!pin->contains(a)) return fail(MemoryError::OutOfRange);
+  return Hit{pin.get(), raw(a) - raw(pin->desc().guest_phys), &pin};
 }
 
-// Calls fn(std::byte* host, size_t n, size_t done) for each region-contiguous piece of [a, a + len), in order,
-// after checking that the whole range is backed: nothing is touched unless every byte is valid.
+// Calls fn(std::byte* host, size_t n, size_t done, const RegionPin& region) for each region-contiguous piece of
+// [a, a + len), in order, after checking that the whole range is backed: nothing is touched unless every byte
+// is valid.
 template <class Fn>
 Result<void, MemoryError> GuestMemory::for_each_piece(GuestAddress a, uint64_t len, Fn&& fn) const {
   if (len == 0) return {};
@@ -159,7 +160,7 @@ Result<void, MemoryError> GuestMemory::for_each_piece(GuestAddress a, uint64_t l
       auto hit = find(GuestAddress{raw(a) + done});
       if (!hit) return fail(hit.error());
       const uint64_t n = std::min(len - done, hit->region->desc().size - hit->offset);
-      if (pass == 1) fn(hit->region->data_ + hit->offset, static_cast<size_t>(n), static_cast<size_t>(done));
+      if (pass == 1) fn(hit->region->data_ + hit->offset, static_cast<size_t>(n), static_cast<size_t>(done), *hit->pin);
       done += n;
     }
   }
@@ -167,17 +168,19 @@ Result<void, MemoryError> GuestMemory::for_each_piece(GuestAddress a, uint64_t l
 }
 
 bool GuestMemory::is_valid_range(GuestAddress a, uint64_t len) const {
-  return for_each_piece(a, len, [](std::byte*, size_t, size_t) {}).has_value();
+  return for_each_piece(a, len, [](std::byte*, size_t, size_t, const RegionPin&) {}).has_value();
 }
 
 Result<void, MemoryError> GuestMemory::read_bytes(GuestAddress a, std::span<std::byte> out) const {
-  return for_each_piece(a, out.size(),
-                        [&](std::byte* host, size_t n, size_t done) { std::memcpy(out.data() + done, host, n); });
+  return for_each_piece(a, out.size(), [&](std::byte* host, size_t n, size_t done, const RegionPin&) {
+    std::memcpy(out.data() + done, host, n);
+  });
 }
 
 Result<void, MemoryError> GuestMemory::write_bytes(GuestAddress a, std::span<const std::byte> in) const {
-  return for_each_piece(a, in.size(),
-                        [&](std::byte* host, size_t n, size_t done) { std::memcpy(host, in.data() + done, n); });
+  return for_each_piece(a, in.size(), [&](std::byte* host, size_t n, size_t done, const RegionPin&) {
+    std::memcpy(host, in.data() + done, n);
+  });
 }
 
 Result<uint16_t, MemoryError> GuestMemory::load_u16(GuestAddress a, std::memory_order order) const {
@@ -210,7 +213,9 @@ Result<void, MemoryError> GuestMemory::store_u16(GuestAddress a, uint16_t value,
 
 Result<std::vector<HostSlice>, MemoryError> GuestMemory::slices(GuestAddress a, uint64_t len) const {
   std::vector<HostSlice> out;
-  auto r = for_each_piece(a, len, [&](std::byte* host, size_t n, size_t) { out.push_back({host, n}); });
+  auto r = for_each_piece(a, len, [&](std::byte* host, size_t n, size_t, const RegionPin& pin) {
+    out.push_back({host, n, pin});
+  });
   if (!r) return fail(r.error());
   return out;
 }

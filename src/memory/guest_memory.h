@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -82,17 +83,32 @@ class MappedRegion {
   std::byte* data_ = nullptr;  // first byte of the region (map_base_ + mmap_offset)
 };
 
+// Shared ownership of a mapping (as vm-memory's Arc<GuestRegionMmap>): a region is unmapped when GuestMemory
+// dropped it and the last pin is gone, never while a pin is held.
+using RegionPin = std::shared_ptr<const MappedRegion>;
+
 // A contiguous host view of part of one region. The one escape hatch from copy-in/copy-out: only for bulk
 // pixel copies (scatter-gather lists) in later layers, which must treat the bytes as volatile guest data.
+// The view pins its region: keep `region` as long as `data` may be used (a C library holding iovecs), and a
+// SET_MEM_TABLE or REM_MEM_REG in between cannot unmap the bytes under it (guest_memory_test.cc shows it).
 struct HostSlice {
   std::byte* data;
   size_t size;
+  RegionPin region;
 };
 
 class GuestMemory {
  public:
   // libvhost-user's limit; QEMU never sends more than 509 slots to a vhost-user backend.
   static constexpr size_t kMaxRegions = 509;
+
+  GuestMemory() = default;
+  // Move-only, as when it owned its mappings outright: a copy would share them unnoticed.
+  GuestMemory(GuestMemory&&) noexcept = default;
+  GuestMemory& operator=(GuestMemory&&) noexcept = default;
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+  ~GuestMemory() = default;
 
   Result<void, MemoryError> add_region(MappedRegion region);
   Result<void, MemoryError> remove_region(const RegionDesc& desc);
@@ -134,12 +150,13 @@ class GuestMemory {
   struct Hit {
     const MappedRegion* region;
     uint64_t offset;
+    const RegionPin* pin;  // the region's owning pointer in regions_
   };
   [[nodiscard]] Result<Hit, MemoryError> find(GuestAddress a) const;
   template <class Fn>
   Result<void, MemoryError> for_each_piece(GuestAddress a, uint64_t len, Fn&& fn) const;
 
-  std::vector<MappedRegion> regions_;  // sorted by guest_phys, non-overlapping
+  std::vector<RegionPin> regions_;  // sorted by guest_phys, non-overlapping; HostSlices may share them
 };
 
 }  // namespace vgpu

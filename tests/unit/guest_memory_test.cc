@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -339,6 +341,16 @@ TEST_F(GuestMemorySplit, SlicesAcrossAdjacent_TwoPiecesWithRegionSizes) {
   EXPECT_EQ((*s)[1].size, 0x100u);
 }
 
+TEST_F(GuestMemorySplit, SlicesAcrossAdjacent_EachPinsItsOwnRegion) {
+  auto s = mem.slices(GuestAddress{0x10f00}, 0x200);
+
+  ASSERT_TRUE(s.has_value());
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_NE((*s)[0].region, nullptr);
+  EXPECT_NE((*s)[0].region, (*s)[1].region);
+  EXPECT_EQ((*s)[0].region->desc().guest_phys, GuestAddress{0x10000});
+}
+
 TEST_F(GuestMemorySplit, SlicesIntoGap_ReturnsOutOfRange) {
   auto s = mem.slices(GuestAddress{0x11f00}, 0x200);
 
@@ -548,6 +560,36 @@ TEST(MappedRegionMap, MmapOffsetPastEndOfFd_Refused) {
   ASSERT_EQ(::ftruncate(fd.get(), 8192), 0);
   RegionDesc desc{GuestAddress{0}, 8192, FrontendVirtAddr{0x1000}, 4096};
   EXPECT_FALSE(MappedRegion::map(desc, fd.get()));
+}
+
+// A view pins its mapping: the table dropping the region (SET_MEM_TABLE, REM_MEM_REG) leaves the bytes mapped
+// until the last view goes; then they are unmapped. Without the pin, reading after clear() faults.
+TEST(GuestMemoryPin, SliceOutlivesTheTable_BytesStayMappedUntilTheSliceGoes) {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  UniqueFd fd(::memfd_create("guest-memory-pin", MFD_CLOEXEC));
+  ASSERT_TRUE(fd);
+  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(page)), 0);
+  auto mapped = MappedRegion::map(region(0x1000, page, 0x7000), fd.get());
+  ASSERT_TRUE(mapped);
+  GuestMemory mem;
+  ASSERT_TRUE(mem.add_region(std::move(*mapped)));
+  ASSERT_TRUE(mem.write<uint32_t>(GuestAddress{0x1000}, 0x5eedf00d));
+  auto views = mem.slices(GuestAddress{0x1000}, 4);
+  ASSERT_TRUE(views);
+  std::byte* data = (*views)[0].data;
+  auto* page_start = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(data) & ~(uintptr_t{page} - 1));
+  unsigned char resident = 0;
+
+  mem.clear();  // the frontend's new table has no such region
+
+  EXPECT_EQ(::mincore(page_start, page, &resident), 0) << "the region was unmapped under a live view";
+  uint32_t value = 0;
+  std::memcpy(&value, data, sizeof(value));
+  EXPECT_EQ(value, 0x5eedf00du);
+  views->clear();
+  errno = 0;
+  EXPECT_EQ(::mincore(page_start, page, &resident), -1);
+  EXPECT_EQ(errno, ENOMEM) << "the last view is gone: the mapping must be too";
 }
 
 }  // namespace

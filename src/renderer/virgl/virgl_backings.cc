@@ -44,8 +44,9 @@ bool fits_int(const Rect& r) {
 namespace virgl_internal {
 
 Result<void, Renderer3DError> resolve_iovs(const GuestMemory& mem, const GuestScatterList& list, uint64_t offset,
-                                           uint64_t len, std::vector<iovec>& out) {
+                                           uint64_t len, std::vector<iovec>& out, std::vector<RegionPin>& pins) {
   out.clear();
+  pins.clear();
   if (!range_fits(offset, len, list.size())) return fail(Renderer3DError::InvalidArgument);
   const uint64_t end = offset + len;  // no wrap: both are <= list.size()
   uint64_t start = 0;                 // offset of the current entry in the list (list.size() did not wrap)
@@ -59,6 +60,7 @@ Result<void, Renderer3DError> resolve_iovs(const GuestMemory& mem, const GuestSc
         auto views = mem.slices(GuestAddress{raw(e.addr) + (from - start)}, to - from);
         if (!views) return fail(Renderer3DError::GuestMemory);
         for (const HostSlice& s : *views) {
+          if (pins.empty() || pins.back() != s.region) pins.push_back(s.region);
           if (!out.empty() && static_cast<std::byte*>(out.back().iov_base) + out.back().iov_len == s.data) {
             out.back().iov_len += s.size;
           } else {
@@ -88,6 +90,7 @@ void VirglRenderer::release_backing(uint32_t id, Resource& res) {
     res.attached = false;
   }
   res.iovs.clear();
+  res.pins.clear();
 }
 
 Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id, const GuestMemory& mem,
@@ -98,7 +101,7 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
   release_backing(resource_id, *res);
   res->backing.reset();
   res->backing_mem = nullptr;
-  if (auto r = resolve_iovs(mem, backing, 0, backing.size(), res->iovs); !r) return r;
+  if (auto r = resolve_iovs(mem, backing, 0, backing.size(), res->iovs, res->pins); !r) return r;
   try {
     res->backing.emplace(backing);
   } catch (const std::bad_alloc&) {
@@ -110,6 +113,7 @@ Result<void, Renderer3DError> VirglRenderer::attach_backing(uint32_t resource_id
                                                      static_cast<int>(res->iovs.size()));
   if (ret != 0) {
     res->iovs.clear();
+    res->pins.clear();
     return fail(from_errno(ret, Renderer3DError::Failed));
   }
   res->attached = true;
@@ -134,7 +138,7 @@ void VirglRenderer::refresh_backings() {
   release_backings();  // enters the host context
   for (auto& [id, res] : resources_) {
     if (!res.backing || res.backing_mem == nullptr) continue;
-    auto resolved = resolve_iovs(*res.backing_mem, *res.backing, 0, res.backing->size(), res.iovs);
+    auto resolved = resolve_iovs(*res.backing_mem, *res.backing, 0, res.backing->size(), res.iovs, res.pins);
     int ret = 0;
     if (resolved && !res.iovs.empty()) {
       ret =
@@ -143,6 +147,8 @@ void VirglRenderer::refresh_backings() {
     if (!resolved || ret != 0) {
       VGPU_LOG_WARN("virgl: backing of resource {} no longer resolves after a memory change; dropped", id);
       res.iovs.clear();
+      res.pins.clear();
+      res.pins.clear();
       res.backing.reset();
       res.backing_mem = nullptr;
       continue;
@@ -168,7 +174,7 @@ Result<void, Renderer3DError> VirglRenderer::create_blob(uint32_t resource_id, c
   }
   // The views live in the map node (it never moves): the library keeps the pointer, as for attach_iov.
   if (backing != nullptr) {
-    if (auto r = resolve_iovs(*mem, *backing, 0, backing->size(), res->iovs); !r) {
+    if (auto r = resolve_iovs(*mem, *backing, 0, backing->size(), res->iovs, res->pins); !r) {
       resources_.erase(resource_id);
       return r;
     }

@@ -32,7 +32,8 @@ inline virgl_box box_of(const Rect& r) {
 
 // Host views of bytes [offset, offset + len) of `list`, resolved now. Adjacent views are merged. Defined in
 // virgl_backings.cc.
+// `pins` receives the regions the views lie in: keep them while the library may use the iovecs.
 Result<void, Renderer3DError> resolve_iovs(const GuestMemory& mem, const GuestScatterList& list, uint64_t offset,
-                                           uint64_t len, std::vector<iovec>& out);
+                                           uint64_t len, std::vector<iovec>& out, std::vector<RegionPin>& pins);
 
 }  // namespace vgpu::virgl_internal

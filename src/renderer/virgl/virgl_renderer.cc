@@ -336,7 +336,8 @@ Result<void, Renderer3DError> VirglRenderer::transfer_3d(uint32_t ctx_id, uint32
   // transfer into a large backing resolves a few pages, and the library's 32-bit size sums cannot wrap.
   const uint64_t len = std::min({transfer_bound(res->args, t), backing.size() - t.offset, kMaxIovBytes});
   std::vector<iovec> iovs;
-  if (auto r = resolve_iovs(mem, backing, t.offset, len, iovs); !r) return r;
+  std::vector<RegionPin> pins;  // the mappings stay for the call even if they leave the table meanwhile
+  if (auto r = resolve_iovs(mem, backing, t.offset, len, iovs, pins); !r) return r;
   // Never hand the library an empty list: it would fall back to the attached backing.
   if (iovs.empty()) return fail(Renderer3DError::InvalidArgument);
 

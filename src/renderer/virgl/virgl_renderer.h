@@ -164,6 +164,7 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
     std::optional<GuestScatterList> backing{};
     // The views the library holds while `attached`: never touched until it has let go of them.
     std::vector<iovec> iovs{};
+    std::vector<RegionPin> pins{};  // the regions iovs point into: mapped while the library may read them
     bool attached = false;
     mutable std::vector<std::byte> shadow{};  // image() readback
   };
