@@ -37,7 +37,7 @@ bool FrameWriter::push(Frame frame) {
 
 bool FrameWriter::push_borrowed(std::span<const std::byte> prefix, const Rows& rows, const FrameTag& tag) {
   if (closed_) return false;
-  if (!idle() || prefix.size() > kMaxPrefix || rows.spans == 0 || rows.span_bytes == 0) {
+  if (!idle() || prefix.size() > kMaxPrefix || rows.spans == 0 || rows.span_bytes == 0 || !rows.lease) {
     return push(copy_frame(prefix, rows, tag));
   }
   Borrowed b;

@@ -20,7 +20,8 @@
 // part new rows) and freeing them is a use-after-free. Once busy() is false the writer never reads the rows
 // again: the caller may change or free them. drop_unsent() never drops the borrowed frame, and frames pushed
 // while busy() go after it. push_borrowed() copies the frame into the queue instead (busy() stays false) when
-// the writer is not idle() or the frame does not fit the borrowed form (see push_borrowed).
+// the writer is not idle(), the frame does not fit the borrowed form, or the rows come without a lease.
+// The lease makes "valid" a type's guarantee (the writer holds the memory); "unchanged" stays the caller's.
 //
 // close() drops every frame at once, a partly written one included, and ends busy(); the stream may then stop
 // mid-frame, so the caller must give up on the socket. Pushes after it are ignored. A write error (anything
@@ -78,6 +79,9 @@ class FrameWriter {
     size_t span_bytes = 0;
     size_t stride = 0;
     size_t spans = 0;
+    // Shared ownership of the memory under `data` (ImageView::lease). Rows are borrowed only with one: the
+    // writer holds it while busy(), so the bytes cannot be freed under it. Without a lease they are copied.
+    std::shared_ptr<const void> lease{};
   };
   // Called once for each frame as it leaves the writer: written whole, or dropped by drop_unsent(). Not for
   // the frames that close() or a write error drops. It must not call back into the writer.

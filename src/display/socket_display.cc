@@ -366,6 +366,7 @@ void SocketDisplay::send_borrowed(uint32_t scanout, const Rect& rect, const Imag
   rows.span_bytes = contiguous ? row_bytes * rect.height : row_bytes;
   rows.spans = contiguous ? 1 : rect.height;
   rows.stride = image.stride;
+  rows.lease = image.lease;  // held while the socket has not taken the rows
   const size_t size = kHeaderSize + payload;
   queued_update_bytes_[scanout] += size;
   if (!writer_.push_borrowed(prefix, rows, FrameTag{static_cast<uint32_t>(Request::Update), scanout, rect})) {

@@ -145,7 +145,8 @@ void GpuDevice::send_flush(uint32_t scanout_id, const Rect& damage_in_resource) 
                            .width = scanout.rect.width,
                            .height = scanout.rect.height,
                            .stride = scanout.rect.width * kBytesPerPixel,
-                           .format = scanout.blob->format};
+                           .format = scanout.blob->format,
+                           .lease = scanout.shadow.lease()};
     display_->update(scanout_id, damage, shadow, damage.x, damage.y);
     return;
   }

@@ -138,7 +138,7 @@ CommandResult GpuDevice::on_set_scanout_blob(const virtio_gpu_set_scanout_blob& 
     if (shadow_bytes > old_bytes && !resources_.reserve(shadow_bytes - old_bytes)) return fail(GpuError::OutOfMemory);
     if (shadow_bytes < old_bytes) resources_.release(old_bytes - shadow_bytes);
     try {
-      scanout.shadow.assign(static_cast<size_t>(shadow_bytes), std::byte{0});
+      scanout.shadow.assign(static_cast<size_t>(shadow_bytes));
     } catch (const std::bad_alloc&) {
       clear_scanout(req.scanout_id);
       return fail(GpuError::OutOfMemory);
@@ -163,7 +163,13 @@ bool GpuDevice::refresh_blob_shadow(uint32_t scanout_id, const Rect& visible) {
   // `visible` lies inside scanout.rect, which lies inside the layout's width x height (checked when set).
   const uint64_t first =
       (uint64_t{visible.y} - scanout.rect.y) * shadow_stride + (uint64_t{visible.x} - scanout.rect.x) * kBytesPerPixel;
-  auto dst = std::span(scanout.shadow).subspan(static_cast<size_t>(first));
+  std::span<std::byte> all;
+  try {
+    all = scanout.shadow.writable();
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  auto dst = all.subspan(static_cast<size_t>(first));
   if (res->blob_mem == VIRTIO_GPU_BLOB_MEM_GUEST) {
     if (!res->backing) return false;
     for (uint32_t r = 0; r < visible.height; ++r) {

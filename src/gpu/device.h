@@ -33,6 +33,7 @@
 #include "gpu/fence_table.h"
 #include "gpu/host_visible.h"
 #include "gpu/resource_table.h"
+#include "gpu/scanout_shadow.h"
 #include "gpu/state_format.h"
 #include "renderer/renderer_2d.h"
 #include "renderer/renderer_3d.h"
@@ -190,7 +191,7 @@ class GpuDevice final : public Backend {
     std::optional<BlobLayout> blob{};
     // A blob scanout's pixels as last flushed (rect.width x rect.height, stride rect.width * 4): the blob lives
     // in guest memory or the renderer, and the display needs a host image. Charged to the resource budget.
-    std::vector<std::byte> shadow{};
+    ScanoutShadow shadow{};
     // With dmabuf_scanout: the renderer's dma-buf of the resource (kept open so a new display gets it too),
     // and whether the current display shows it (then flushes send DMABUF_UPDATE and no pixels).
     std::optional<ExportedDmabuf> dmabuf{};

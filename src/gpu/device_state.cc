@@ -225,7 +225,7 @@ Result<void, std::string> GpuDevice::load_state(std::span<const std::byte> bytes
       sc.blob = BlobLayout{*pixel_format_from_virtio(b.format), b.width, b.height, b.stride, b.offset};
       const uint64_t shadow = uint64_t{sc.rect.width} * sc.rect.height * kBytesPerPixel;
       if (!resources_.reserve(shadow)) return fail(fmt::format("scanout {}: over the memory limit", s));
-      sc.shadow.assign(static_cast<size_t>(shadow), std::byte{0});
+      sc.shadow.assign(static_cast<size_t>(shadow));
     }
     show_scanout(s, /*resized=*/true);
     send_flush(s, sc.blob ? Rect{0, 0, sc.blob->width, sc.blob->height} : sc.rect);

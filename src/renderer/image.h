@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -45,12 +46,17 @@ constexpr Rect intersect(const Rect& a, const Rect& b) {
 }
 
 // A read-only view of a host image: `height` rows of `stride` bytes, `width` pixels each.
+// `lease` is the image's storage, shared: a holder of the lease keeps the bytes allocated even after the
+// renderer destroyed the resource, reset, or replaced the storage (the display sending straight from the rows
+// holds it until the bytes are out). A view without a lease is valid only until the next call into whatever
+// made it; a display must copy its rows before returning.
 struct ImageView {
   const std::byte* data = nullptr;
   uint32_t width = 0;
   uint32_t height = 0;
   uint32_t stride = 0;
   PixelFormat format = PixelFormat::B8G8R8X8;
+  std::shared_ptr<const void> lease{};
 };
 
 // A cursor image as the vhost-user-gpu CURSOR_UPDATE message carries it: 64 x 64 host-endian 0xAARRGGBB

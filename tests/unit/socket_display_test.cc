@@ -28,6 +28,13 @@
 namespace vgpu {
 namespace {
 
+// A lease on a buffer the test keeps alive itself until its end (a renderer's lease owns its storage; the
+// display holds either while busy()). Without a lease the display copies instead of sending from the rows.
+template <class T>
+std::shared_ptr<const void> test_lease(const T& buffer) {
+  return std::shared_ptr<const void>(&buffer, [](const void*) {});
+}
+
 using display::Request;
 
 struct Message {
@@ -396,7 +403,8 @@ TEST_F(SocketDisplayTest, Update_SendsOnlyDamagedRectFromSourceOffset) {
   std::vector<uint32_t> pixels(64);
   for (uint32_t y = 0; y < 8; ++y)
     for (uint32_t x = 0; x < 8; ++x) pixels[y * 8 + x] = (y << 16) | (x << 8) | 0x5a;
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{1, 2, 2, 1}, image, 3, 5);
   const Message m = read_message();
@@ -415,7 +423,8 @@ TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
   display_->set_scanout(0, 4, 4);
   read_message();
   std::vector<uint32_t> pixels(64, 0x00123456);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{2, 2, 100, 100}, image, 0, 0);
   const auto h = from_bytes<display::UpdateHeaderPayload>(read_message().payload);
@@ -428,7 +437,8 @@ TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
   display_->set_scanout(0, 64, 64);
   read_message();
   std::vector<uint32_t> pixels(16, 0x00123456);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 64, 64}, image, 1, 1);
   const Message m = read_message();
@@ -441,7 +451,8 @@ TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
 TEST_F(SocketDisplayTest, UpdateOfDisabledScanout_SendsNothing) {
   read_message();
   std::vector<uint32_t> pixels(16);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
 
@@ -453,7 +464,8 @@ TEST_F(SocketDisplayTest, UpdateWithShortStride_SendsNothing) {
   display_->set_scanout(0, 4, 4);
   read_message();
   std::vector<uint32_t> pixels(16);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 12, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 12, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
 
@@ -473,7 +485,7 @@ TEST_P(SocketDisplayFormatTest, Update_ConvertsToX8R8G8B8) {
   display_->set_scanout(0, 1, 1);
   read_message();
   const FormatCase c = GetParam();
-  const ImageView image{reinterpret_cast<const std::byte*>(c.in.data()), 1, 1, 4, c.format};
+  const ImageView image{reinterpret_cast<const std::byte*>(c.in.data()), 1, 1, 4, c.format, test_lease(c.in)};
 
   display_->update(0, Rect{0, 0, 1, 1}, image, 0, 0);
   const Message m = read_message();
@@ -541,7 +553,8 @@ TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
   read_message();
   squeeze_buffers();
   std::vector<uint32_t> pixels(256 * 256, 0x00abcdef);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->set_scanout(0, 256, 256);
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
@@ -563,7 +576,8 @@ TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
   read_message();
   squeeze_buffers();
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->set_scanout(0, 64, 64);
   const size_t frame = 64 * 64 * 4;
   size_t peak = 0;
@@ -584,7 +598,8 @@ TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
   read_message();
   squeeze_buffers();
   std::vector<uint32_t> pixels(64 * 64, 0x00112233);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->set_scanout(0, 64, 64);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);  // fills the socket
 
@@ -606,7 +621,8 @@ TEST_F(SocketDisplayTest, SetScanoutWhileBacklogged_DropsUnsentUpdates) {
   read_message();
   squeeze_buffers();
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->set_scanout(0, 64, 64);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
@@ -623,7 +639,8 @@ TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
   read_message();
   squeeze_buffers();
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->set_scanout(0, 64, 64);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
 
@@ -642,7 +659,8 @@ TEST_F(SocketDisplayTest, SmallUpdates_CompleteAtOnceNotBusy) {
   display_->set_scanout(0, 64, 64);
   read_message();
   const auto pixels = pattern_pixels(64, 64);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
   bool busy = false;
   size_t queued = 0;
 
@@ -666,7 +684,8 @@ TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListener
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
   const bool busy_before = display_->busy();
@@ -690,7 +709,8 @@ TEST_F(SocketDisplayTest, PartialWidthFromPaddedImage_RowsExactAcrossPartialSend
   display_->set_scanout(0, 600, 300);
   // Rows of 600 pixels, 640 apart: never one span. The rectangle's rows (2080 bytes) go one iovec each.
   const auto pixels = pattern_pixels(640, 300);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 600, 300, 2560, PixelFormat::B8G8R8A8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 600, 300, 2560, PixelFormat::B8G8R8A8, test_lease(pixels)};
   static_assert(520 * 4 >= SocketDisplay::kMinZeroCopyRowBytes);
 
   display_->update(0, Rect{5, 7, 520, 250}, image, 37, 11);
@@ -719,7 +739,8 @@ TEST_F(SocketDisplayTest, MoreRowsThanIovecs_SentInBatchesInOrder) {
   read_message();
   display_->set_scanout(0, 512, 1100);
   const auto pixels = pattern_pixels(520, 1100);  // 1100 rows of 2048 bytes, 2080 apart
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 520, 1100, 2080, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 520, 1100, 2080, PixelFormat::B8G8R8X8, test_lease(pixels)};
   static_assert(1100 > SocketDisplay::kMaxIov);
 
   display_->update(0, Rect{0, 0, 512, 1100}, image, 8, 0);
@@ -738,8 +759,12 @@ TEST_F(SocketDisplayTest, NarrowRowsOverCopyLimit_CopiedNotBusy) {
   // worth an iovec each.
   auto pixels = pattern_pixels(2, kMaxScanoutDimension);
   const auto original = pixels;
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 2, kMaxScanoutDimension, 8,
-                        PixelFormat::B8G8R8X8};
+  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()),
+                        2,
+                        kMaxScanoutDimension,
+                        8,
+                        PixelFormat::B8G8R8X8,
+                        test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 1, kMaxScanoutDimension}, image, 1, 0);
   const bool busy = display_->busy();
@@ -756,7 +781,8 @@ TEST_F(SocketDisplayTest, CursorQueuedBehindBusyUpdate_SentAfterIt) {
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
 
   display_->cursor_move(0, 5, 6);
@@ -776,9 +802,11 @@ TEST_F(SocketDisplayTest, UpdateQueuedBehindBusyUpdate_CopiedAtCallTime) {
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto first = pattern_pixels(256, 256);
-  const ImageView first_image{reinterpret_cast<const std::byte*>(first.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView first_image{
+      reinterpret_cast<const std::byte*>(first.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(first)};
   std::vector<uint32_t> second(64 * 64, 0x11223344u);
-  const ImageView second_image{reinterpret_cast<const std::byte*>(second.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView second_image{
+      reinterpret_cast<const std::byte*>(second.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(second)};
   display_->update(0, Rect{0, 0, 256, 256}, first_image, 0, 0);
 
   display_->update(0, Rect{8, 8, 64, 64}, second_image, 0, 0);
@@ -798,7 +826,8 @@ TEST_F(SocketDisplayTest, SmallUpdateSocketFull_CopiedNotBusy) {
   display_->set_scanout(0, 64, 64);
   auto pixels = pattern_pixels(64, 64);  // 16 KiB: more than the squeezed socket takes, under the copy limit
   const auto original = pixels;
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
   const bool busy = display_->busy();
@@ -818,7 +847,8 @@ TEST_F(SocketDisplayTest, SetScanoutWhileBusy_StartedUpdateGoesOutWhole) {
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
 
   display_->set_scanout(0, 128, 128);
@@ -834,7 +864,8 @@ TEST_F(SocketDisplayTest, PeerClosedWhileBusy_DeadNotBusyListenerFiresOnce) {
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
   const bool busy_before = display_->busy();
 
@@ -972,7 +1003,8 @@ TEST_F(SocketDisplayTest, DeadDisplay_IgnoresEveryCall) {
   qemu_.reset();
   display_->on_event(EPOLLHUP);
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->set_scanout(0, 64, 64);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
@@ -1169,7 +1201,8 @@ TEST_F(SocketDisplayTest, DmabufScanoutBehindQueuedUpdate_FdArrivesWithItsOwnMes
   squeeze_buffers();
   display_->set_scanout(0, 256, 256);
   const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8};
+  const ImageView image{
+      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
   display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);  // 256 KiB against a 4 KiB buffer: queued
   const UniqueFd buf = fake_dmabuf();
   DmabufImage big = dmabuf_image(buf.get());

@@ -108,8 +108,12 @@ std::optional<ImageView> Soft2DRenderer::image(uint32_t id) const {
   auto it = resources_.find(id);
   if (it == resources_.end()) return std::nullopt;
   const Resource& res = it->second;
-  return ImageView{
-      .data = res.pixels.get(), .width = res.width, .height = res.height, .stride = res.stride, .format = res.format};
+  return ImageView{.data = res.pixels.get(),
+                   .width = res.width,
+                   .height = res.height,
+                   .stride = res.stride,
+                   .format = res.format,
+                   .lease = res.pixels};
 }
 
 pixman_image_t* Soft2DRenderer::pixman_image(uint32_t id) const {

@@ -77,7 +77,9 @@ class Soft2DRenderer final : public Renderer2D {
     uint32_t height;
     uint32_t stride;
     uint64_t bytes;
-    std::unique_ptr<std::byte, PixelsDeleter> pixels;  // declared before `image`, so destroyed after it
+    // Shared with the ImageView leases image() hands out (a display still sending them keeps them), so
+    // declared before `image` and destroyed after it, or later.
+    std::shared_ptr<std::byte> pixels;
     std::unique_ptr<pixman_image_t, ImageUnref> image;
     UniqueFd memfd;  // export_shared's file, once asked; `pixels` then maps it
   };

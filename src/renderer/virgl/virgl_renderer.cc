@@ -162,22 +162,24 @@ std::optional<ImageView> VirglRenderer::image(uint32_t id) const {
   const auto bytes = checked_mul<uint64_t>(stride, a.height);
   if (stride > std::numeric_limits<uint32_t>::max() || !bytes || *bytes > kMaxIovBytes) return std::nullopt;
   try {
-    res->shadow.resize(static_cast<size_t>(*bytes));
+    if (!res->shadow || res->shadow.use_count() > 1) res->shadow = std::make_shared<std::vector<std::byte>>();
+    res->shadow->resize(static_cast<size_t>(*bytes));
   } catch (const std::bad_alloc&) {
     return std::nullopt;
   }
   virgl_box box{
       .x = 0, .y = 0, .z = 0, .w = static_cast<int32_t>(a.width), .h = static_cast<int32_t>(a.height), .d = 1};
-  iovec iov{.iov_base = res->shadow.data(), .iov_len = res->shadow.size()};
+  iovec iov{.iov_base = res->shadow->data(), .iov_len = res->shadow->size()};
   enter_host_context();
   if (virgl_renderer_transfer_read_iov(id, 0, 0, static_cast<uint32_t>(stride), 0, &box, 0, &iov, 1) != 0) {
     return std::nullopt;
   }
-  return ImageView{.data = res->shadow.data(),
+  return ImageView{.data = res->shadow->data(),
                    .width = a.width,
                    .height = a.height,
                    .stride = static_cast<uint32_t>(stride),
-                   .format = *format};
+                   .format = *format,
+                   .lease = res->shadow};
 }
 
 // --- Renderer3D: contexts ----------------------------------------------------------------------------------

@@ -166,7 +166,9 @@ class VirglRenderer final : public Renderer2D, public Renderer3D {
     std::vector<iovec> iovs{};
     std::vector<RegionPin> pins{};  // the regions iovs point into: mapped while the library may read them
     bool attached = false;
-    mutable std::vector<std::byte> shadow{};  // image() readback
+    // image() readback. Shared with the leases of the views image() returned: a new readback while a display
+    // still sends the old one gets a new buffer.
+    mutable std::shared_ptr<std::vector<std::byte>> shadow{};
   };
   // What a library callback reported, delivered after the call returns (the callbacks may run inside any
   // library call; our callback may call back into us).
