@@ -19,9 +19,9 @@
 #                quad-a frame: the screendump must be 1024x768
 #   rebind       a guest device reset: virtio_gpu unbound from the device and bound again (the virtio core
 #                resets the device; QEMU sends the backend RESET_DEVICE), then the modeset case on the new
-#                driver instance, whose resource ids start from 1 again: quad-a at the preferred mode. For ours
-#                the backend log must show the reset (`device reset by the frontend (RESET_DEVICE)`). Not a
-#                default case for qemu-c: QEMU's C backend dies there (see default_cases below)
+#                driver instance, whose resource ids start from 1 again: quad-a at the preferred mode, and
+#                vu_proxy.py must have seen QEMU send RESET_DEVICE. Not a default case for qemu-c: QEMU's C
+#                backend dies there (see default_cases below)
 #   suspend      guest suspend to RAM (S3; QEMU runs with ICH9-LPC.disable_s3=0): once QMP query-status says
 #                `suspended` the host sends system_wakeup. QEMU resets the device on wakeup and hands the backend
 #                a new display socket (vu_proxy.py must record a second GPU_SET_SOCKET); the guest binds
@@ -378,11 +378,14 @@ run_case() {
         w="${marker%% *}"
         size_ok rebind "the preferred mode" "${w}" "${size}" || true
         check_frame rebind rebind "${w}" -- quad-a || true
-        if [[ "${kind}" == ours ]]; then
-          if grep -aq 'device reset by the frontend (RESET_DEVICE)' "${backend_log}"; then
-            log "rebind: the backend reset the device on QEMU's RESET_DEVICE"
+        # The protocol event: QEMU asked the backend to reset (vu_proxy.py saw RESET_DEVICE). That the backend
+        # did is in the frame: the new driver numbers its resources from 1 again, which a device that kept the
+        # old ones would refuse, and nothing would reach the screen.
+        if [[ "${use_proxy}" == 1 ]]; then
+          if grep -aq '"req": "RESET_DEVICE"' "${events}"; then
+            log "rebind: QEMU sent the backend RESET_DEVICE; the new driver's frame is exact"
           else
-            case_fail rebind "the backend log shows no RESET_DEVICE reset"
+            case_fail rebind "QEMU sent the backend no RESET_DEVICE (vu_proxy.py events)"
           fi
         fi
         case_note rebind "$({ grep -a '^VGPU-E2E: rebind note: ' "${console}" || true; } | head -n 1 | tr -d '\r' | sed 's/^VGPU-E2E: rebind note: //')"

@@ -4,7 +4,8 @@
     vu_proxy.py --listen PROXY_SOCKET --backend BACKEND_SOCKET --log EVENTS.jsonl
 
 QEMU connects to PROXY_SOCKET (-chardev socket,path=PROXY_SOCKET); the proxy connects to the backend and
-forwards every vhost-user message both ways, file descriptors included (SCM_RIGHTS). When QEMU hands the
+forwards every vhost-user message both ways, file descriptors included (SCM_RIGHTS), recording the name of
+each request QEMU sends (one JSON line, dir "vu"). When QEMU hands the
 backend its display channel (VHOST_USER_GPU_SET_SOCKET, request 33) the proxy puts itself in the middle of
 that channel too, and writes one JSON line per message the backend sends QEMU on it (SCANOUT, UPDATE,
 CURSOR_POS, CURSOR_POS_HIDE, CURSOR_UPDATE with its 64x64 image as hex, ...). display.sh reads the cursor
@@ -28,6 +29,17 @@ GPU_REQUESTS = {
     1: "GET_PROTOCOL_FEATURES", 2: "SET_PROTOCOL_FEATURES", 3: "GET_DISPLAY_INFO", 4: "CURSOR_POS",
     5: "CURSOR_POS_HIDE", 6: "CURSOR_UPDATE", 7: "SCANOUT", 8: "UPDATE", 9: "DMABUF_SCANOUT",
     10: "DMABUF_UPDATE", 11: "GET_EDID", 12: "DMABUF_SCANOUT2",
+}
+
+# vhost-user.rst's front-end requests, recorded by name as QEMU sends them (dir "vu"): the tests' oracles read
+# what the frontend asked (RESET_DEVICE on a guest device reset, ...) here, not in the backend's log wording.
+VU_REQUESTS = {
+    1: "GET_FEATURES", 2: "SET_FEATURES", 3: "SET_OWNER", 4: "RESET_OWNER", 5: "SET_MEM_TABLE", 8: "SET_VRING_NUM",
+    9: "SET_VRING_ADDR", 10: "SET_VRING_BASE", 11: "GET_VRING_BASE", 12: "SET_VRING_KICK", 13: "SET_VRING_CALL",
+    14: "SET_VRING_ERR", 15: "GET_PROTOCOL_FEATURES", 16: "SET_PROTOCOL_FEATURES", 17: "GET_QUEUE_NUM",
+    18: "SET_VRING_ENABLE", 21: "SET_BACKEND_REQ_FD", 24: "GET_CONFIG", 25: "SET_CONFIG", 34: "RESET_DEVICE",
+    36: "GET_MAX_MEM_SLOTS", 37: "ADD_MEM_REG", 38: "REM_MEM_REG", 39: "SET_STATUS", 40: "GET_STATUS",
+    41: "GET_SHARED_OBJECT", 42: "SET_DEVICE_STATE_FD", 43: "CHECK_DEVICE_STATE", 44: "GET_SHMEM_CONFIG",
 }
 
 T0 = time.monotonic()
@@ -151,6 +163,8 @@ def pump_frontend(qemu, backend):
                 fds = [os.dup(theirs.fileno())]
                 theirs.close()
                 event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")
+            else:
+                event(dir="vu", req=VU_REQUESTS.get(request, request))
             send_all(backend, hdr + payload, fds)
     except (OSError, EOFError) as e:
         event(dir="vu", error=str(e))
