@@ -61,11 +61,7 @@ qemu="${VGPU_QEMU:-qemu-system-x86_64}"
 qver="$(qemu_check_version "${qemu}" 8)"
 boot_timeout="${VGPU_E2E_TIMEOUT:-120}"
 accel="${VGPU_E2E_ACCEL:-tcg}"
-case "${accel}" in
-  tcg) accel_args=(-accel tcg -cpu max) ;;
-  kvm) accel_args=(-accel kvm -cpu host) ;;
-  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
-esac
+set_accel_args "${accel}"
 need_cmd python3 timeout setsid head stdbuf grep awk
 
 busy="$(pgrep -af 'ninja|ctest|qemu-system|vgpu_bench' | grep -v "^$$ " | cut -c1-120 || true)"

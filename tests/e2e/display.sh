@@ -129,11 +129,7 @@ size="${VGPU_E2E_SIZE:-1280x800}"
 mode2="${VGPU_E2E_MODE2:-1024x768}"
 use_proxy="${VGPU_E2E_PROXY:-1}"
 accel="${VGPU_E2E_ACCEL:-tcg}"
-case "${accel}" in
-  tcg) accel_args=(-accel tcg -cpu max) ;;
-  kvm) accel_args=(-accel kvm -cpu host) ;;
-  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
-esac
+set_accel_args "${accel}"
 check_py="${E2E_DIR}/ppm_check.py"
 log "backend: ${kind} ${binary}; QEMU ${qver}, accel ${accel}; cases: ${cases[*]}; proxy: ${use_proxy}"
 
@@ -528,8 +524,8 @@ boot() {
     if [[ "${backend_alive}" != 1 ]]; then
       case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
     fi
-    if grep -aqE 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "${backend_log}"; then
-      case_fail "${c}" "sanitizer report in the backend log"
+    if crash_line "${backend_log}" >/dev/null; then
+      case_fail "${c}" "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
     fi
     [[ "${result[${c}]}" == PASS ]] || failed=1
   done

@@ -325,6 +325,24 @@ PY
 
 # --- QEMU -----------------------------------------------------------------------------------------------------
 
+# set_accel_args ACCEL: the QEMU accelerator options of VGPU_E2E_ACCEL into the array accel_args (tcg with
+# -cpu max, kvm with -cpu host); dies on anything else.
+set_accel_args() {
+  # shellcheck disable=SC2034 # accel_args is for the sourcing script
+  case "$1" in
+    tcg) accel_args=(-accel tcg -cpu max) ;;
+    kvm) accel_args=(-accel kvm -cpu host) ;;
+    *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '$1'" ;;
+  esac
+}
+
+# A sanitizer report or a crash, in a backend's log (every e2e script checks the same).
+crash_re='ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|SIGSEGV|SIGABRT|Aborted|core dumped|terminate called|assertion .*failed|Assertion .*failed'
+# crash_line LOG: the first line of LOG that matches crash_re (exit 0), or nothing (exit 1).
+crash_line() {
+  grep -aE -m 1 "${crash_re}" "$1"
+}
+
 # qemu_check_version BINARY MIN_MAJOR [WRAPPER...]: die unless BINARY is a QEMU of at least that major version;
 # prints it. With a WRAPPER (e.g. in-root.sh ROOT --), BINARY runs as `WRAPPER... BINARY --version`.
 qemu_check_version() {

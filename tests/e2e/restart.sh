@@ -182,9 +182,8 @@ if ((${#sample_fds[@]} > 0)); then
     ((growth <= rss_slack_kb)) || fail_round "VmRSS grew by ${growth} kB from round 2 to round ${#sample_rss[@]} (slack ${rss_slack_kb} kB)"
   fi
 fi
-crash_re='ERROR: (Address|Leak|Memory|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|terminate called|Assertion .*failed'
-if grep -aqE "${crash_re}" "${backend_log}"; then
-  fail_round "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+if crash_line "${backend_log}" >/dev/null; then
+  fail_round "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
 fi
 bg_stop "${backend_log}" 3
 

@@ -77,11 +77,7 @@ qver="$(qemu_check_version "${qemu}" 8)"
 need_cmd python3 timeout setsid head stdbuf grep awk
 timeout_s="${VGPU_E2E_TIMEOUT:-120}"
 accel="${VGPU_E2E_ACCEL:-tcg}"
-case "${accel}" in
-  tcg) accel_args=(-accel tcg -cpu max) ;;
-  kvm) accel_args=(-accel kvm -cpu host) ;;
-  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
-esac
+set_accel_args "${accel}"
 log "backend: ${kind} ${binary}; QEMU ${qver} (${qemu}), accel ${accel}, cache ${VGPU_CACHE}"
 
 # --- guest kernel and initramfs --------------------------------------------------------------------------------
@@ -279,8 +275,8 @@ if [[ "${backend_alive}" == 1 ]]; then
 else
   fail "backend had ended before the guest finished (exit status ${backend_rc:-unknown})"
 fi
-if grep -aqE 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "${backend_log}"; then
-  fail "sanitizer report in the backend log: $(grep -aE 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "${backend_log}" | head -n 1)"
+if crash_line "${backend_log}" >/dev/null; then
+  fail "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
 fi
 
 # --- report ----------------------------------------------------------------------------------------------------

@@ -273,11 +273,7 @@ if [[ " ${cases[*]} " == *" piglit "* ]]; then
   [[ "${piglit_jobs}" =~ ^[1-9][0-9]*$ ]] || die "VGPU_E2E_PIGLIT_JOBS must be a positive number"
 fi
 accel="${VGPU_E2E_ACCEL:-tcg}"
-case "${accel}" in
-  tcg) accel_args=(-accel tcg -cpu max) ;;
-  kvm) accel_args=(-accel kvm -cpu host) ;;
-  *) die "VGPU_E2E_ACCEL must be tcg or kvm, not '${accel}'" ;;
-esac
+set_accel_args "${accel}"
 check_py="${E2E_DIR}/ppm_check.py"
 log "backend: ${kind} ${binary}${root:+ (QEMU$( ((backend_in_root)) && echo " and the backend") in ${root})}; QEMU ${qver}, accel ${accel}; device ${device_args[1]%%,*}; frames from ${frames}; cases: ${cases[*]}; expect GL_RENDERER =~ /${renderer_re}/${features_req:+ and features ${features_req}}"
 
@@ -441,8 +437,6 @@ guest_uptime() {
   console_line "$1" | sed -nE 's/.*(uptime|after) ([0-9.]+) s.*/\2/p'
 }
 
-# A sanitizer report or a crash in the backend's log.
-crash_re='ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|Segmentation fault|SIGSEGV|SIGABRT|Aborted|core dumped|terminate called|assertion .*failed|Assertion .*failed'
 # piglit_collect: the piglit case's per-test results from the console into piglit_dir/results.txt (the format
 # of piglit-run.sh -o); checks the renderer and the backend log.
 piglit_collect() {
@@ -467,8 +461,8 @@ piglit_collect() {
   } >"${piglit_dir}/kernel-errors.txt"
   case_note piglit "${marker}; ${ran}/${expected} results in ${piglit_dir}/results.txt; kernel errors: $(awk '
     / suppressed / { next } { s += $1 } END { print s + 0 }' "${piglit_dir}/kernel-errors.txt")"
-  if grep -aqE "${crash_re}" "${backend_log}"; then
-    case_fail piglit "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+  if crash_line "${backend_log}" >/dev/null; then
+    case_fail piglit "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
   fi
 }
 
@@ -635,8 +629,8 @@ run_case() {
       [[ "${vk}" == *'Virtio-GPU Venus'*DRIVER_ID_MESA_VENUS* || " ${VGPU_E2E_VENUS_STEPS:-vulkaninfo} " != *vulkaninfo* ]] ||
         case_fail venus "vulkaninfo shows no Venus device: ${vk:-nothing}"
       bg_running "${backend_log}" || case_fail venus "the backend ended (exit status $(bg_rc "${backend_log}"))"
-      if grep -aqE "${crash_re}" "${backend_log}"; then
-        case_fail venus "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+      if crash_line "${backend_log}" >/dev/null; then
+        case_fail venus "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
       fi
       ;;
     hostile)
@@ -662,8 +656,8 @@ run_case() {
       else
         case_fail hostile "guest: ${marker}"
       fi
-      if grep -aqE "${crash_re}" "${backend_log}"; then
-        case_fail hostile "backend log: $(grep -aE "${crash_re}" "${backend_log}" | head -n 1 | cut -c1-200)"
+      if crash_line "${backend_log}" >/dev/null; then
+        case_fail hostile "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
       fi
       ;;
     draw)
@@ -954,8 +948,8 @@ for c in "${cases[@]}"; do
   if [[ "${backend_alive}" != 1 ]]; then
     case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
   fi
-  if grep -aqE 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "${backend_log}"; then
-    case_fail "${c}" "sanitizer report in the backend log"
+  if crash_line "${backend_log}" >/dev/null; then
+    case_fail "${c}" "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
   fi
 done
 if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
