@@ -165,46 +165,6 @@ case_note() { # CASE MESSAGE: keep the first useful detail of a passing case
 # --- one boot -----------------------------------------------------------------------------------------------------
 # Globals of the current boot: dir, console, qmp_sock, backend_log, qemu_log, proxy_log, events, ctl_fd, t_qemu.
 
-boot_alive() { # both QEMU and the backend still run
-  bg_running "${qemu_log}" && bg_running "${backend_log}"
-}
-
-# wait_marker CASE STEP TIMEOUT: 0 when `VGPU-E2E: CASE[:STEP] ok ...` is on the console (its details in
-# marker), 1 when the guest reported the case failed or moved on (the line in marker), 2 when time ran out or
-# QEMU/the backend ended.
-marker=""
-wait_marker() {
-  local c="$1" step="$2" secs="$3" name deadline line
-  name="${c}${step:+:${step}}"
-  deadline=$(($(date +%s) + secs))
-  while true; do
-    line="$(grep -aE "^VGPU-E2E: ${name} ok( |\$)" "${console}" | head -n 1 || true)"
-    line="${line%$'\r'}"
-    if [[ -n "${line}" ]]; then
-      marker="${line#*ok }"
-      [[ "${marker}" != "${line}" ]] || marker=""
-      return 0
-    fi
-    line="$(grep -aE "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)" "${console}" | head -n 1 || true)"
-    line="${line%$'\r'}"
-    if [[ -n "${line}" ]]; then
-      marker="${line#VGPU-E2E: }"
-      return 1
-    fi
-    if ! boot_alive; then
-      bg_running "${backend_log}" || marker="the backend ended (exit status $(bg_rc "${backend_log}"))"
-      bg_running "${qemu_log}" || marker="QEMU ended (exit status $(bg_rc "${qemu_log}"))"
-      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
-      return 2
-    fi
-    if (($(date +%s) >= deadline)); then
-      marker="no '${name} ok' marker within ${secs}s"
-      return 2
-    fi
-    sleep 0.05
-  done
-}
-
 # wait_run_state STATE SECS: 0 once QMP query-status reports STATE, 1 when time ran out or QEMU ended.
 wait_run_state() {
   local want="$1" deadline=$(($(date +%s) + $2)) got
@@ -221,10 +181,6 @@ display_sockets() {
   grep -ac '"req": "GPU_SET_SOCKET"' "${events}" || true
 }
 
-# next_step: let the guest go on.
-next_step() {
-  printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
-}
 
 # check_frame CASE LABEL WxH [--device D --head N] -- DRAW...: poll screendumps until the frame matches.
 check_frame() {

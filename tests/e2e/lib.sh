@@ -323,6 +323,73 @@ except socket.timeout:
 PY
 }
 
+# --- the guest's marker protocol (guest/e2e_marker.h) ---------------------------------------------------------
+# For a script that boots one guest at a time and sets these globals for it: console (the serial log),
+# qemu_log and backend_log (bg_start logs), ctl_fd (the write end of the guest's control port).
+
+# boot_alive: both QEMU and the backend still run.
+# shellcheck disable=SC2154 # the globals above are the sourcing script's
+boot_alive() {
+  bg_running "${qemu_log}" && bg_running "${backend_log}"
+}
+
+# console_line REGEX: the first console line matching REGEX, without the carriage return.
+# shellcheck disable=SC2154 # the globals above are the sourcing script's
+console_line() {
+  local line
+  line="$(grep -aE -- "$1" "${console}" | head -n 1 || true)"
+  printf '%s\n' "${line%$'\r'}"
+}
+
+# wait_marker CASE STEP TIMEOUT: 0 when `VGPU-E2E: CASE[:STEP] ok ...` is on the console (its details in marker),
+# 3 on `VGPU-E2E: CASE SKIP ...`, 1 when the guest reported the case failed or moved on (the line in marker),
+# 2 when time ran out or QEMU/the backend ended.
+marker=""
+# shellcheck disable=SC2154 # the globals above are the sourcing script's
+wait_marker() {
+  local c="$1" step="$2" secs="$3" name deadline line
+  name="${c}${step:+:${step}}"
+  deadline=$(($(date +%s) + secs))
+  while true; do
+    line="$(console_line "^VGPU-E2E: ${name} ok( |\$)")"
+    if [[ -n "${line}" ]]; then
+      marker="${line#*ok }"
+      [[ "${marker}" != "${line}" ]] || marker=""
+      return 0
+    fi
+    line="$(console_line "^VGPU-E2E: ${c} SKIP")"
+    if [[ -n "${line}" ]]; then
+      marker="${line#*SKIP }"
+      return 3
+    fi
+    line="$(console_line "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)")"
+    if [[ -n "${line}" ]]; then
+      # The ok line may have landed between the greps above (a fast case prints it and `case X exit` together).
+      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
+      marker="${line#VGPU-E2E: }"
+      return 1
+    fi
+    if ! boot_alive; then
+      bg_running "${backend_log}" || marker="the backend ended (exit status $(bg_rc "${backend_log}"))"
+      bg_running "${qemu_log}" || marker="QEMU ended (exit status $(bg_rc "${qemu_log}"))"
+      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
+      return 2
+    fi
+    if (($(date +%s) >= deadline)); then
+      marker="no '${name} ok' marker within ${secs}s"
+      return 2
+    fi
+    sleep 0.05
+  done
+}
+
+# next_step: let the guest go on.
+# shellcheck disable=SC2154 # the globals above are the sourcing script's
+next_step() {
+  printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
+}
+
+
 # --- QEMU -----------------------------------------------------------------------------------------------------
 
 # set_accel_args ACCEL: the QEMU accelerator options of VGPU_E2E_ACCEL into the array accel_args (tcg with

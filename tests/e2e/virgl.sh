@@ -337,62 +337,6 @@ case_note() { # CASE MESSAGE: append to a case's details
   detail[$1]="${detail[$1]:+${detail[$1]}; }$2"
 }
 
-boot_alive() {
-  bg_running "${qemu_log}" && bg_running "${backend_log}"
-}
-
-# console_line REGEX: the first console line matching REGEX, without the carriage return.
-console_line() {
-  local line
-  line="$(grep -aE -- "$1" "${console}" | head -n 1 || true)"
-  printf '%s\n' "${line%$'\r'}"
-}
-
-# wait_marker CASE STEP TIMEOUT: 0 when `VGPU-E2E: CASE[:STEP] ok ...` is on the console (its details in marker),
-# 3 on `VGPU-E2E: CASE SKIP ...`, 1 when the guest reported the case failed or moved on (the line in marker),
-# 2 when time ran out or QEMU/the backend ended.
-marker=""
-wait_marker() {
-  local c="$1" step="$2" secs="$3" name deadline line
-  name="${c}${step:+:${step}}"
-  deadline=$(($(date +%s) + secs))
-  while true; do
-    line="$(console_line "^VGPU-E2E: ${name} ok( |\$)")"
-    if [[ -n "${line}" ]]; then
-      marker="${line#*ok }"
-      [[ "${marker}" != "${line}" ]] || marker=""
-      return 0
-    fi
-    line="$(console_line "^VGPU-E2E: ${c} SKIP")"
-    if [[ -n "${line}" ]]; then
-      marker="${line#*SKIP }"
-      return 3
-    fi
-    line="$(console_line "^VGPU-E2E: (${c} FAIL|case ${c} exit)|^VGPU-E2E: (FAIL|done)")"
-    if [[ -n "${line}" ]]; then
-      # The ok line may have landed between the greps above (a fast case prints it and `case X exit` together).
-      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
-      marker="${line#VGPU-E2E: }"
-      return 1
-    fi
-    if ! boot_alive; then
-      bg_running "${backend_log}" || marker="the backend ended (exit status $(bg_rc "${backend_log}"))"
-      bg_running "${qemu_log}" || marker="QEMU ended (exit status $(bg_rc "${qemu_log}"))"
-      grep -aqE "^VGPU-E2E: ${name} ok( |\$)" "${console}" && continue
-      return 2
-    fi
-    if (($(date +%s) >= deadline)); then
-      marker="no '${name} ok' marker within ${secs}s"
-      return 2
-    fi
-    sleep 0.05
-  done
-}
-
-next_step() {
-  printf 'next\n' >&"${ctl_fd}" || warn "cannot write to the guest's control port"
-}
-
 # frame_source: sets frame_args, ppm_check.py's arguments for taking frames (QMP, or our backend's SIGUSR1 PNGs).
 declare -a frame_args=()
 frame_source() {
