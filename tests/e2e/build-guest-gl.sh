@@ -56,8 +56,6 @@ for src in "${sources[@]}"; do
 done
 touch "${out}.tmp/.complete"
 mv -- "${out}.tmp" "${out}"
-# Keep the 3 newest builds.
-find "${root}" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- |
-  while read -r old; do rm -rf -- "${old}"; done
+cache_keep_newest "${root}"
 log "built ${out} ($(find "${out}" -mindepth 1 -maxdepth 1 -type f ! -name '.*' -printf '%f ')) in $(secs_since "${t0}")s"
 printf '%s\n' "${out}"

@@ -61,8 +61,6 @@ cp -- "${src_dir}/${name}.c" "${src_dir}/Kbuild" "${out}.tmp/"
 [[ -f "${out}.tmp/${name}.ko" ]] || die "make left no ${name}.ko"
 touch "${out}.tmp/.complete"
 mv -- "${out}.tmp" "${out}"
-# Keep the 3 newest builds.
-find "${cache}" -mindepth 1 -maxdepth 1 -type d ! -name '*.tmp' -printf '%T@ %p\n' | sort -rn | tail -n +4 |
-  cut -d' ' -f2- | while read -r old; do rm -rf -- "${old}"; done
+cache_keep_newest "${cache}"
 log "built ${out}/${name}.ko for ${release} in $(secs_since "${t0}")s"
 printf '%s\n' "${out}/${name}.ko"

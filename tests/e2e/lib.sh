@@ -101,6 +101,13 @@ cache_lock() {
   flock -w 900 "${fd}" || die "timed out waiting for the cache lock ${VGPU_CACHE}/.lock-$1"
 }
 
+# cache_keep_newest DIR [N]: removes all but the N (default 3) newest build folders in DIR (half-built *.tmp
+# folders are left to the build that owns them).
+cache_keep_newest() {
+  find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '*.tmp' -printf '%T@ %p\n' | sort -rn | tail -n +$((${2:-3} + 1)) |
+    cut -d' ' -f2- | while read -r old; do rm -rf -- "${old}"; done
+}
+
 # --- temp dir and background processes ------------------------------------------------------------------------
 
 E2E_TMP=""
