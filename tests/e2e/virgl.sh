@@ -129,6 +129,8 @@
 #   VGPU_E2E_BLOB=0       generic device, virgl kinds: the backend does not offer RESOURCE_BLOB yet: the defaults
 #                         become "+context_init", all subtests but resource-create-blob required, and it may fail
 set -euo pipefail
+# (Over 600 lines on purpose: one boot runs every case, and each case's host-side check lives next to the others;
+# the shared machinery is lib.sh's.)
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

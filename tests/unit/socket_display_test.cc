@@ -4,6 +4,8 @@
 // pressure and its bounds, zero-copy UPDATEs (busy() while the socket has not taken them, exact pixels, the
 // listener when done, order with messages queued behind), and malformed replies / EOF / EPIPE making the
 // display dead without a crash.
+// Over 600 lines on purpose: every case runs against the same fake-QEMU fixture (SocketDisplayTest and its
+// parameterised variants); sections follow the protocol: negotiation, updates, FrameWriter behaviour, cursor.
 #include "display/socket_display.h"
 
 #include <gtest/gtest.h>

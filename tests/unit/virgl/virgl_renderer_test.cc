@@ -4,6 +4,8 @@
 //
 // virglrenderer has process-wide state, so every test shares one renderer, created on first use and
 // destroyed by a global environment; each test resets it on the way out, so tests run alone or in any order.
+// Over 600 lines on purpose: virglrenderer allows one instance per process, so every case shares this file's one
+// fixture and its library set-up; sections follow virgl_init, virgl_backings, virgl_fences and virgl_renderer.cc.
 #include "renderer/virgl/virgl_renderer.h"
 
 #include <gtest/gtest.h>
