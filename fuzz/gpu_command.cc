@@ -73,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                       .hostmem_size = host_visible ? 1ull << 20 : 0,
                       .blob_alignment = (feature_bits & 8) != 0 ? BlobAlignmentMode::On : BlobAlignmentMode::Off,
                       .max_venus_contexts = 4},
-      features, 4ull << 20, renderer, renderer.get());
+      features, 4ull << 20, renderer ? std::optional(Renderers::with_3d(renderer)) : std::nullopt);
   FakeShmemMapper mapper;
   if (host_visible) h.device().set_shmem_mapper(&mapper);
   auto display = std::make_unique<FakeDisplay>(scanouts, 640, 480);
