@@ -53,7 +53,7 @@ int run_main(int argc, char** argv) {
                       .hostmem_size = opts.hostmem,
                       .blob_alignment = opts.blob_alignment == "off" ? BlobAlignmentMode::Off : BlobAlignmentMode::On,
                       .max_venus_contexts = opts.max_venus_contexts},
-      &*loop, std::move(*renderers),
+      &*loop, *renderers,
       DisplayFactory::standard(StandardDisplayOptions{
           .num_scanouts = opts.outputs, .width = opts.width, .height = opts.height, .headless_only = opts.headless}));
   auto dump = [&device, dir = opts.screenshot_dir] {
