@@ -46,8 +46,12 @@ while IFS= read -r file; do
     fi
   done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"' "${file}" |
     sed -E 's/^([0-9]+):[[:space:]]*#[[:space:]]*include[[:space:]]+"([^"]+)".*/\1:\2/')
-done < <(git ls-files --cached --others --exclude-standard -- 'src/*.cc' 'src/*.h')
+done < <(find src -type f \( -name '*.cc' -o -name '*.h' \) | LC_ALL=C sort)
 
+if ((checked == 0)); then
+  echo "check-layering: no includes found under $(pwd)/src" >&2
+  exit 2
+fi
 if ((bad)); then
   echo "check-layering: includes outside the allowed edges of ${table} (see docs/ARCHITECTURE.md, \"Layers\")" >&2
   exit 1
