@@ -5,7 +5,7 @@
 
 namespace vgpu {
 
-const FenceTable::Signalled* FenceTable::last_signalled(const FenceRing& ring) const {
+FenceTable::Signalled* FenceTable::last_signalled(const FenceRing& ring) {
   auto it = std::find_if(signalled_.begin(), signalled_.end(), [&](const Signalled& s) { return s.ring == ring; });
   return it == signalled_.end() ? nullptr : &*it;
 }
@@ -24,11 +24,10 @@ std::optional<FenceTable::Response> FenceTable::hold(Response response) {
 }
 
 std::vector<FenceTable::Response> FenceTable::signal(FenceRing ring, uint64_t fence_id) {
-  auto it = std::find_if(signalled_.begin(), signalled_.end(), [&](const Signalled& s) { return s.ring == ring; });
-  if (it == signalled_.end()) {
-    signalled_.push_back({ring, fence_id});
+  if (Signalled* s = last_signalled(ring); s != nullptr) {
+    s->fence_id = std::max(s->fence_id, fence_id);
   } else {
-    it->fence_id = std::max(it->fence_id, fence_id);
+    signalled_.push_back({ring, fence_id});
   }
   return release_if([&](const Response& r) { return r.ring == ring && r.fence_id <= fence_id; });
 }

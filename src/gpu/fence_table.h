@@ -56,7 +56,7 @@ class FenceTable {
     FenceRing ring;
     uint64_t fence_id;
   };
-  [[nodiscard]] const Signalled* last_signalled(const FenceRing& ring) const;
+  [[nodiscard]] Signalled* last_signalled(const FenceRing& ring);
 
   std::deque<Response> held_;         // in hold order
   std::vector<Signalled> signalled_;  // one entry per ring that ever signalled (few: contexts x rings)

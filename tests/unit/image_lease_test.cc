@@ -8,6 +8,7 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -26,19 +27,30 @@ std::vector<std::byte> pattern() {
   return px;
 }
 
+// A SocketDisplay showing one kSide x kSide scanout to a fake QEMU that reads nothing yet, both socket buffers
+// squeezed so that a frame stays in flight.
+struct Squeezed {
+  Squeezed() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
+    qemu.reset(sv[1]);
+    display = std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1);
+    const int small = 4096;
+    ::setsockopt(display->fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    ::setsockopt(qemu.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    display->set_scanout(0, kSide, kSide);
+  }
+  UniqueFd qemu;
+  std::unique_ptr<SocketDisplay> display;
+};
+
 TEST(ImageLease, RendererFreesResourceWhileDisplaySendsIt_BytesStillExact) {
   Soft2DRenderer renderer;
   ASSERT_TRUE(renderer.create_resource(1, PixelFormat::B8G8R8X8, kSide, kSide));
   const auto pixels = pattern();
   ASSERT_TRUE(renderer.restore_pixels(1, pixels));
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  UniqueFd qemu(sv[1]);
-  SocketDisplay display(UniqueFd(sv[0]), 1);
-  const int small = 4096;
-  ASSERT_EQ(::setsockopt(display.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-  ASSERT_EQ(::setsockopt(qemu.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
-  display.set_scanout(0, kSide, kSide);
+  Squeezed link;
+  SocketDisplay& display = *link.display;
   {
     auto image = renderer.image(1);
     ASSERT_TRUE(image);
@@ -52,11 +64,11 @@ TEST(ImageLease, RendererFreesResourceWhileDisplaySendsIt_BytesStillExact) {
   std::vector<std::byte> stream;
   std::array<std::byte, 65536> buf{};
   for (int spins = 0; spins < 100000 && (display.busy() || display.queued_bytes() > 0); ++spins) {
-    const ssize_t n = ::recv(qemu.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+    const ssize_t n = ::recv(link.qemu.get(), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n > 0) stream.insert(stream.end(), buf.begin(), buf.begin() + n);
     display.on_event(EPOLLOUT);
   }
-  for (ssize_t n; (n = ::recv(qemu.get(), buf.data(), buf.size(), MSG_DONTWAIT)) > 0;) {
+  for (ssize_t n; (n = ::recv(link.qemu.get(), buf.data(), buf.size(), MSG_DONTWAIT)) > 0;) {
     stream.insert(stream.end(), buf.begin(), buf.begin() + n);
   }
   EXPECT_FALSE(display.busy());
@@ -67,13 +79,8 @@ TEST(ImageLease, RendererFreesResourceWhileDisplaySendsIt_BytesStillExact) {
 
 TEST(ImageLease, ViewWithoutLease_DisplayCopiesInsteadOfBorrowing) {
   const auto pixels = pattern();
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  UniqueFd qemu(sv[1]);
-  SocketDisplay display(UniqueFd(sv[0]), 1);
-  const int small = 4096;
-  ASSERT_EQ(::setsockopt(display.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-  display.set_scanout(0, kSide, kSide);
+  Squeezed link;
+  SocketDisplay& display = *link.display;
   const ImageView unleased{pixels.data(), kSide, kSide, kSide * kBytesPerPixel, PixelFormat::B8G8R8X8};
 
   display.update(0, Rect{0, 0, kSide, kSide}, unleased, 0, 0);
