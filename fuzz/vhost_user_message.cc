@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -31,6 +32,7 @@
 
 #include "common/event_loop.h"
 #include "common/log.h"
+#include "common/scm_rights.h"
 #include "common/unique_fd.h"
 #include "vhost_user/backend.h"
 #include "vhost_user/session.h"
@@ -130,22 +132,16 @@ UniqueFd make_fd(unsigned kind) {
 
 void send_chunk(int fd, std::span<const uint8_t> bytes, const std::vector<UniqueFd>& fds) {
   iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+  std::array<int, 3> raw_fds{};
+  size_t count = 0;
+  for (const UniqueFd& fd : fds) {
+    if (count < raw_fds.size()) raw_fds[count++] = fd.get();
+  }
+  FdControl<3> control;
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  if (!fds.empty()) {
-    mh.msg_control = control;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    for (size_t i = 0; i < fds.size(); ++i) {
-      const int raw_fd = fds[i].get();
-      std::memcpy(CMSG_DATA(c) + i * sizeof(int), &raw_fd, sizeof(int));
-    }
-  }
+  (void)control.attach(mh, std::span<const int>(raw_fds.data(), count));
   // An empty chunk sends nothing, not even its fds (a stream socket needs a byte to carry them).
   (void)::sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 }

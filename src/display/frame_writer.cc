@@ -10,6 +10,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/scm_rights.h"
+
 namespace vgpu {
 
 namespace {
@@ -123,16 +125,8 @@ bool FrameWriter::flush() {
     msghdr mh{};
     mh.msg_iov = iov_.data();
     mh.msg_iovlen = n;
-    alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
-    if (pass_fd >= 0) {
-      mh.msg_control = control.data();
-      mh.msg_controllen = control.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-    }
+    FdControl<1> control;
+    if (pass_fd >= 0) (void)control.attach(mh, std::span<const int>(&pass_fd, 1));  // one fd always fits
     const ssize_t sent = ::sendmsg(fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0) {
       if (errno == EINTR) continue;

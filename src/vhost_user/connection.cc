@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/scm_rights.h"
 
 namespace vgpu::vhost_user {
 
@@ -144,7 +145,7 @@ Result<void, TransportError> Connection::send(const MessageHeader& header, std::
   std::memcpy(bytes.data(), &header, sizeof(header));
   if (!payload.empty()) std::memcpy(bytes.data() + sizeof(header), payload.data(), payload.size());
 
-  alignas(cmsghdr) unsigned char control[kControlSpace] = {};
+  FdControl<kMaxFds> control;
   const int64_t deadline = now_ms() + timeout_ms_;
   size_t sent = 0;
   while (sent < bytes.size()) {
@@ -152,15 +153,8 @@ Result<void, TransportError> Connection::send(const MessageHeader& header, std::
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
-    if (sent == 0 && !fds.empty()) {
-      mh.msg_control = control;
-      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    // The fds ride on the first byte only (unix(7)); a resend of the rest goes without them.
+    if (sent == 0 && !control.attach(mh, fds)) return fail(TransportError::PayloadTooLarge);
     const ssize_t n = ::sendmsg(socket_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/scm_rights.h"
+
 namespace vgpu::test {
 
 using vhost_user::FrontendRequest;
@@ -88,17 +90,8 @@ bool VhostUserClient::send(FrontendRequest request, std::span<const std::byte> p
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  std::vector<std::byte> control;
-  if (!fds.empty()) {
-    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-  }
+  FdControl<32> control;  // room for more than a message may carry: tests send too many on purpose
+  if (!control.attach(msg, fds)) return false;
   ssize_t sent = 0;
   do {
     sent = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);

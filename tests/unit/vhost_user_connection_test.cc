@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/scm_rights.h"
 #include "vhost_user/connection.h"
 
 namespace vgpu::vhost_user {
@@ -51,17 +52,11 @@ UniqueFd make_eventfd() {
 // Sends bytes with fds attached to the first byte.
 void send_with_fds(int fd, std::span<const std::byte> bytes, const std::vector<int>& fds) {
   iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 32)] = {};
+  FdControl<32> control;
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  ASSERT_TRUE(control.attach(mh, fds));
   ASSERT_EQ(::sendmsg(fd, &mh, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
 }
 

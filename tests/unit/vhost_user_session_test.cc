@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/event_loop.h"
+#include "common/scm_rights.h"
 #include "support/fake_guest.h"
 #include "vhost_user/session.h"
 
@@ -158,19 +159,11 @@ class TestFrontend {
 
   void send_raw(std::span<const std::byte> bytes, const std::vector<int>& fds = {}) const {
     iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 16)] = {};
+    FdControl<16> control;
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
-    if (!fds.empty()) {
-      mh.msg_control = control;
-      mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    EXPECT_TRUE(control.attach(mh, fds));
     EXPECT_EQ(::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
   }
 
