@@ -46,6 +46,7 @@
 #include "display/edid.h"
 #include "display/protocol.h"
 #include "display/socket_display.h"
+#include "support/fuzz_input.h"
 
 namespace {
 
@@ -64,14 +65,7 @@ constexpr std::array<PixelFormat, 8> kFormats = {
     PixelFormat::R8G8B8A8, PixelFormat::X8B8G8R8, PixelFormat::A8B8G8R8, PixelFormat::R8G8B8X8,
 };
 
-size_t open_fd_count() {
-  size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) std::abort();
-  while (::readdir(dir) != nullptr) ++n;
-  ::closedir(dir);
-  return n;
-}
+using vgpu::test::open_fd_count;
 
 // Reads operands off the input; past the end, every operand is 0.
 class Input {
@@ -285,13 +279,7 @@ void run(std::span<const uint8_t> data) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > kMaxInput) return -1;
-  // Silent unless VGPU_FUZZ_LOG is set (to replay one input with the display's logs).
-  static const bool verbose = [] {
-    const bool on = std::getenv("VGPU_FUZZ_LOG") != nullptr;
-    spdlog::set_level(on ? spdlog::level::trace : spdlog::level::off);
-    return on;
-  }();
-  (void)verbose;
+  (void)vgpu::test::fuzz_verbose();  // silent unless VGPU_FUZZ_LOG is set
   const size_t before = open_fd_count();
   run(std::span<const uint8_t>(data, size));
   if (open_fd_count() != before) std::abort();  // an fd leaked

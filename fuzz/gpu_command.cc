@@ -25,35 +25,13 @@
 #include "support/fake_display.h"
 #include "support/fake_renderer_3d.h"
 #include "support/fake_shmem_mapper.h"
+#include "support/fuzz_input.h"
 #include "support/gpu_harness.h"
-
-namespace {
-
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return pos_ >= size_; }
-  uint8_t byte() { return pos_ < size_ ? data_[pos_++] : 0; }
-  std::vector<std::byte> bytes(size_t n) {
-    n = std::min(n, size_ - std::min(pos_, size_));
-    std::vector<std::byte> out(n);
-    if (n > 0) std::memcpy(out.data(), data_ + pos_, n);
-    pos_ += n;
-    return out;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace vgpu;
   using namespace vgpu::test;
-  Input in(data, size);
+  FuzzInput in(data, size);
   const uint8_t feature_bits = in.byte();
   uint64_t features = 0;
   if ((feature_bits & 1) != 0) features |= uint64_t{1} << VIRTIO_GPU_F_EDID;
@@ -89,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 1: {
         const size_t queue = op == 0 ? GpuDevice::kControlQueue : GpuDevice::kCursorQueue;
         const uint8_t type_index = in.byte();
-        auto request = in.bytes(in.byte());
+        auto request = in.bytes_upto(in.byte());
         if (type_index < table.size() && request.size() >= 4) {
           std::memcpy(request.data(), &table[type_index].type, 4);
         }
@@ -99,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 2: {
         // Above the rings and chain buffers the harness allocates first (the low 256 KiB).
         const uint32_t page = 64 + (in.byte() | in.byte() << 8) % 960;
-        auto bytes = in.bytes(in.byte());
+        auto bytes = in.bytes_upto(in.byte());
         h.guest().write(GuestAddress{uint64_t{page} * 4096}, bytes);
         break;
       }

@@ -34,12 +34,14 @@
 #include "common/log.h"
 #include "common/scm_rights.h"
 #include "common/unique_fd.h"
+#include "support/fuzz_input.h"
 #include "vhost_user/backend.h"
 #include "vhost_user/session.h"
 
 namespace {
 
 using vgpu::Backend;
+using vgpu::FdControl;
 using vgpu::GuestMemory;
 using vgpu::Queue;
 using vgpu::UniqueFd;
@@ -101,14 +103,7 @@ class NullBackend final : public Backend {
   std::byte config_[24] = {};
 };
 
-size_t open_fd_count() {
-  size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) std::abort();
-  while (::readdir(dir) != nullptr) ++n;
-  ::closedir(dir);
-  return n;
-}
+using vgpu::test::open_fd_count;
 
 UniqueFd make_memfd(size_t size) {
   UniqueFd fd(::memfd_create("fuzz-guest", MFD_CLOEXEC));
@@ -134,8 +129,8 @@ void send_chunk(int fd, std::span<const uint8_t> bytes, const std::vector<Unique
   iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
   std::array<int, 3> raw_fds{};
   size_t count = 0;
-  for (const UniqueFd& fd : fds) {
-    if (count < raw_fds.size()) raw_fds[count++] = fd.get();
+  for (const UniqueFd& owned : fds) {
+    if (count < raw_fds.size()) raw_fds[count++] = owned.get();
   }
   FdControl<3> control;
   msghdr mh{};
@@ -206,12 +201,7 @@ void run(std::span<const uint8_t> input, bool verbose) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > kMaxInput) return -1;
-  // Silent unless VGPU_FUZZ_LOG is set (to replay one input with the session's logs).
-  static const bool verbose = [] {
-    const bool on = std::getenv("VGPU_FUZZ_LOG") != nullptr;
-    spdlog::set_level(on ? spdlog::level::trace : spdlog::level::off);
-    return on;
-  }();
+  const bool verbose = vgpu::test::fuzz_verbose();  // silent unless VGPU_FUZZ_LOG is set
   const size_t before = open_fd_count();
   run(std::span<const uint8_t>(data, size), verbose);
   if (open_fd_count() != before) std::abort();  // an fd leaked

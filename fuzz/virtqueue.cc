@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "support/fake_guest.h"
+#include "support/fuzz_input.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/queue.h"
 
@@ -50,32 +51,7 @@ void check(bool ok) {
   if (!ok) __builtin_trap();
 }
 
-// Reads the input front to back; past the end every value is zero.
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  [[nodiscard]] bool empty() const { return pos_ >= size_; }
-  template <class T>
-  T take() {
-    T out{};
-    const size_t at = std::min(pos_, size_);
-    if (at < size_) std::memcpy(&out, data_ + at, std::min(sizeof(T), size_ - at));
-    pos_ += sizeof(T);
-    return out;
-  }
-  std::vector<std::byte> bytes(size_t n) {
-    std::vector<std::byte> out(n);
-    const size_t at = std::min(pos_, size_);
-    if (n != 0 && at < size_) std::memcpy(out.data(), data_ + at, std::min(n, size_ - at));
-    pos_ += n;
-    return out;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+using Input = vgpu::test::FuzzInput;
 
 uint64_t take_addr(Input& in) {
   switch (in.take<uint8_t>() % 4) {

@@ -37,18 +37,18 @@ Result<EventLoop, int> EventLoop::create() {
 }
 
 Result<void, int> EventLoop::add(int fd, Source source, uint32_t events) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = pack(source);
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return fail(errno);
-  return {};
+  return control(EPOLL_CTL_ADD, fd, source, events);
 }
 
 Result<void, int> EventLoop::modify(int fd, Source source, uint32_t events) {
+  return control(EPOLL_CTL_MOD, fd, source, events);
+}
+
+Result<void, int> EventLoop::control(int op, int fd, Source source, uint32_t events) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = pack(source);
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return fail(errno);
+  if (::epoll_ctl(epoll_.get(), op, fd, &ev) != 0) return fail(errno);
   return {};
 }
 

@@ -58,6 +58,8 @@ class EventLoop {
 
  private:
   explicit EventLoop(UniqueFd epoll) : epoll_(std::move(epoll)) {}
+  // add() and modify(): epoll_ctl with `op` (EPOLL_CTL_ADD or EPOLL_CTL_MOD), the source packed into the event.
+  Result<void, int> control(int op, int fd, Source source, uint32_t events);
   UniqueFd epoll_;
 };
 

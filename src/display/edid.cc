@@ -24,9 +24,14 @@ constexpr uint32_t kRbMinVBackPorch = 6;
 constexpr double kRbMinVBlankUs = 460.0;
 constexpr uint32_t kClockStep10khz = 25;  // CVT's 0.25 MHz clock granularity
 
+// One axis of a mode, in pixels (horizontal) or lines (vertical): the visible part, the blanking after it,
+// and the front porch and sync pulse inside the blanking.
+struct Axis {
+  uint32_t active, blank, front, sync;
+};
+
 struct Timing {
-  uint32_t h_active, h_blank, h_front, h_sync;
-  uint32_t v_active, v_blank, v_front, v_sync;
+  Axis h, v;
   uint32_t pixel_clock_10khz;
   uint32_t refresh_hz;
 };
@@ -42,26 +47,21 @@ uint32_t cvt_vsync_lines(uint32_t w, uint32_t h) {
 }
 
 Timing cvt_reduced_blanking(uint32_t w, uint32_t h, uint32_t refresh_hz) {
-  Timing t{};
-  t.h_active = w;
-  t.h_blank = kRbHBlank;
-  t.h_front = kRbHFrontPorch;
-  t.h_sync = kRbHSync;
-  t.v_active = h;
-  t.v_front = kRbVFrontPorch;
-  t.v_sync = cvt_vsync_lines(w, h);
-  t.refresh_hz = refresh_hz;
+  // Reduced blanking fixes everything but the vertical blank and the clock, which follow from the refresh rate.
+  const uint32_t v_sync = cvt_vsync_lines(w, h);
   const double h_period_us = (1e6 / refresh_hz - kRbMinVBlankUs) / h;
   const auto vbi_lines = static_cast<uint32_t>(kRbMinVBlankUs / h_period_us) + 1;
-  t.v_blank = std::max(vbi_lines, kRbVFrontPorch + t.v_sync + kRbMinVBackPorch);
-  const uint64_t clock_hz = uint64_t{refresh_hz} * (t.h_active + t.h_blank) * (t.v_active + t.v_blank);
+  const uint32_t v_blank = std::max(vbi_lines, kRbVFrontPorch + v_sync + kRbMinVBackPorch);
+  const uint64_t clock_hz = uint64_t{refresh_hz} * (w + kRbHBlank) * (h + v_blank);
   // CVT steps the clock down to 0.25 MHz; modes under 25 MHz keep 10 kHz precision (a step would cost them a
   // large part of their refresh rate), and the clock never reaches 0, which marks a display descriptor.
   const uint64_t units = clock_hz / 10000;
   const uint64_t step = kClockStep10khz;
   const uint64_t stepped = units >= 100 * step ? units / step * step : units;
-  t.pixel_clock_10khz = static_cast<uint32_t>(std::max<uint64_t>(stepped, 1));
-  return t;
+  return Timing{.h = {w, kRbHBlank, kRbHFrontPorch, kRbHSync},
+                .v = {h, v_blank, kRbVFrontPorch, v_sync},
+                .pixel_clock_10khz = static_cast<uint32_t>(std::max<uint64_t>(stepped, 1)),
+                .refresh_hz = refresh_hz};
 }
 
 // Highest refresh rate <= `wanted` whose pixel clock fits a descriptor.
@@ -77,25 +77,27 @@ uint32_t millimetres_at_96_dpi(uint32_t pixels) {
   return (pixels * 254 + 480) / 960;
 }
 
+// Two 12-bit sizes as a DTD stores them (active and blanking of an axis, or the image size in mm): the low
+// bytes of `first` and `second`, then their high nibbles in one byte.
+void put_12bit_pair(std::span<uint8_t, 3> d, uint32_t first, uint32_t second) {
+  d[0] = first & 0xff;
+  d[1] = second & 0xff;
+  d[2] = static_cast<uint8_t>(((first >> 8) & 0xf) << 4 | ((second >> 8) & 0xf));
+}
+
 void put_detailed_timing(std::span<uint8_t, kDescriptorSize> d, const Timing& t) {
-  const uint32_t h_mm = millimetres_at_96_dpi(t.h_active);
-  const uint32_t v_mm = millimetres_at_96_dpi(t.v_active);
+  const uint32_t h_mm = millimetres_at_96_dpi(t.h.active);
+  const uint32_t v_mm = millimetres_at_96_dpi(t.v.active);
   d[0] = t.pixel_clock_10khz & 0xff;
   d[1] = (t.pixel_clock_10khz >> 8) & 0xff;
-  d[2] = t.h_active & 0xff;
-  d[3] = t.h_blank & 0xff;
-  d[4] = static_cast<uint8_t>(((t.h_active >> 8) & 0xf) << 4 | ((t.h_blank >> 8) & 0xf));
-  d[5] = t.v_active & 0xff;
-  d[6] = t.v_blank & 0xff;
-  d[7] = static_cast<uint8_t>(((t.v_active >> 8) & 0xf) << 4 | ((t.v_blank >> 8) & 0xf));
-  d[8] = t.h_front & 0xff;
-  d[9] = t.h_sync & 0xff;
-  d[10] = static_cast<uint8_t>((t.v_front & 0xf) << 4 | (t.v_sync & 0xf));
-  d[11] = static_cast<uint8_t>(((t.h_front >> 8) & 0x3) << 6 | ((t.h_sync >> 8) & 0x3) << 4 |
-                               ((t.v_front >> 4) & 0x3) << 2 | ((t.v_sync >> 4) & 0x3));
-  d[12] = h_mm & 0xff;
-  d[13] = v_mm & 0xff;
-  d[14] = static_cast<uint8_t>(((h_mm >> 8) & 0xf) << 4 | ((v_mm >> 8) & 0xf));
+  put_12bit_pair(d.subspan<2, 3>(), t.h.active, t.h.blank);
+  put_12bit_pair(d.subspan<5, 3>(), t.v.active, t.v.blank);
+  d[8] = t.h.front & 0xff;
+  d[9] = t.h.sync & 0xff;
+  d[10] = static_cast<uint8_t>((t.v.front & 0xf) << 4 | (t.v.sync & 0xf));
+  d[11] = static_cast<uint8_t>(((t.h.front >> 8) & 0x3) << 6 | ((t.h.sync >> 8) & 0x3) << 4 |
+                               ((t.v.front >> 4) & 0x3) << 2 | ((t.v.sync >> 4) & 0x3));
+  put_12bit_pair(d.subspan<12, 3>(), h_mm, v_mm);
   d[15] = 0;  // no borders
   d[16] = 0;
   d[17] = 0x1a;  // digital separate sync, +hsync, -vsync (CVT reduced blanking)
@@ -104,7 +106,7 @@ void put_detailed_timing(std::span<uint8_t, kDescriptorSize> d, const Timing& t)
 // Display range limits (tag 0xfd) that contain the preferred mode, "range limits only" (no formula).
 void put_range_limits(std::span<uint8_t, kDescriptorSize> d, const Timing& t) {
   const uint64_t clock_hz = uint64_t{t.pixel_clock_10khz} * 10000;
-  const uint64_t h_total = t.h_active + t.h_blank, v_total = t.v_active + t.v_blank;
+  const uint64_t h_total = t.h.active + t.h.blank, v_total = t.v.active + t.v.blank;
   const uint64_t h_khz_floor = clock_hz / h_total / 1000;
   const uint64_t h_khz_ceil = (clock_hz + h_total * 1000 - 1) / (h_total * 1000);
   const uint64_t v_hz_floor = clock_hz / (h_total * v_total);

@@ -29,11 +29,11 @@ struct EdidOptions {
 
 // The preferred mode as a detailed timing descriptor states it.
 struct EdidMode {
-  uint32_t width = 0;
-  uint32_t height = 0;
-  uint32_t pixel_clock_khz = 0;
-  uint32_t h_total = 0;
-  uint32_t v_total = 0;
+  uint32_t width = 0;            // active pixels
+  uint32_t height = 0;           // active lines
+  uint32_t pixel_clock_khz = 0;  // the descriptor stores it in 10 kHz units
+  uint32_t h_total = 0;          // active + blanking pixels
+  uint32_t v_total = 0;          // active + blanking lines
   bool operator==(const EdidMode&) const = default;
 };
 

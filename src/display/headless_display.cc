@@ -7,20 +7,15 @@
 #include <filesystem>
 #include <system_error>
 
-#include "common/checked.h"
 #include "common/log.h"
 #include "display/edid.h"
 #include "display/protocol.h"
+#include "display/update_rect.h"
 
 namespace vgpu {
 namespace {
 
 constexpr uint32_t kBlack = 0xff000000u;  // x8r8g8b8 black, X as 0xff (what converted formats carry)
-
-bool image_ok(const ImageView& image) {
-  const auto row = checked_mul(image.width, kBytesPerPixel);
-  return image.data != nullptr && is_known_format(image.format) && row && image.stride >= *row;
-}
 
 }  // namespace
 
@@ -59,14 +54,13 @@ void HeadlessDisplay::update(uint32_t scanout, const Rect& damage, const ImageVi
                              uint32_t src_y) {
   if (scanout >= num_scanouts_) return;
   Frame& f = frames_[scanout];
-  Rect rect = intersect(damage, Rect{0, 0, f.width, f.height});
-  if (rect.empty()) return;
-  if (!image_ok(image) || src_x >= image.width || src_y >= image.height) {
+  const std::optional<Rect> clipped = clip_update(damage, f.width, f.height, image, src_x, src_y);
+  if (!clipped) {
     VGPU_LOG_DEBUG("headless display: update of scanout {} outside its image, dropped", scanout);
     return;
   }
-  rect.width = std::min(rect.width, image.width - src_x);
-  rect.height = std::min(rect.height, image.height - src_y);
+  const Rect& rect = *clipped;
+  if (rect.empty()) return;
   const std::byte* in = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
   for (uint32_t row = 0; row < rect.height; ++row) {
     uint32_t* out = f.pixels.data() + size_t{rect.y + row} * f.width + rect.x;

@@ -28,9 +28,9 @@ class HeadlessDisplay final : public Display {
 
   struct CursorState {
     bool visible = false;
-    uint32_t x = 0;
+    uint32_t x = 0;  // the hot spot's position on the scanout
     uint32_t y = 0;
-    uint32_t hot_x = 0;
+    uint32_t hot_x = 0;  // the hot spot inside the image
     uint32_t hot_y = 0;
     std::vector<uint32_t> image;  // kCursorSize * kCursorSize A8R8G8B8 words once defined, else empty
   };

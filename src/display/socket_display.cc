@@ -12,9 +12,11 @@
 #include <cstring>
 #include <string>
 
+#include "common/bytes.h"
 #include "common/checked.h"
 #include "common/log.h"
 #include "display/edid.h"
+#include "display/update_rect.h"
 
 namespace vgpu {
 
@@ -24,13 +26,6 @@ using display::Request;
 namespace {
 
 constexpr size_t kHeaderSize = sizeof(MessageHeader);
-
-template <class T>
-T load(std::span<const std::byte> bytes) {
-  T out{};
-  std::memcpy(&out, bytes.data(), sizeof(T));
-  return out;
-}
 
 Rect bounding_box(const Rect& a, const Rect& b) {
   if (a.empty()) return b;
@@ -49,12 +44,6 @@ Request request_of(const FrameTag& tag) {
 
 bool is_cursor(Request r) {
   return r == Request::CursorPos || r == Request::CursorPosHide || r == Request::CursorUpdate;
-}
-
-// A usable ImageView: known format, data, and rows at least width * 4 bytes apart.
-bool image_ok(const ImageView& image) {
-  const auto row = checked_mul(image.width, kBytesPerPixel);
-  return image.data != nullptr && is_known_format(image.format) && row && image.stride >= *row;
 }
 
 // `height` rows of `width` pixels of `image`, from `src`, as UPDATE data at `dst` (stride width * 4).
@@ -223,14 +212,13 @@ void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView
                            uint32_t src_y) {
   if (!scanout_ok(scanout)) return;
   const ScanoutState& s = scanouts_[scanout];
-  Rect rect = intersect(damage, Rect{0, 0, s.width, s.height});
-  if (rect.empty()) return;
-  if (!image_ok(image) || src_x >= image.width || src_y >= image.height) {
+  const std::optional<Rect> clipped = clip_update(damage, s.width, s.height, image, src_x, src_y);
+  if (!clipped) {
     VGPU_LOG_DEBUG("display socket: update of scanout {} outside its image, dropped", scanout);
     return;
   }
-  rect.width = std::min(rect.width, image.width - src_x);
-  rect.height = std::min(rect.height, image.height - src_y);
+  const Rect& rect = *clipped;
+  if (rect.empty()) return;
 
   // Nothing ahead of it and no conversion to do: straight from the image (busy() until the socket took it).
   const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;
@@ -471,7 +459,7 @@ void SocketDisplay::handle_reply(const MessageHeader& header, std::span<const st
 }
 
 void SocketDisplay::on_features(std::span<const std::byte> payload) {
-  const auto offered = load<uint64_t>(payload);
+  const auto offered = copy_from<uint64_t>(payload);
   features_ = offered & (display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2);
   features_known_ = true;
   send_struct(Request::SetProtocolFeatures, 0, features_);  // QEMU sends no reply
@@ -485,7 +473,7 @@ void SocketDisplay::start_info_cycle() {
 }
 
 void SocketDisplay::on_display_info(std::span<const std::byte> payload) {
-  const auto reply = load<virtio_gpu_resp_display_info>(payload);
+  const auto reply = copy_from<virtio_gpu_resp_display_info>(payload);
   if (reply.hdr.type != VIRTIO_GPU_RESP_OK_DISPLAY_INFO) {
     fail("GET_DISPLAY_INFO answered with type " + std::to_string(reply.hdr.type));
     return;
@@ -528,7 +516,7 @@ void SocketDisplay::on_display_info(std::span<const std::byte> payload) {
 
 void SocketDisplay::on_edid(uint32_t scanout, std::span<const std::byte> payload) {
   // SAFETY: virtio_gpu_resp_edid is plain data and handle_reply checked the payload's size against it.
-  const auto reply = load<virtio_gpu_resp_edid>(payload);
+  const auto reply = copy_from<virtio_gpu_resp_edid>(payload);
   if (reply.hdr.type != VIRTIO_GPU_RESP_OK_EDID) {
     fail("GET_EDID answered with type " + std::to_string(reply.hdr.type));
     return;

@@ -1,9 +1,9 @@
 // The 2D command handlers (virtio spec 5.7.6.8). Each sees a host copy of its request; every id, rectangle,
 // offset and size is checked here, with overflow-safe arithmetic, before the renderer or display is called.
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
+#include "common/bytes.h"
 #include "common/checked.h"
 #include "common/log.h"
 #include "display/edid.h"
@@ -12,13 +12,6 @@
 namespace vgpu {
 
 namespace {
-
-template <class T>
-ResponseBytes response_of(const T& resp) {
-  ResponseBytes out(sizeof(T));
-  std::memcpy(out.data(), &resp, sizeof(T));
-  return out;
-}
 
 Rect to_rect(const virtio_gpu_rect& r) {
   return Rect{r.x, r.y, r.width, r.height};
@@ -35,7 +28,7 @@ CommandResult GpuDevice::on_get_display_info(const virtio_gpu_ctrl_hdr& /*req*/,
     resp.pmodes[s].r = {mode.rect.x, mode.rect.y, mode.rect.width, mode.rect.height};
     resp.pmodes[s].enabled = mode.enabled ? 1 : 0;
   }
-  return response_of(resp);
+  return bytes_of(resp);
 }
 
 CommandResult GpuDevice::on_get_edid(const virtio_gpu_cmd_get_edid& req, Reader& /*rest*/) {
@@ -56,7 +49,7 @@ CommandResult GpuDevice::on_get_edid(const virtio_gpu_cmd_get_edid& req, Reader&
   resp.hdr.type = VIRTIO_GPU_RESP_OK_EDID;
   resp.size = static_cast<uint32_t>(blob.size());
   std::copy(blob.begin(), blob.end(), resp.edid);
-  return response_of(resp);
+  return bytes_of(resp);
 }
 
 CommandResult GpuDevice::on_resource_create_2d(const virtio_gpu_resource_create_2d& req, Reader& /*rest*/) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "common/bytes.h"
 #include "common/checked.h"
 #include "common/log.h"
 #include "gpu/device.h"
@@ -28,13 +29,6 @@ GpuError to_gpu_error(Renderer3DError e) {
   return GpuError::Unspec;
 }
 
-template <class T>
-ResponseBytes response_of(const T& resp) {
-  ResponseBytes out(sizeof(T));
-  std::memcpy(out.data(), &resp, sizeof(T));
-  return out;
-}
-
 }  // namespace
 
 Result<const GuestScatterList*, GpuError> GpuDevice::backing_of(uint32_t resource_id) const {
@@ -53,7 +47,7 @@ CommandResult GpuDevice::on_get_capset_info(const virtio_gpu_get_capset_info& re
   resp.capset_id = info.id;
   resp.capset_max_version = info.max_version;
   resp.capset_max_size = info.max_size;
-  return response_of(resp);
+  return bytes_of(resp);
 }
 
 CommandResult GpuDevice::on_get_capset(const virtio_gpu_get_capset& req, Reader& /*rest*/) {
@@ -171,22 +165,21 @@ Transfer3D to_transfer(const virtio_gpu_transfer_host_3d& req) {
 
 }  // namespace
 
-CommandResult GpuDevice::on_transfer_to_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& /*rest*/) {
+CommandResult GpuDevice::transfer_3d(const virtio_gpu_transfer_host_3d& req, Transfer3DCall direction) {
   auto backing = backing_of(req.resource_id);
   if (!backing) return fail(backing.error());
   if (req.hdr.ctx_id != 0 && !contexts_.contains(req.hdr.ctx_id)) return fail(GpuError::InvalidContextId);
-  auto r = r3d_->transfer_to_host_3d(req.hdr.ctx_id, req.resource_id, to_transfer(req), *mem_, **backing);
+  auto r = (r3d_->*direction)(req.hdr.ctx_id, req.resource_id, to_transfer(req), *mem_, **backing);
   if (!r) return fail(to_gpu_error(r.error()));
   return ResponseBytes{};
 }
 
+CommandResult GpuDevice::on_transfer_to_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& /*rest*/) {
+  return transfer_3d(req, &Renderer3D::transfer_to_host_3d);
+}
+
 CommandResult GpuDevice::on_transfer_from_host_3d(const virtio_gpu_transfer_host_3d& req, Reader& /*rest*/) {
-  auto backing = backing_of(req.resource_id);
-  if (!backing) return fail(backing.error());
-  if (req.hdr.ctx_id != 0 && !contexts_.contains(req.hdr.ctx_id)) return fail(GpuError::InvalidContextId);
-  auto r = r3d_->transfer_from_host_3d(req.hdr.ctx_id, req.resource_id, to_transfer(req), *mem_, **backing);
-  if (!r) return fail(to_gpu_error(r.error()));
-  return ResponseBytes{};
+  return transfer_3d(req, &Renderer3D::transfer_from_host_3d);
 }
 
 CommandResult GpuDevice::on_submit_3d(const virtio_gpu_cmd_submit& req, Reader& rest) {

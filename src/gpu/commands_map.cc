@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/bytes.h"
 #include "common/log.h"
 #include "gpu/device.h"
 
@@ -37,9 +38,7 @@ ResponseBytes map_info_response(uint32_t map_info) {
   virtio_gpu_resp_map_info resp{};
   resp.hdr.type = VIRTIO_GPU_RESP_OK_MAP_INFO;
   resp.map_info = map_info;
-  ResponseBytes out(sizeof(resp));
-  std::memcpy(out.data(), &resp, sizeof(resp));
-  return out;
+  return bytes_of(resp);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <string>
 #include <utility>
 
+#include "common/bytes.h"
 #include "common/log.h"
 #include "gpu/device.h"
 
@@ -166,9 +167,7 @@ CommandResult GpuDevice::on_resource_assign_uuid(const virtio_gpu_resource_assig
   virtio_gpu_resp_resource_uuid resp{};
   resp.hdr.type = VIRTIO_GPU_RESP_OK_RESOURCE_UUID;
   std::memcpy(resp.uuid, res->uuid->data(), sizeof(resp.uuid));
-  ResponseBytes out(sizeof(resp));
-  std::memcpy(out.data(), &resp, sizeof(resp));
-  return out;
+  return bytes_of(resp);
 }
 
 }  // namespace vgpu

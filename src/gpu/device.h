@@ -248,6 +248,10 @@ class GpuDevice final : public Backend {
   // Arms the fence timer while responses wait on a renderer without a poll fd; disarms it otherwise.
   void update_fence_timer();
   [[nodiscard]] Result<const GuestScatterList*, GpuError> backing_of(uint32_t resource_id) const;
+  // TRANSFER_TO_HOST_3D and TRANSFER_FROM_HOST_3D: the same checks, then `direction` on the renderer.
+  using Transfer3DCall = Result<void, Renderer3DError> (Renderer3D::*)(uint32_t, uint32_t, const Transfer3D&,
+                                                                       const GuestMemory&, const GuestScatterList&);
+  CommandResult transfer_3d(const virtio_gpu_transfer_host_3d& req, Transfer3DCall direction);
   // True when `type` can be answered now (GET_DISPLAY_INFO / GET_EDID wait for the display's answers).
   // Asks the display to refresh its layout for GET_DISPLAY_INFO (once per command).
   bool display_ready_for(uint32_t type, std::span<const std::byte> request);

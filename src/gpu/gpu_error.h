@@ -12,12 +12,12 @@
 namespace vgpu {
 
 enum class GpuError : uint32_t {
-  Unspec = VIRTIO_GPU_RESP_ERR_UNSPEC,
-  OutOfMemory = VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY,
-  InvalidScanoutId = VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID,
-  InvalidResourceId = VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
-  InvalidContextId = VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID,
-  InvalidParameter = VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
+  Unspec = VIRTIO_GPU_RESP_ERR_UNSPEC,                          // none of the others fits
+  OutOfMemory = VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY,              // the host cannot (or may not) allocate it
+  InvalidScanoutId = VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID,    // no such scanout
+  InvalidResourceId = VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,  // no such resource, or not one this command takes
+  InvalidContextId = VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID,    // no such 3D context
+  InvalidParameter = VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,     // a size, rectangle, offset or flag out of range
 };
 
 constexpr uint32_t to_wire(GpuError e) {

@@ -26,16 +26,15 @@ uint32_t crc_of(std::span<const std::byte> body) {
 
 class Writer {
  public:
-  void u8(uint8_t v) { out_.push_back(static_cast<std::byte>(v)); }
-  void u32(uint32_t v) { put(&v, sizeof(v)); }
-  void u64(uint64_t v) { put(&v, sizeof(v)); }
-  void bytes(std::span<const std::byte> b) { out_.insert(out_.end(), b.begin(), b.end()); }
-  void rect(const Rect& r) {
-    u32(r.x);
-    u32(r.y);
-    u32(r.width);
-    u32(r.height);
+  // Fixed-size fields in order, each as its host (little-endian) bytes.
+  template <class... T>
+  void fields(const T&... v) {
+    (put(&v, sizeof(v)), ...);
   }
+  void u8(uint8_t v) { fields(v); }
+  void u32(uint32_t v) { fields(v); }
+  void u64(uint64_t v) { fields(v); }
+  void bytes(std::span<const std::byte> b) { out_.insert(out_.end(), b.begin(), b.end()); }
   std::vector<std::byte>& out() { return out_; }
 
  private:
@@ -51,29 +50,20 @@ class Writer {
 class Reader {
  public:
   explicit Reader(std::span<const std::byte> in) : in_(in) {}
-  uint8_t u8() {
-    uint8_t v = 0;
-    get(&v, sizeof(v));
+  // Fixed-size fields in order: the Writer's counterpart.
+  template <class... T>
+  void fields(T&... v) {
+    (get(&v, sizeof(v)), ...);
+  }
+  template <class T>
+  T value() {
+    T v{};
+    fields(v);
     return v;
   }
-  uint32_t u32() {
-    uint32_t v = 0;
-    get(&v, sizeof(v));
-    return v;
-  }
-  uint64_t u64() {
-    uint64_t v = 0;
-    get(&v, sizeof(v));
-    return v;
-  }
-  Rect rect() {
-    Rect r;
-    r.x = u32();
-    r.y = u32();
-    r.width = u32();
-    r.height = u32();
-    return r;
-  }
+  uint8_t u8() { return value<uint8_t>(); }
+  uint32_t u32() { return value<uint32_t>(); }
+  uint64_t u64() { return value<uint64_t>(); }
   // `n` bytes, or an empty span (and the reader failed) when fewer are left.
   std::span<const std::byte> bytes(uint64_t n) {
     if (!ok_ || n > in_.size() - pos_) {
@@ -106,6 +96,31 @@ Unexpected<std::string> bad(const std::string& why) {
   return fail(why);
 }
 
+// The fixed-size fields of each record, in wire order (the layout in state_format.h). encode_state calls these
+// with a Writer and const records, decode_state with a Reader, so each layout is written once. Flags and
+// counts, which decode checks as it goes, stay in the two functions.
+template <class Io, class R>
+void rect_fields(Io& io, R& r) {
+  io.fields(r.x, r.y, r.width, r.height);
+}
+template <class Io, class R>
+void resource_fields(Io& io, R& r) {
+  io.fields(r.id, r.format, r.width, r.height, r.blob_mem, r.blob_flags, r.blob_size);
+}
+template <class Io, class E>
+void backing_entry_fields(Io& io, E& e) {
+  uint32_t padding = 0;
+  io.fields(e.addr, e.length, padding);
+}
+template <class Io, class B>
+void blob_layout_fields(Io& io, B& b) {
+  io.fields(b.format, b.width, b.height, b.stride, b.offset);
+}
+template <class Io, class C>
+void cursor_fields(Io& io, C& c) {  // after its u8 visible flag
+  io.fields(c.resource_id, c.hot_x, c.hot_y, c.x, c.y);
+}
+
 }  // namespace
 
 std::vector<std::byte> encode_state(const DeviceState& state) {
@@ -113,54 +128,36 @@ std::vector<std::byte> encode_state(const DeviceState& state) {
   body.u32(state.num_scanouts);
   body.u32(static_cast<uint32_t>(state.resources.size()));
   for (const SavedResource& r : state.resources) {
-    body.u32(r.id);
-    body.u32(r.format);
-    body.u32(r.width);
-    body.u32(r.height);
-    body.u32(r.blob_mem);
-    body.u32(r.blob_flags);
-    body.u64(r.blob_size);
+    resource_fields(body, r);
     body.u8(r.uuid ? 1 : 0);
     const std::array<uint8_t, 16> uuid = r.uuid.value_or(std::array<uint8_t, 16>{});
     body.bytes(std::as_bytes(std::span(uuid)));
     body.u8(r.backing ? 1 : 0);
     const size_t entries = r.backing ? r.backing->size() : 0;
     body.u32(static_cast<uint32_t>(entries));
-    for (size_t i = 0; i < entries; ++i) {
-      body.u64((*r.backing)[i].addr);
-      body.u32((*r.backing)[i].length);
-      body.u32(0);
-    }
+    for (size_t i = 0; i < entries; ++i) backing_entry_fields(body, (*r.backing)[i]);
     body.u64(r.pixels.size());
     body.bytes(r.pixels);
   }
   body.u32(static_cast<uint32_t>(state.scanouts.size()));
   for (const SavedScanout& s : state.scanouts) {
     body.u32(s.resource_id);
-    body.rect(s.rect);
+    rect_fields(body, s.rect);
     body.u8(s.blob ? 1 : 0);
     const SavedBlobLayout b = s.blob.value_or(SavedBlobLayout{});
-    body.u32(b.format);
-    body.u32(b.width);
-    body.u32(b.height);
-    body.u32(b.stride);
-    body.u32(b.offset);
+    blob_layout_fields(body, b);
   }
   body.u32(static_cast<uint32_t>(state.cursors.size()));
   for (const CursorState& c : state.cursors) {
     body.u8(c.visible ? 1 : 0);
-    body.u32(c.resource_id);
-    body.u32(c.hot_x);
-    body.u32(c.hot_y);
-    body.u32(c.x);
-    body.u32(c.y);
+    cursor_fields(body, c);
   }
   body.u8(state.layout ? 1 : 0);
   const size_t modes = state.layout ? state.layout->size() : 0;
   body.u32(static_cast<uint32_t>(modes));
   for (size_t i = 0; i < modes; ++i) {
     body.u8((*state.layout)[i].enabled ? 1 : 0);
-    body.rect((*state.layout)[i].rect);
+    rect_fields(body, (*state.layout)[i].rect);
   }
 
   Writer all;
@@ -207,13 +204,7 @@ Result<DeviceState, std::string> decode_state(std::span<const std::byte> bytes) 
   uint64_t entries_total = 0;
   for (uint32_t i = 0; i < nres && in.ok(); ++i) {
     SavedResource r;
-    r.id = in.u32();
-    r.format = in.u32();
-    r.width = in.u32();
-    r.height = in.u32();
-    r.blob_mem = in.u32();
-    r.blob_flags = in.u32();
-    r.blob_size = in.u64();
+    resource_fields(in, r);
     const uint8_t has_uuid = in.u8();
     std::array<uint8_t, 16> uuid{};
     const auto uuid_bytes = in.bytes(uuid.size());
@@ -233,9 +224,7 @@ Result<DeviceState, std::string> decode_state(std::span<const std::byte> bytes) 
       r.backing->reserve(nentries);
       for (uint32_t e = 0; e < nentries; ++e) {
         SavedBackingEntry entry;
-        entry.addr = in.u64();
-        entry.length = in.u32();
-        (void)in.u32();
+        backing_entry_fields(in, entry);
         r.backing->push_back(entry);
       }
     }
@@ -250,14 +239,10 @@ Result<DeviceState, std::string> decode_state(std::span<const std::byte> bytes) 
   for (uint32_t i = 0; i < nscan && in.ok(); ++i) {
     SavedScanout s;
     s.resource_id = in.u32();
-    s.rect = in.rect();
+    rect_fields(in, s.rect);
     const uint8_t is_blob = in.u8();
     SavedBlobLayout b;
-    b.format = in.u32();
-    b.width = in.u32();
-    b.height = in.u32();
-    b.stride = in.u32();
-    b.offset = in.u32();
+    blob_layout_fields(in, b);
     if (is_blob > 1) return bad(fmt::format("scanout {}: bad blob flag", i));
     if (is_blob == 1) s.blob = b;
     st.scanouts.push_back(s);
@@ -268,11 +253,7 @@ Result<DeviceState, std::string> decode_state(std::span<const std::byte> bytes) 
   for (uint32_t i = 0; i < ncur && in.ok(); ++i) {
     CursorState c;
     const uint8_t visible = in.u8();
-    c.resource_id = in.u32();
-    c.hot_x = in.u32();
-    c.hot_y = in.u32();
-    c.x = in.u32();
-    c.y = in.u32();
+    cursor_fields(in, c);
     if (visible > 1) return bad(fmt::format("cursor {}: bad flag", i));
     c.visible = visible == 1;
     st.cursors.push_back(c);
@@ -286,7 +267,7 @@ Result<DeviceState, std::string> decode_state(std::span<const std::byte> bytes) 
   for (uint32_t i = 0; i < nmodes && in.ok(); ++i) {
     SavedMode m;
     const uint8_t enabled = in.u8();
-    m.rect = in.rect();
+    rect_fields(in, m.rect);
     if (enabled > 1) return bad("bad display layout");
     m.enabled = enabled == 1;
     st.layout->push_back(m);

@@ -48,12 +48,13 @@ struct SavedResource {
   bool operator==(const SavedResource&) const = default;
 };
 
+// SET_SCANOUT_BLOB's description of the image inside a blob resource.
 struct SavedBlobLayout {
-  uint32_t format = 0;
-  uint32_t width = 0;
+  uint32_t format = 0;  // virtio wire value
+  uint32_t width = 0;   // in pixels
   uint32_t height = 0;
-  uint32_t stride = 0;
-  uint32_t offset = 0;
+  uint32_t stride = 0;  // bytes per row (strides[0])
+  uint32_t offset = 0;  // of the first pixel in the blob (offsets[0])
   bool operator==(const SavedBlobLayout&) const = default;
 };
 
@@ -67,10 +68,10 @@ struct SavedScanout {
 // A scanout's cursor as the guest last set it (UPDATE_CURSOR / MOVE_CURSOR); the device keeps one per scanout.
 struct CursorState {
   bool visible = false;
-  uint32_t resource_id = 0;
-  uint32_t hot_x = 0;
+  uint32_t resource_id = 0;  // the cursor image, a 64 x 64 resource
+  uint32_t hot_x = 0;        // the hot spot, inside the image
   uint32_t hot_y = 0;
-  uint32_t x = 0;
+  uint32_t x = 0;  // where the hot spot is, in scanout coordinates
   uint32_t y = 0;
   bool operator==(const CursorState&) const = default;
 };

@@ -11,6 +11,7 @@
 //   std::optional<PixelFormat> f = pixel_format_from_virtio(wire_value);     // nullopt: not a 2D format
 #pragma once
 
+#include <linux/virtio_gpu.h>
 #include <pixman.h>
 
 #include <array>
@@ -23,16 +24,16 @@ namespace vgpu {
 
 static_assert(std::endian::native == std::endian::little, "the pixman and DRM columns assume a little-endian host");
 
-// The wire values of the eight formats.
+// The wire values of the eight formats, as the kernel's virtio-gpu uapi header names them.
 enum class PixelFormat : uint32_t {
-  B8G8R8A8 = 1,
-  B8G8R8X8 = 2,
-  A8R8G8B8 = 3,
-  X8R8G8B8 = 4,
-  R8G8B8A8 = 67,
-  X8B8G8R8 = 68,
-  A8B8G8R8 = 121,
-  R8G8B8X8 = 134,
+  B8G8R8A8 = VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM,
+  B8G8R8X8 = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
+  A8R8G8B8 = VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM,
+  X8R8G8B8 = VIRTIO_GPU_FORMAT_X8R8G8B8_UNORM,
+  R8G8B8A8 = VIRTIO_GPU_FORMAT_R8G8B8A8_UNORM,
+  X8B8G8R8 = VIRTIO_GPU_FORMAT_X8B8G8R8_UNORM,
+  A8B8G8R8 = VIRTIO_GPU_FORMAT_A8B8G8R8_UNORM,
+  R8G8B8X8 = VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM,
 };
 
 constexpr uint32_t kBytesPerPixel = 4;  // every virtio-gpu 2D format is 32 bits per pixel
@@ -74,26 +75,19 @@ struct PixelFormatInfo {
   ToXrgb to_xrgb;
 };
 
+// One row a format, one column a field: kept aligned so that a column reads down the table.
+// clang-format off
 inline constexpr std::array<PixelFormatInfo, 8> kPixelFormats{{
-    {PixelFormat::B8G8R8A8, "B8G8R8A8_UNORM", {3, 2, 1, 0}, PIXMAN_a8r8g8b8, kDrmFormatArgb8888, ToXrgb::Same},
+    {PixelFormat::B8G8R8A8, "B8G8R8A8_UNORM", {3, 2, 1, 0},        PIXMAN_a8r8g8b8, kDrmFormatArgb8888, ToXrgb::Same},
     {PixelFormat::B8G8R8X8, "B8G8R8X8_UNORM", {kNoAlpha, 2, 1, 0}, PIXMAN_x8r8g8b8, kDrmFormatXrgb8888, ToXrgb::Same},
-    {PixelFormat::A8R8G8B8, "A8R8G8B8_UNORM", {0, 1, 2, 3}, PIXMAN_b8g8r8a8, kDrmFormatBgra8888, ToXrgb::ByteSwap},
-    {PixelFormat::X8R8G8B8,
-     "X8R8G8B8_UNORM",
-     {kNoAlpha, 1, 2, 3},
-     PIXMAN_b8g8r8x8,
-     kDrmFormatBgrx8888,
-     ToXrgb::ByteSwap},
-    {PixelFormat::R8G8B8A8, "R8G8B8A8_UNORM", {3, 0, 1, 2}, PIXMAN_a8b8g8r8, kDrmFormatAbgr8888, ToXrgb::SwapRB},
-    {PixelFormat::X8B8G8R8,
-     "X8B8G8R8_UNORM",
-     {kNoAlpha, 3, 2, 1},
-     PIXMAN_r8g8b8x8,
-     kDrmFormatRgbx8888,
-     ToXrgb::ShiftDown},
-    {PixelFormat::A8B8G8R8, "A8B8G8R8_UNORM", {0, 3, 2, 1}, PIXMAN_r8g8b8a8, kDrmFormatRgba8888, ToXrgb::ShiftDown},
+    {PixelFormat::A8R8G8B8, "A8R8G8B8_UNORM", {0, 1, 2, 3},        PIXMAN_b8g8r8a8, kDrmFormatBgra8888, ToXrgb::ByteSwap},
+    {PixelFormat::X8R8G8B8, "X8R8G8B8_UNORM", {kNoAlpha, 1, 2, 3}, PIXMAN_b8g8r8x8, kDrmFormatBgrx8888, ToXrgb::ByteSwap},
+    {PixelFormat::R8G8B8A8, "R8G8B8A8_UNORM", {3, 0, 1, 2},        PIXMAN_a8b8g8r8, kDrmFormatAbgr8888, ToXrgb::SwapRB},
+    {PixelFormat::X8B8G8R8, "X8B8G8R8_UNORM", {kNoAlpha, 3, 2, 1}, PIXMAN_r8g8b8x8, kDrmFormatRgbx8888, ToXrgb::ShiftDown},
+    {PixelFormat::A8B8G8R8, "A8B8G8R8_UNORM", {0, 3, 2, 1},        PIXMAN_r8g8b8a8, kDrmFormatRgba8888, ToXrgb::ShiftDown},
     {PixelFormat::R8G8B8X8, "R8G8B8X8_UNORM", {kNoAlpha, 0, 1, 2}, PIXMAN_x8b8g8r8, kDrmFormatXbgr8888, ToXrgb::SwapRB},
 }};
+// clang-format on
 
 // The row of a format, or null for a value PixelFormat does not name (a view built from an unchecked wire
 // value may hold one).

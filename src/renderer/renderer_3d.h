@@ -81,6 +81,21 @@ struct Resource3DArgs {
   uint32_t flags = 0;  // VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP
 };
 
+// A 2D texture of one level and one sample (PIPE_TEXTURE_2D): what a 2D resource is on a 3D renderer.
+constexpr Resource3DArgs texture_2d_args(uint32_t format, uint32_t bind, uint32_t width, uint32_t height,
+                                         uint32_t flags = 0) {
+  return Resource3DArgs{.target = 2,  // PIPE_TEXTURE_2D
+                        .format = format,
+                        .bind = bind,
+                        .width = width,
+                        .height = height,
+                        .depth = 1,
+                        .array_size = 1,
+                        .last_level = 0,
+                        .nr_samples = 0,
+                        .flags = flags};
+}
+
 struct Box3D {
   uint32_t x = 0, y = 0, z = 0;
   uint32_t w = 0, h = 0, d = 0;

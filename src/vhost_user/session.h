@@ -193,6 +193,9 @@ class Session {
   Result<void, Failure> check_features(const uint64_t& v, const Message& msg) const;
   Result<void, Failure> check_protocol_features(const uint64_t& v, const Message& msg) const;
   Result<void, Failure> check_mem_table(const MemoryTableHeader& h, const Message& msg) const;
+  // What the ring validators share: an index below the queue count, and a ring that is not running.
+  Result<void, Failure> check_ring_index(uint64_t index) const;
+  Result<void, Failure> check_ring_stopped(uint32_t index) const;
   Result<void, Failure> check_vring_index(const VringState& s, const Message& msg) const;
   Result<void, Failure> check_vring_num(const VringState& s, const Message& msg) const;
   Result<void, Failure> check_vring_base(const VringState& s, const Message& msg) const;

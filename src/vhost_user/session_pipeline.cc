@@ -328,12 +328,23 @@ Result<void, Session::Failure> Session::check_mem_table(const MemoryTableHeader&
   return {};
 }
 
-Result<void, Session::Failure> Session::check_vring_index(const VringState& s, const Message& /*msg*/) const {
-  if (s.index >= vrings_.size()) {
+Result<void, Session::Failure> Session::check_ring_index(uint64_t index) const {
+  if (index >= vrings_.size()) {
     return fatal(SessionError::InvalidPayload,
-                 fmt::format("ring index {} out of range ({} queues)", s.index, vrings_.size()));
+                 fmt::format("ring index {} out of range ({} queues)", index, vrings_.size()));
   }
   return {};
+}
+
+// SET_VRING_NUM, _ADDR and _BASE describe a ring before it starts: a running Queue has read them already.
+// Checked last, so a malformed value is reported as such on a running ring too.
+Result<void, Session::Failure> Session::check_ring_stopped(uint32_t index) const {
+  if (vrings_[index].queue) return fatal(SessionError::InvalidState, fmt::format("ring {} is running", index));
+  return {};
+}
+
+Result<void, Session::Failure> Session::check_vring_index(const VringState& s, const Message& /*msg*/) const {
+  return check_ring_index(s.index);
 }
 
 Result<void, Session::Failure> Session::check_vring_num(const VringState& s, const Message& msg) const {
@@ -343,7 +354,7 @@ Result<void, Session::Failure> Session::check_vring_num(const VringState& s, con
     return fatal(SessionError::InvalidPayload, fmt::format("ring {}: size {} is not a power of two in 1..{}", s.index,
                                                            s.num, backend_.max_queue_size()));
   }
-  return {};
+  return check_ring_stopped(s.index);
 }
 
 Result<void, Session::Failure> Session::check_vring_base(const VringState& s, const Message& msg) const {
@@ -352,7 +363,7 @@ Result<void, Session::Failure> Session::check_vring_base(const VringState& s, co
   if (s.num > UINT16_MAX) {
     return fatal(SessionError::InvalidPayload, fmt::format("ring {}: base {} exceeds 16 bits", s.index, s.num));
   }
-  return {};
+  return check_ring_stopped(s.index);
 }
 
 Result<void, Session::Failure> Session::check_vring_enable(const VringState& s, const Message& msg) const {
@@ -362,13 +373,10 @@ Result<void, Session::Failure> Session::check_vring_enable(const VringState& s, 
 }
 
 Result<void, Session::Failure> Session::check_vring_addr(const VringAddr& a, const Message& /*msg*/) const {
-  if (a.index >= vrings_.size()) {
-    return fatal(SessionError::InvalidPayload,
-                 fmt::format("ring index {} out of range ({} queues)", a.index, vrings_.size()));
-  }
+  if (auto r = check_ring_index(a.index); !r) return r;
   // VHOST_VRING_F_LOG needs VHOST_F_LOG_ALL (dirty logging for migration), which is never offered.
   if (a.flags != 0) return fatal(SessionError::InvalidPayload, fmt::format("ring {}: flags 0x{:x}", a.index, a.flags));
-  return {};
+  return check_ring_stopped(a.index);
 }
 
 Result<void, Session::Failure> Session::check_vring_file(const uint64_t& v, const Message& msg) const {
@@ -376,10 +384,7 @@ Result<void, Session::Failure> Session::check_vring_file(const uint64_t& v, cons
     return fatal(SessionError::InvalidPayload, fmt::format("reserved bits set in 0x{:x}", v));
   }
   const uint64_t index = v & kVringIndexMask;
-  if (index >= vrings_.size()) {
-    return fatal(SessionError::InvalidPayload,
-                 fmt::format("ring index {} out of range ({} queues)", index, vrings_.size()));
-  }
+  if (auto r = check_ring_index(index); !r) return r;
   // vhost-user.rst: bit 8 "is set when there is no file descriptor in the ancillary data".
   const size_t expected = (v & kVringNoFdFlag) != 0 ? 0 : 1;
   if (msg.fds.size() != expected) {

@@ -7,9 +7,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "support/backend_process.h"
 #include "support/display_server.h"
@@ -82,7 +84,14 @@ TEST_F(Daemon, ControlCommand_Kicked_ArrivesAndIsAnswered) {
   auto resp = fe->command(TestFrontend::kControlQueue, display_info_request(), sizeof(virtio_gpu_resp_display_info));
   ASSERT_TRUE(resp) << backend_->log();
   EXPECT_EQ(response_type(*resp), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
-  EXPECT_TRUE(backend_->log_contains("command GET_DISPLAY_INFO"));
+  ASSERT_EQ(resp->size(), sizeof(virtio_gpu_resp_display_info));
+  virtio_gpu_resp_display_info info{};
+  std::memcpy(&info, resp->data(), sizeof(info));
+  // One output (the default) in the default --resolution, since no display supplies a mode.
+  EXPECT_EQ(info.pmodes[0].enabled, 1u);
+  EXPECT_EQ((std::array<uint32_t, 2>{info.pmodes[0].r.width, info.pmodes[0].r.height}),
+            (std::array<uint32_t, 2>{1280, 800}));
+  EXPECT_EQ(info.pmodes[1].enabled, 0u);
 }
 
 // SHARED_OBJECT as QEMU 11.1 would drive it, with the real binary: the guest shares a 2D resource (ASSIGN_UUID),
@@ -224,11 +233,14 @@ class DeviceStateMigration : public Daemon {
   static std::optional<uint64_t> check(Side& side) {
     return side.fe->client().get_u64(FrontendRequest::CheckDeviceState);
   }
-  static std::vector<std::byte> save(Side& side) {
+  // A pipe: its read end, then its write end.
+  static std::pair<UniqueFd, UniqueFd> make_pipe() {
     int p[2] = {-1, -1};
     EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    UniqueFd rd(p[0]);
-    UniqueFd wr(p[1]);
+    return {UniqueFd(p[0]), UniqueFd(p[1])};
+  }
+  static std::vector<std::byte> save(Side& side) {
+    auto [rd, wr] = make_pipe();
     EXPECT_EQ(transfer(side, vhost_user::kTransferSave, wr.get()), vhost_user::kDeviceStateUseFrontendFd);
     wr.reset();
     std::vector<std::byte> out;
@@ -238,10 +250,7 @@ class DeviceStateMigration : public Daemon {
     return out;
   }
   static uint64_t load(Side& side, const std::vector<std::byte>& state) {
-    int p[2] = {-1, -1};
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    UniqueFd rd(p[0]);
-    UniqueFd wr(p[1]);
+    auto [rd, wr] = make_pipe();
     EXPECT_EQ(transfer(side, vhost_user::kTransferLoad, rd.get()), vhost_user::kDeviceStateUseFrontendFd);
     rd.reset();
     for (size_t done = 0; done < state.size();) {

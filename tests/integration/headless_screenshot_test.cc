@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <optional>
 
 #include "support/backend_process.h"
 #include "support/test_frontend.h"
@@ -15,12 +16,22 @@ namespace {
 constexpr uint32_t kWidth = 32;
 constexpr uint32_t kHeight = 16;
 
-TEST(HeadlessScreenshot, Sigusr1_AfterFlush_WritesPngWithGuestPixels) {
+// The daemon started --headless with screenshots going to the socket's directory.
+class HeadlessScreenshot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto started = BackendProcess::start(
+        {VGPU_BINARY, "--socket-path", sock.path(), "--headless", "--screenshot-dir", sock.dir()});
+    ASSERT_TRUE(started);
+    p.emplace(std::move(*started));
+    ASSERT_TRUE(p->wait_for_socket(sock.path())) << p->log();
+  }
+
   TempSocketPath sock;
-  auto p =
-      BackendProcess::start({VGPU_BINARY, "--socket-path", sock.path(), "--headless", "--screenshot-dir", sock.dir()});
-  ASSERT_TRUE(p);
-  ASSERT_TRUE(p->wait_for_socket(sock.path())) << p->log();
+  std::optional<BackendProcess> p;
+};
+
+TEST_F(HeadlessScreenshot, Sigusr1_AfterFlush_WritesPngWithGuestPixels) {
   auto fe = TestFrontend::connect(sock.path());
   ASSERT_TRUE(fe && fe->negotiate()) << p->log();
   // B8G8R8X8 pixels: blue 0x30, green 0x20, red 0x10 everywhere.
@@ -53,12 +64,7 @@ TEST(HeadlessScreenshot, Sigusr1_AfterFlush_WritesPngWithGuestPixels) {
   EXPECT_EQ(rgb.at(2), 0x30);  // blue
 }
 
-TEST(HeadlessScreenshot, Sigusr1_NoActiveScanout_SaysSo) {
-  TempSocketPath sock;
-  auto p =
-      BackendProcess::start({VGPU_BINARY, "--socket-path", sock.path(), "--headless", "--screenshot-dir", sock.dir()});
-  ASSERT_TRUE(p);
-  ASSERT_TRUE(p->wait_for_socket(sock.path())) << p->log();
+TEST_F(HeadlessScreenshot, Sigusr1_NoActiveScanout_SaysSo) {
   ::kill(p->pid(), SIGUSR1);
   EXPECT_TRUE(p->wait_for_log("no active scanout")) << p->log();
   EXPECT_TRUE(p->running());

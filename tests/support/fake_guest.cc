@@ -321,46 +321,6 @@ ChainBuilder& ChainBuilder::descriptor(GuestAddress addr, uint32_t len, uint16_t
   return *this;
 }
 
-ChainBuilder& ChainBuilder::shard(uint32_t bytes) {
-  shard_ = bytes;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::indirect(size_t direct) {
-  indirect_direct_ = direct;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::nested_indirect() {
-  nested_ = true;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::indirect_len(uint32_t len) {
-  indirect_len_ = len;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::indirect_flags(uint16_t flags) {
-  indirect_flags_ = flags;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::self_loop() {
-  self_loop_ = true;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::next(uint16_t index) {
-  next_ = index;
-  return *this;
-}
-
-ChainBuilder& ChainBuilder::flags(uint16_t extra) {
-  extra_flags_ = extra;
-  return *this;
-}
-
 struct ChainBuilder::Plan {
   std::vector<vring_desc> data;       // data descriptors in chain order, not yet linked
   std::vector<uint16_t> descriptors;  // main-table indices taken

@@ -235,21 +235,21 @@ class ChainBuilder {
   ChainBuilder& descriptor(GuestAddress addr, uint32_t len, uint16_t flags);
 
   // Splits every buffer into descriptors of at most `bytes` bytes (1: one descriptor per byte).
-  ChainBuilder& shard(uint32_t bytes);
+  ChainBuilder& shard(uint32_t bytes) { return set(shard_, bytes); }
   // Puts the descriptors after the first `direct` ones into an indirect table (spec 2.7.5.3.2: zero or more
   // direct descriptors followed by one INDIRECT descriptor).
-  ChainBuilder& indirect(size_t direct = 0);
+  ChainBuilder& indirect(size_t direct = 0) { return set(indirect_direct_, direct); }
   // Hostile: the indirect table holds a single INDIRECT descriptor pointing at a second table with the
   // descriptors. Needs indirect().
-  ChainBuilder& nested_indirect();
+  ChainBuilder& nested_indirect() { return set(nested_, true); }
   // Hostile: the INDIRECT descriptor's len (instead of 16 * entries) and extra flags (e.g. NEXT).
-  ChainBuilder& indirect_len(uint32_t len);
-  ChainBuilder& indirect_flags(uint16_t flags);
+  ChainBuilder& indirect_len(uint32_t len) { return set(indirect_len_, len); }
+  ChainBuilder& indirect_flags(uint16_t flags) { return set(indirect_flags_, flags); }
   // Hostile, on the last descriptor (inside the indirect table when there is one): NEXT pointing at itself,
   // NEXT pointing at `index`, or extra flag bits.
-  ChainBuilder& self_loop();
-  ChainBuilder& next(uint16_t index);
-  ChainBuilder& flags(uint16_t extra);
+  ChainBuilder& self_loop() { return set(self_loop_, true); }
+  ChainBuilder& next(uint16_t index) { return set(next_, index); }
+  ChainBuilder& flags(uint16_t extra) { return set(extra_flags_, extra); }
 
   // Writes buffers, tables and descriptors, publishes the head on the avail ring and returns what it built.
   BuiltChain build();
@@ -265,6 +265,12 @@ class ChainBuilder {
     std::optional<vring_desc> raw;  // a raw descriptor instead of a buffer
   };
   struct Plan;
+  // One layout option set; the builder back, for chaining.
+  template <class Field, class Value>
+  ChainBuilder& set(Field& field, Value value) {
+    field = value;
+    return *this;
+  }
   void place_buffers(Plan& plan) const;
   void write_tables(Plan& plan) const;
 

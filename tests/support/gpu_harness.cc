@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "support/gpu_requests.h"
+
 namespace vgpu::test {
 
 GpuHarness::GpuHarness(GpuDeviceConfig config, uint64_t acked_features, uint64_t memory_bytes,
@@ -80,13 +82,7 @@ uint32_t GpuHarness::response_type(const std::optional<std::vector<std::byte>>& 
 }
 
 uint32_t GpuHarness::create_2d(uint32_t id, uint32_t width, uint32_t height, uint32_t format) {
-  virtio_gpu_resource_create_2d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
-  req.resource_id = id;
-  req.format = format;
-  req.width = width;
-  req.height = height;
-  return command_type(req);
+  return command_type(req::create_2d(id, format, width, height));
 }
 
 namespace {
@@ -117,22 +113,15 @@ uint32_t GpuHarness::attach_backing(uint32_t id, uint64_t bytes, uint32_t pieces
 
 uint32_t GpuHarness::create_blob(uint32_t id, uint32_t blob_mem, uint64_t bytes, uint32_t pieces, uint32_t flags,
                                  uint64_t blob_id, uint32_t ctx_id) {
-  virtio_gpu_resource_create_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
-  req.hdr.ctx_id = ctx_id;
-  req.resource_id = id;
-  req.blob_mem = blob_mem;
-  req.blob_flags = flags;
-  req.blob_id = blob_id;
-  req.size = bytes;
   std::vector<virtio_gpu_mem_entry> entries;
   if (blob_mem != VIRTIO_GPU_BLOB_MEM_HOST3D) {
     const GuestAddress base = guest_->alloc(bytes, 4096);
     backings_.emplace_back(id, base);
     entries = split_entries(base, bytes, pieces);
   }
-  req.nr_entries = static_cast<uint32_t>(entries.size());
-  return command_type(req, std::as_bytes(std::span(entries)));
+  const auto nr_entries = static_cast<uint32_t>(entries.size());
+  return command_type(req::create_blob(id, blob_mem, flags, nr_entries, blob_id, bytes, ctx_id),
+                      std::as_bytes(std::span(entries)));
 }
 
 uint32_t GpuHarness::ctx_create(uint32_t ctx_id, uint32_t context_init) {
@@ -147,17 +136,7 @@ uint32_t GpuHarness::ctx_create(uint32_t ctx_id, uint32_t context_init) {
 
 uint32_t GpuHarness::set_scanout_blob(uint32_t scanout, uint32_t id, virtio_gpu_rect rect, uint32_t width,
                                       uint32_t height, uint32_t stride, uint32_t offset, uint32_t format) {
-  virtio_gpu_set_scanout_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT_BLOB;
-  req.r = rect;
-  req.scanout_id = scanout;
-  req.resource_id = id;
-  req.width = width;
-  req.height = height;
-  req.format = format;
-  req.strides[0] = stride;
-  req.offsets[0] = offset;
-  return command_type(req);
+  return command_type(req::set_scanout_blob(scanout, id, rect, width, height, stride, offset, format));
 }
 
 GuestAddress GpuHarness::backing_address(uint32_t id) const {
@@ -168,29 +147,15 @@ GuestAddress GpuHarness::backing_address(uint32_t id) const {
 }
 
 uint32_t GpuHarness::transfer(uint32_t id, virtio_gpu_rect rect, uint64_t offset) {
-  virtio_gpu_transfer_to_host_2d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D;
-  req.r = rect;
-  req.offset = offset;
-  req.resource_id = id;
-  return command_type(req);
+  return command_type(req::transfer_to_host_2d(id, rect, offset));
 }
 
 uint32_t GpuHarness::set_scanout(uint32_t scanout, uint32_t id, virtio_gpu_rect rect) {
-  virtio_gpu_set_scanout req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT;
-  req.r = rect;
-  req.scanout_id = scanout;
-  req.resource_id = id;
-  return command_type(req);
+  return command_type(req::set_scanout(scanout, id, rect));
 }
 
 uint32_t GpuHarness::flush(uint32_t id, virtio_gpu_rect rect) {
-  virtio_gpu_resource_flush req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH;
-  req.r = rect;
-  req.resource_id = id;
-  return command_type(req);
+  return command_type(req::flush(id, rect));
 }
 
 }  // namespace vgpu::test

@@ -23,6 +23,10 @@ namespace vgpu::test {
 class GpuHarness {
  public:
   static constexpr uint64_t kDefaultFeatures = uint64_t{1} << VIRTIO_GPU_F_EDID;
+  // What a 3D guest acks: EDID, VIRGL, CONTEXT_INIT and RESOURCE_BLOB.
+  static constexpr uint64_t k3dFeatures = kDefaultFeatures | (uint64_t{1} << VIRTIO_GPU_F_VIRGL) |
+                                          (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
+                                          (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB);
 
   explicit GpuHarness(GpuDeviceConfig config = {}, uint64_t acked_features = kDefaultFeatures,
                       uint64_t memory_bytes = 64ull << 20, std::optional<Renderers> renderers = std::nullopt,

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "support/display_server.h"
+#include "support/gpu_requests.h"
 
 namespace vgpu::test {
 
@@ -406,13 +407,7 @@ std::vector<std::byte> get_display_info_request() {
 
 std::vector<std::byte> resource_create_2d_request(uint32_t resource_id, uint32_t format, uint32_t width,
                                                   uint32_t height) {
-  virtio_gpu_resource_create_2d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
-  req.resource_id = resource_id;
-  req.format = format;
-  req.width = width;
-  req.height = height;
-  return request_bytes(req);
+  return request_bytes(req::create_2d(resource_id, format, width, height));
 }
 
 std::vector<std::byte> attach_backing_request(uint32_t resource_id, std::span<const virtio_gpu_mem_entry> entries) {
@@ -420,69 +415,32 @@ std::vector<std::byte> attach_backing_request(uint32_t resource_id, std::span<co
   req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
   req.resource_id = resource_id;
   req.nr_entries = static_cast<uint32_t>(entries.size());
-  // One allocation and two copies (GCC 12's -Warray-bounds misreads a vector insert here at -O3).
-  std::vector<std::byte> out(sizeof(req) + entries.size_bytes());
-  std::memcpy(out.data(), &req, sizeof(req));
-  if (!entries.empty()) std::memcpy(out.data() + sizeof(req), entries.data(), entries.size_bytes());
-  return out;
+  return req::with_entries(req, entries);
 }
 
 std::vector<std::byte> create_guest_blob_request(uint32_t resource_id, uint64_t size,
                                                  std::span<const virtio_gpu_mem_entry> entries) {
-  virtio_gpu_resource_create_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
-  req.resource_id = resource_id;
-  req.blob_mem = VIRTIO_GPU_BLOB_MEM_GUEST;
-  req.blob_flags = VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE;
-  req.nr_entries = static_cast<uint32_t>(entries.size());
-  req.size = size;
-  std::vector<std::byte> out(sizeof(req) + entries.size_bytes());
-  std::memcpy(out.data(), &req, sizeof(req));
-  if (!entries.empty()) std::memcpy(out.data() + sizeof(req), entries.data(), entries.size_bytes());
-  return out;
+  const auto header = req::create_blob(resource_id, VIRTIO_GPU_BLOB_MEM_GUEST, VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE,
+                                       static_cast<uint32_t>(entries.size()), 0, size);
+  return req::with_entries(header, entries);
 }
 
 std::vector<std::byte> set_scanout_blob_request(uint32_t scanout_id, uint32_t resource_id, const virtio_gpu_rect& rect,
                                                 uint32_t width, uint32_t height, uint32_t stride, uint32_t offset) {
-  virtio_gpu_set_scanout_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT_BLOB;
-  req.r = rect;
-  req.scanout_id = scanout_id;
-  req.resource_id = resource_id;
-  req.width = width;
-  req.height = height;
-  req.format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
-  req.strides[0] = stride;
-  req.offsets[0] = offset;
-  std::vector<std::byte> out(sizeof(req));
-  std::memcpy(out.data(), &req, sizeof(req));
-  return out;
+  return request_bytes(req::set_scanout_blob(scanout_id, resource_id, rect, width, height, stride, offset,
+                                             VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM));
 }
 
 std::vector<std::byte> set_scanout_request(uint32_t scanout_id, uint32_t resource_id, const virtio_gpu_rect& rect) {
-  virtio_gpu_set_scanout req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT;
-  req.r = rect;
-  req.scanout_id = scanout_id;
-  req.resource_id = resource_id;
-  return request_bytes(req);
+  return request_bytes(req::set_scanout(scanout_id, resource_id, rect));
 }
 
 std::vector<std::byte> transfer_to_host_2d_request(uint32_t resource_id, const virtio_gpu_rect& rect, uint64_t offset) {
-  virtio_gpu_transfer_to_host_2d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D;
-  req.r = rect;
-  req.offset = offset;
-  req.resource_id = resource_id;
-  return request_bytes(req);
+  return request_bytes(req::transfer_to_host_2d(resource_id, rect, offset));
 }
 
 std::vector<std::byte> resource_flush_request(uint32_t resource_id, const virtio_gpu_rect& rect) {
-  virtio_gpu_resource_flush req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH;
-  req.r = rect;
-  req.resource_id = resource_id;
-  return request_bytes(req);
+  return request_bytes(req::flush(resource_id, rect));
 }
 
 std::vector<std::byte> resource_unref_request(uint32_t resource_id) {

@@ -22,36 +22,18 @@ namespace vgpu::test {
 
 namespace virgl {
 // gallium targets, formats and bind flags (the 2D virtio formats keep their numbers in virgl).
-constexpr uint32_t kPipeBuffer = 0;
-constexpr uint32_t kPipeTexture2D = 2;
-constexpr uint32_t kFormatB8G8R8X8 = 2;
-constexpr uint32_t kFormatR32G32B32A32Float = 31;
-constexpr uint32_t kFormatR8 = 64;
-constexpr uint32_t kBindRenderTarget = 1u << 1;
-constexpr uint32_t kBindSamplerView = 1u << 3;
-constexpr uint32_t kBindVertexBuffer = 1u << 4;
-// Commands (VIRGL_CCMD_*) and object types (VIRGL_OBJECT_*).
-constexpr uint32_t kCcmdCreateObject = 1;
-constexpr uint32_t kCcmdBindObject = 2;
-constexpr uint32_t kCcmdSetViewportState = 4;
-constexpr uint32_t kCcmdSetFramebufferState = 5;
-constexpr uint32_t kCcmdSetVertexBuffers = 6;
-constexpr uint32_t kCcmdClear = 7;
-constexpr uint32_t kCcmdDrawVbo = 8;
-constexpr uint32_t kCcmdSetSamplerViews = 10;
-constexpr uint32_t kCcmdBindSamplerStates = 18;
-constexpr uint32_t kCcmdBindShader = 31;
-constexpr uint32_t kCcmdPipeResourceCreate = 48;
-constexpr uint32_t kObjectBlend = 1;
-constexpr uint32_t kObjectRasterizer = 2;
-constexpr uint32_t kObjectDsa = 3;
-constexpr uint32_t kObjectShader = 4;
-constexpr uint32_t kObjectVertexElements = 5;
-constexpr uint32_t kObjectSamplerView = 6;
-constexpr uint32_t kObjectSamplerState = 7;
-constexpr uint32_t kObjectSurface = 8;
-constexpr uint32_t kShaderVertex = 0;
-constexpr uint32_t kShaderFragment = 1;
+constexpr uint32_t kPipeBuffer = 0, kPipeTexture2D = 2;
+constexpr uint32_t kFormatB8G8R8X8 = 2, kFormatR32G32B32A32Float = 31, kFormatR8 = 64;
+constexpr uint32_t kBindRenderTarget = 1u << 1, kBindSamplerView = 1u << 3, kBindVertexBuffer = 1u << 4;
+// Commands (VIRGL_CCMD_*).
+constexpr uint32_t kCcmdCreateObject = 1, kCcmdBindObject = 2, kCcmdSetViewportState = 4, kCcmdSetFramebufferState = 5,
+                   kCcmdSetVertexBuffers = 6, kCcmdClear = 7, kCcmdDrawVbo = 8, kCcmdSetSamplerViews = 10,
+                   kCcmdBindSamplerStates = 18, kCcmdBindShader = 31, kCcmdPipeResourceCreate = 48;
+// Object types (VIRGL_OBJECT_*).
+constexpr uint32_t kObjectBlend = 1, kObjectRasterizer = 2, kObjectDsa = 3, kObjectShader = 4,
+                   kObjectVertexElements = 5, kObjectSamplerView = 6, kObjectSamplerState = 7, kObjectSurface = 8;
+// Shader stages, clear buffers, primitives.
+constexpr uint32_t kShaderVertex = 0, kShaderFragment = 1;
 constexpr uint32_t kClearColor0 = 1u << 2;
 constexpr uint32_t kPrimTriangleStrip = 5;
 // One vertex of the quad: position (x, y, 0, 1) and texture coordinate (s, t, 0, 1), 32 bytes.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "support/fake_guest.h"
+#include "support/result_check.h"
 #include "virtio/queue.h"
 
 namespace vgpu {
@@ -393,8 +394,7 @@ TEST_F(ChainTest, ReaderReadPastEnd_ShortReadAndNothingConsumed) {
 
   auto result = r.read_bytes(out);
 
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::ShortRead);
+  EXPECT_EQ(test::error_of(result), ChainError::ShortRead);
   EXPECT_EQ(r.remaining(), 3u);
   EXPECT_EQ(read_all(r), "abc");
 }
@@ -418,8 +418,7 @@ TEST_F(ChainTest, ReaderPeekPastEnd_ShortRead) {
 
   auto peeked = r.peek<uint32_t>();
 
-  ASSERT_FALSE(peeked.has_value());
-  EXPECT_EQ(peeked.error(), ChainError::ShortRead);
+  EXPECT_EQ(test::error_of(peeked), ChainError::ShortRead);
 }
 
 TEST_F(ChainTest, ReaderSkipThenRead_ReturnsRest) {
@@ -441,8 +440,7 @@ TEST_F(ChainTest, ReaderSkipPastEnd_ShortRead) {
 
   auto skipped = r.skip(3);
 
-  ASSERT_FALSE(skipped.has_value());
-  EXPECT_EQ(skipped.error(), ChainError::ShortRead);
+  EXPECT_EQ(test::error_of(skipped), ChainError::ShortRead);
   EXPECT_EQ(r.remaining(), 2u);
 }
 
@@ -468,8 +466,7 @@ TEST_F(ChainTest, ReaderAfterRegionRemoved_BadAddressAndNothingConsumed) {
 
   auto result = r.read_bytes(out);
 
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::BadAddress);
+  EXPECT_EQ(test::error_of(result), ChainError::BadAddress);
   EXPECT_EQ(r.remaining(), 4u);
 }
 
@@ -482,8 +479,7 @@ TEST(ChainHandMade, SegmentWrappingPastTwoToThe64_ReaderReturnsBadAddress) {
 
   auto result = r.read_bytes(out);
 
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::BadAddress);
+  EXPECT_EQ(test::error_of(result), ChainError::BadAddress);
 }
 
 TEST(ChainHandMade, ZeroLengthSegmentsBetweenBytes_ReaderSkipsThem) {
@@ -531,8 +527,7 @@ TEST_F(ChainTest, WriterPastEnd_ShortWriteAndNothingWritten) {
 
   auto result = w.write_bytes(bytes("12345"));
 
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::ShortWrite);
+  EXPECT_EQ(test::error_of(result), ChainError::ShortWrite);
   EXPECT_EQ(w.written(), 0u);
   EXPECT_EQ(guest.read(built.writable[0].addr, 2), std::vector<std::byte>(2, ChainBuilder::kPoison));
 }
@@ -563,8 +558,7 @@ TEST_F(ChainTest, WriterAfterRegionRemoved_BadAddressAndNothingWritten) {
   auto result = w.write_bytes(bytes("12345678"));
 
   // Assert: the half still in region A kept its poison.
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::BadAddress);
+  EXPECT_EQ(test::error_of(result), ChainError::BadAddress);
   EXPECT_EQ(w.written(), 0u);
   EXPECT_EQ(guest.read(built.writable[0].addr, 4), std::vector<std::byte>(4, ChainBuilder::kPoison));
 }
@@ -576,8 +570,7 @@ TEST_F(ChainTest, WriterWithNoWritableSegments_ShortWrite) {
 
   auto result = w.write<uint8_t>(1);
 
-  ASSERT_FALSE(result.has_value());
-  EXPECT_EQ(result.error(), ChainError::ShortWrite);
+  EXPECT_EQ(test::error_of(result), ChainError::ShortWrite);
 }
 
 TEST(ChainErrorText, EveryError_HasDistinctMessage) {

@@ -10,6 +10,7 @@
 #include "support/device_parts.h"
 #include "support/fake_display.h"
 #include "support/gpu_harness.h"
+#include "support/gpu_requests.h"
 
 namespace vgpu::test {
 namespace {
@@ -91,31 +92,21 @@ TEST_F(GpuBlob, CreateGuest_BadRequests_MostSpecificError) {
 }
 
 TEST_F(GpuBlob, CreateGuest_EntriesShorterThanSize_InvalidParameterAndRefunded) {
-  virtio_gpu_resource_create_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
-  req.resource_id = 1;
-  req.blob_mem = kGuest;
-  req.size = 8192;
-  req.nr_entries = 1;
+  const auto blob = req::create_blob(1, kGuest, 0, /*nr_entries=*/1, 0, /*size=*/8192);
   const GuestAddress base = h_.guest().alloc(4096, 4096);
   const virtio_gpu_mem_entry entry{raw(base), 4096, 0};
-  EXPECT_EQ(h_.command_type(req, GpuHarness::as_bytes(entry)), kBadParam);
+  EXPECT_EQ(h_.command_type(blob, GpuHarness::as_bytes(entry)), kBadParam);
   EXPECT_EQ(h_.device().resources().used_bytes(), 0u);
 }
 
 TEST_F(GpuBlob, CreateGuest_EntryOutsideGuestMemoryOrNoEntries_InvalidParameter) {
-  virtio_gpu_resource_create_blob req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB;
-  req.resource_id = 1;
-  req.blob_mem = kGuest;
-  req.size = 4096;
-  req.nr_entries = 1;
+  auto blob = req::create_blob(1, kGuest, 0, /*nr_entries=*/1, 0, /*size=*/4096);
   const virtio_gpu_mem_entry outside{~uint64_t{0} - 100, 4096, 0};
-  EXPECT_EQ(h_.command_type(req, GpuHarness::as_bytes(outside)), kBadParam);
-  req.nr_entries = 0;
-  EXPECT_EQ(h_.command_type(req), kBadParam);
-  req.nr_entries = 5;  // entries announced but not in the request
-  EXPECT_EQ(h_.command_type(req), kBadParam);
+  EXPECT_EQ(h_.command_type(blob, GpuHarness::as_bytes(outside)), kBadParam);
+  blob.nr_entries = 0;
+  EXPECT_EQ(h_.command_type(blob), kBadParam);
+  blob.nr_entries = 5;  // entries announced but not in the request
+  EXPECT_EQ(h_.command_type(blob), kBadParam);
   EXPECT_EQ(h_.device().resources().used_bytes(), 0u);
 }
 

@@ -7,6 +7,7 @@
 
 #include "support/fake_display.h"
 #include "support/gpu_harness.h"
+#include "support/gpu_requests.h"
 
 namespace vgpu::test {
 namespace {
@@ -31,14 +32,54 @@ class GpuCommands : public ::testing::Test {
     h_.guest().write(h_.backing_address(1), std::as_bytes(std::span(px)));
   }
 
+  // GET_DISPLAY_INFO with room for `response_size` bytes of response.
+  std::optional<std::vector<std::byte>> get_display_info(uint32_t response_size) {
+    virtio_gpu_ctrl_hdr req{};
+    req.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
+    return h_.send(0, GpuHarness::as_bytes(req), response_size);
+  }
+  // A command that is only a resource id after its header (RESOURCE_UNREF, RESOURCE_DETACH_BACKING).
+  template <class T>
+  uint32_t on_resource(uint32_t type, uint32_t id) {
+    T req{};
+    req.hdr.type = type;
+    req.resource_id = id;
+    return h_.command_type(req);
+  }
+  // ATTACH_BACKING of resource 1 announcing `nr_entries` entries and carrying `entries`.
+  uint32_t attach_entries(uint32_t nr_entries, const std::vector<virtio_gpu_mem_entry>& entries) {
+    virtio_gpu_resource_attach_backing req{};
+    req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
+    req.resource_id = 1;
+    req.nr_entries = nr_entries;
+    return h_.command_type(req, std::as_bytes(std::span(entries)));
+  }
+  // A 64x64 resource 7 in `format` whose first pixel's bytes are 10 20 30 80, transferred.
+  void make_cursor_resource(uint32_t format) {
+    ASSERT_EQ(h_.create_2d(7, 64, 64, format), kOk);
+    ASSERT_EQ(h_.attach_backing(7, 64 * 64 * 4), kOk);
+    const std::array<uint8_t, 4> bgra{0x10, 0x20, 0x30, 0x80};
+    h_.guest().write(h_.backing_address(7), std::as_bytes(std::span(bgra)));
+    ASSERT_EQ(h_.transfer(7, {0, 0, 64, 64}, 0), kOk);
+  }
+  // Sends `req` (UPDATE_CURSOR or MOVE_CURSOR) on the cursor queue; true when the chain came back.
+  bool send_cursor(const virtio_gpu_update_cursor& req) {
+    return h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0).has_value();
+  }
+
   GpuHarness h_;
   FakeDisplay* display_;
 };
 
+virtio_gpu_update_cursor cursor_request(uint32_t type, uint32_t resource_id = 0) {
+  virtio_gpu_update_cursor req{};
+  req.hdr.type = type;
+  req.resource_id = resource_id;
+  return req;
+}
+
 TEST_F(GpuCommands, GetDisplayInfo_TwoScanouts_ReportsLayout) {
-  virtio_gpu_ctrl_hdr req{};
-  req.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
-  auto resp = h_.send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_resp_display_info));
+  auto resp = get_display_info(sizeof(virtio_gpu_resp_display_info));
   ASSERT_TRUE(resp);
   virtio_gpu_resp_display_info info{};
   std::memcpy(&info, resp->data(), sizeof(info));
@@ -50,9 +91,7 @@ TEST_F(GpuCommands, GetDisplayInfo_TwoScanouts_ReportsLayout) {
 
 TEST_F(GpuCommands, GetDisplayInfo_LayoutPending_AnsweredWhenItArrives) {
   display_->hold_layout();
-  virtio_gpu_ctrl_hdr req{};
-  req.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
-  auto pending = h_.send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_resp_display_info));
+  auto pending = get_display_info(sizeof(virtio_gpu_resp_display_info));
   EXPECT_FALSE(pending);
   display_->set_layout({{true, {0, 0, 800, 600}}, {false, {}}});
   auto used = h_.queue(0).next_used();
@@ -138,19 +177,14 @@ TEST_F(GpuCommands, Create2d_EveryFormat_Ok) {
 }
 
 TEST_F(GpuCommands, Unref_Unknown_InvalidResourceId) {
-  virtio_gpu_resource_unref req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_UNREF;
-  req.resource_id = 9;
-  EXPECT_EQ(h_.command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+  EXPECT_EQ(on_resource<virtio_gpu_resource_unref>(VIRTIO_GPU_CMD_RESOURCE_UNREF, 9),
+            VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
 }
 
 TEST_F(GpuCommands, Unref_OnScanout_DisablesScanoutAndRefundsMemory) {
   ASSERT_EQ(h_.create_2d(1, 64, 64), kOk);
   ASSERT_EQ(h_.set_scanout(0, 1, {0, 0, 64, 64}), kOk);
-  virtio_gpu_resource_unref req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_UNREF;
-  req.resource_id = 1;
-  EXPECT_EQ(h_.command_type(req), kOk);
+  EXPECT_EQ(on_resource<virtio_gpu_resource_unref>(VIRTIO_GPU_CMD_RESOURCE_UNREF, 1), kOk);
   EXPECT_EQ(display_->scanouts.back().width, 0u);
   EXPECT_EQ(h_.device().resources().used_bytes(), 0u);
 }
@@ -194,58 +228,34 @@ TEST_F(GpuCommands, AttachBacking_Twice_InvalidParameter) {
 
 TEST_F(GpuCommands, AttachBacking_EntryOutsideGuestMemory_InvalidParameter) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
-  virtio_gpu_resource_attach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
-  req.resource_id = 1;
-  req.nr_entries = 1;
-  virtio_gpu_mem_entry entry{0x7fff'0000'0000ull, 4096, 0};
-  EXPECT_EQ(h_.command_type(req, GpuHarness::as_bytes(entry)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(attach_entries(1, {{0x7fff'0000'0000ull, 4096, 0}}), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(GpuCommands, AttachBacking_EntryWrapsAddressSpace_InvalidParameter) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
-  virtio_gpu_resource_attach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
-  req.resource_id = 1;
-  req.nr_entries = 1;
-  virtio_gpu_mem_entry entry{0xffff'ffff'ffff'f000ull, 0x2000, 0};
-  EXPECT_EQ(h_.command_type(req, GpuHarness::as_bytes(entry)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(attach_entries(1, {{0xffff'ffff'ffff'f000ull, 0x2000, 0}}), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(GpuCommands, AttachBacking_FewerEntriesThanAnnounced_InvalidParameter) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
-  virtio_gpu_resource_attach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
-  req.resource_id = 1;
-  req.nr_entries = 3;
-  virtio_gpu_mem_entry entry{0x1000, 4096, 0};
-  EXPECT_EQ(h_.command_type(req, GpuHarness::as_bytes(entry)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(attach_entries(3, {{0x1000, 4096, 0}}), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(GpuCommands, AttachBacking_HugeEntryCount_InvalidParameter) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
-  virtio_gpu_resource_attach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING;
-  req.resource_id = 1;
-  req.nr_entries = 0xffffffffu;
-  EXPECT_EQ(h_.command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(attach_entries(0xffffffffu, {}), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(GpuCommands, DetachBacking_NoBacking_InvalidParameter) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
-  virtio_gpu_resource_detach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING;
-  req.resource_id = 1;
-  EXPECT_EQ(h_.command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(on_resource<virtio_gpu_resource_detach_backing>(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 1),
+            VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(GpuCommands, DetachBacking_Attached_OkAndTransferThenFails) {
   ASSERT_EQ(h_.create_2d(1, 16, 16), kOk);
   ASSERT_EQ(h_.attach_backing(1, 1024), kOk);
-  virtio_gpu_resource_detach_backing req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING;
-  req.resource_id = 1;
-  ASSERT_EQ(h_.command_type(req), kOk);
+  ASSERT_EQ(on_resource<virtio_gpu_resource_detach_backing>(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, 1), kOk);
   EXPECT_EQ(h_.transfer(1, {0, 0, 16, 16}, 0), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
@@ -329,42 +339,28 @@ TEST_F(GpuCommands, ShortRequest_LessThanHeader_InvalidParameter) {
 }
 
 TEST_F(GpuCommands, CursorCommand_OnControlQueue_Unspec) {
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_MOVE_CURSOR;
-  EXPECT_EQ(h_.command_type(req), VIRTIO_GPU_RESP_ERR_UNSPEC);
+  EXPECT_EQ(h_.command_type(cursor_request(VIRTIO_GPU_CMD_MOVE_CURSOR)), VIRTIO_GPU_RESP_ERR_UNSPEC);
 }
 
 TEST_F(GpuCommands, ControlCommand_OnCursorQueue_ReturnedWithoutEffect) {
-  virtio_gpu_resource_create_2d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D;
-  req.resource_id = 1;
-  req.format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM;
-  req.width = req.height = 16;
-  auto resp = h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0);
+  const auto create = req::create_2d(1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16, 16);
+  auto resp = h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(create), 0);
   ASSERT_TRUE(resp);
   EXPECT_FALSE(h_.device().resources().contains(1));
 }
 
 TEST_F(GpuCommands, ResponseBufferTooSmall_ChainReturnedWithZeroLength) {
-  virtio_gpu_ctrl_hdr req{};
-  req.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO;
-  auto resp = h_.send(0, GpuHarness::as_bytes(req), 8);
+  auto resp = get_display_info(8);
   ASSERT_TRUE(resp);
   EXPECT_TRUE(resp->empty());
 }
 
 TEST_F(GpuCommands, UpdateCursor_Resource_DisplayGetsArgbImage) {
-  ASSERT_EQ(h_.create_2d(7, 64, 64, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM), kOk);
-  ASSERT_EQ(h_.attach_backing(7, 64 * 64 * 4), kOk);
-  const std::array<uint8_t, 4> bgra{0x10, 0x20, 0x30, 0x80};
-  h_.guest().write(h_.backing_address(7), std::as_bytes(std::span(bgra)));
-  ASSERT_EQ(h_.transfer(7, {0, 0, 64, 64}, 0), kOk);
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR;
+  make_cursor_resource(VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM);
+  virtio_gpu_update_cursor req = cursor_request(VIRTIO_GPU_CMD_UPDATE_CURSOR, 7);
   req.pos = {0, 100, 200, 0};
-  req.resource_id = 7;
   req.hot_x = 3;
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  ASSERT_TRUE(send_cursor(req));
   ASSERT_EQ(display_->cursor.size(), 1u);
   EXPECT_EQ(display_->cursor[0].x, 100u);
   EXPECT_EQ(display_->cursor[0].hot_x, 3u);
@@ -372,35 +368,28 @@ TEST_F(GpuCommands, UpdateCursor_Resource_DisplayGetsArgbImage) {
 }
 
 TEST_F(GpuCommands, UpdateCursor_ResourceZero_Hides) {
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR;
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  ASSERT_TRUE(send_cursor(cursor_request(VIRTIO_GPU_CMD_UPDATE_CURSOR)));
   ASSERT_EQ(display_->cursor.size(), 1u);
   EXPECT_EQ(display_->cursor[0].kind, FakeDisplay::CursorCall::Hide);
 }
 
 TEST_F(GpuCommands, UpdateCursor_TooLargeResource_Ignored) {
   ASSERT_EQ(h_.create_2d(7, 128, 64), kOk);
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR;
-  req.resource_id = 7;
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  ASSERT_TRUE(send_cursor(cursor_request(VIRTIO_GPU_CMD_UPDATE_CURSOR, 7)));
   EXPECT_TRUE(display_->cursor.empty());
 }
 
 TEST_F(GpuCommands, MoveCursor_BadScanout_Ignored) {
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_MOVE_CURSOR;
+  virtio_gpu_update_cursor req = cursor_request(VIRTIO_GPU_CMD_MOVE_CURSOR);
   req.pos.scanout_id = 16;
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  ASSERT_TRUE(send_cursor(req));
   EXPECT_TRUE(display_->cursor.empty());
 }
 
 TEST_F(GpuCommands, MoveCursor_Valid_DisplayGetsPosition) {
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_MOVE_CURSOR;
+  virtio_gpu_update_cursor req = cursor_request(VIRTIO_GPU_CMD_MOVE_CURSOR);
   req.pos = {1, 5, 6, 0};
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  ASSERT_TRUE(send_cursor(req));
   ASSERT_EQ(display_->cursor.size(), 1u);
   EXPECT_EQ(display_->cursor[0].kind, FakeDisplay::CursorCall::Move);
 }
@@ -419,22 +408,9 @@ TEST_F(GpuCommands, Reset_WithResources_AllDropped) {
   EXPECT_EQ(h_.device().resources().used_bytes(), 0u);
 }
 
-}  // namespace
-}  // namespace vgpu::test
-
-namespace vgpu::test {
-namespace {
-
 TEST_F(GpuCommands, UpdateCursor_XrgbResource_FourthByteIsAlpha) {
-  ASSERT_EQ(h_.create_2d(7, 64, 64, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM), kOk);
-  ASSERT_EQ(h_.attach_backing(7, 64 * 64 * 4), kOk);
-  const std::array<uint8_t, 4> bgra{0x10, 0x20, 0x30, 0x80};
-  h_.guest().write(h_.backing_address(7), std::as_bytes(std::span(bgra)));
-  ASSERT_EQ(h_.transfer(7, {0, 0, 64, 64}, 0), kOk);
-  virtio_gpu_update_cursor req{};
-  req.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR;
-  req.resource_id = 7;
-  ASSERT_TRUE(h_.send(GpuDevice::kCursorQueue, GpuHarness::as_bytes(req), 0));
+  make_cursor_resource(VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM);
+  ASSERT_TRUE(send_cursor(cursor_request(VIRTIO_GPU_CMD_UPDATE_CURSOR, 7)));
   ASSERT_EQ(display_->cursor.size(), 1u);
   EXPECT_EQ(display_->cursor[0].pixels.at(0), 0x80302010u);
 }

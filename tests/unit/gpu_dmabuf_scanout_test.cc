@@ -20,18 +20,56 @@
 #include "support/fake_display.h"
 #include "support/fake_renderer_3d.h"
 #include "support/gpu_harness.h"
+#include "support/gpu_requests.h"
 
 namespace vgpu::test {
 namespace {
 
 constexpr uint32_t kOk = VIRTIO_GPU_RESP_OK_NODATA;
-constexpr uint64_t kFeatures = (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_EDID) |
-                               (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT);
+
+// What QEMU's end reads: one message, with the fd that came with its first byte.
+struct Received {
+  display::MessageHeader header{};
+  std::vector<std::byte> payload;
+  UniqueFd fd;
+};
+
+Received receive(int sock) {
+  Received out;
+  pollfd p{sock, POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1) return out;
+  msghdr mh{};
+  iovec iov{&out.header, sizeof(out.header)};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  if (::recvmsg(sock, &mh, MSG_WAITALL) != sizeof(out.header)) return out;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+      out.fd.reset(fd);
+    }
+  }
+  out.payload.resize(out.header.size);
+  if (out.header.size > 0) (void)::recv(sock, out.payload.data(), out.payload.size(), MSG_WAITALL);
+  return out;
+}
+
+void send_reply(int sock, display::Request request, const void* payload, uint32_t size) {
+  const display::MessageHeader h{static_cast<uint32_t>(request), display::kFlagReply, size};
+  std::vector<std::byte> bytes(sizeof(h) + size);
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  if (size > 0) std::memcpy(bytes.data() + sizeof(h), payload, size);
+  ASSERT_EQ(::write(sock, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+}
 
 class GpuDmabufScanout : public ::testing::Test {
  protected:
   void start(bool dmabuf_scanout, bool display_accepts = true) {
-    h_.emplace(GpuDeviceConfig{.dmabuf_scanout = dmabuf_scanout}, kFeatures, 64ull << 20,
+    h_.emplace(GpuDeviceConfig{.dmabuf_scanout = dmabuf_scanout}, GpuHarness::k3dFeatures, 64ull << 20,
                Renderers::with_3d(borrow(r_)));
     auto d = std::make_unique<FakeDisplay>(1);
     display_ = d.get();
@@ -46,6 +84,30 @@ class GpuDmabufScanout : public ::testing::Test {
     h_->guest().write(h_->backing_address(id), std::as_bytes(std::span(px)));
     ASSERT_EQ(h_->transfer(id, {0, 0, 64, 32}, 0), kOk);
     ASSERT_EQ(h_->set_scanout(0, id, rect), kOk);
+  }
+  // A SocketDisplay on a fresh socketpair in place of the fake; `qemu` gets the other end.
+  void install_socket_display(UniqueFd& qemu) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    qemu.reset(sv[1]);
+    h_->device().install_display(std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1));
+  }
+  void pump() { h_->device().on_display_event(EPOLLIN | EPOLLOUT); }
+  // QEMU's half of the display handshake, first part: GET_PROTOCOL_FEATURES answered with `offered`.
+  void answer_protocol_features(int qemu, uint64_t offered) {
+    ASSERT_EQ(receive(qemu).header.request, static_cast<uint32_t>(display::Request::GetProtocolFeatures));
+    send_reply(qemu, display::Request::GetProtocolFeatures, &offered, sizeof(offered));
+    pump();
+  }
+  // Second part: SET_PROTOCOL_FEATURES taken, GET_DISPLAY_INFO answered with one `width` x `height` output.
+  void answer_display_info(int qemu, uint32_t width, uint32_t height) {
+    ASSERT_EQ(receive(qemu).header.request, static_cast<uint32_t>(display::Request::SetProtocolFeatures));
+    ASSERT_EQ(receive(qemu).header.request, static_cast<uint32_t>(display::Request::GetDisplayInfo));
+    virtio_gpu_resp_display_info info{};
+    info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+    info.pmodes[0] = {{0, 0, width, height}, 1, 0};
+    send_reply(qemu, display::Request::GetDisplayInfo, &info, sizeof(info));
+    pump();
   }
 
   FakeRenderer3D r_;
@@ -211,71 +273,21 @@ TEST_F(GpuDmabufScanout, BackToCopiedResource_DisplayToldSizeAgain) {
 
 // --- through the real display socket -----------------------------------------------------------------------
 
-// What QEMU's end reads: one message, with the fd that came with its first byte.
-struct Received {
-  display::MessageHeader header{};
-  std::vector<std::byte> payload;
-  UniqueFd fd;
-};
-
-Received receive(int sock) {
-  Received out;
-  pollfd p{sock, POLLIN, 0};
-  if (::poll(&p, 1, 2000) != 1) return out;
-  msghdr mh{};
-  iovec iov{&out.header, sizeof(out.header)};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  if (::recvmsg(sock, &mh, MSG_WAITALL) != sizeof(out.header)) return out;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-      out.fd.reset(fd);
-    }
-  }
-  out.payload.resize(out.header.size);
-  if (out.header.size > 0) (void)::recv(sock, out.payload.data(), out.payload.size(), MSG_WAITALL);
-  return out;
-}
-
-void send_reply(int sock, display::Request request, const void* payload, uint32_t size) {
-  const display::MessageHeader h{static_cast<uint32_t>(request), display::kFlagReply, size};
-  std::vector<std::byte> bytes(sizeof(h) + size);
-  std::memcpy(bytes.data(), &h, sizeof(h));
-  if (size > 0) std::memcpy(bytes.data() + sizeof(h), payload, size);
-  ASSERT_EQ(::write(sock, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-}
-
 // A guest's GET_EDID that arrives before QEMU has even said whether it supplies EDIDs (its protocol features)
 // waits: answering then would hand the guest our generated EDID (few modes) instead of QEMU's.
 TEST_F(GpuDmabufScanout, SocketDisplay_GetEdidBeforeTheDisplayNegotiated_WaitsForQemusEdid) {
   start(false);
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  UniqueFd qemu(sv[1]);
-  h_->device().install_display(std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1));
-  auto pump = [&] { h_->device().on_display_event(EPOLLIN | EPOLLOUT); };
+  UniqueFd qemu;
+  ASSERT_NO_FATAL_FAILURE(install_socket_display(qemu));
   virtio_gpu_cmd_get_edid req{};
   req.hdr.type = VIRTIO_GPU_CMD_GET_EDID;
   const auto s = h_->submit(req, sizeof(virtio_gpu_resp_edid));
   EXPECT_FALSE(h_->collect(s));  // QEMU has not answered GET_PROTOCOL_FEATURES yet
 
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetProtocolFeatures));
   const uint64_t offered = display::kProtocolFeatureEdid;
-  send_reply(qemu.get(), display::Request::GetProtocolFeatures, &offered, sizeof(offered));
-  pump();
+  ASSERT_NO_FATAL_FAILURE(answer_protocol_features(qemu.get(), offered));
   EXPECT_FALSE(h_->collect(s));
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::SetProtocolFeatures));
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetDisplayInfo));
-  virtio_gpu_resp_display_info info{};
-  info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
-  info.pmodes[0] = {{0, 0, 1920, 1080}, 1, 0};
-  send_reply(qemu.get(), display::Request::GetDisplayInfo, &info, sizeof(info));
-  pump();
+  ASSERT_NO_FATAL_FAILURE(answer_display_info(qemu.get(), 1920, 1080));
   ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetEdid));
   (void)receive(qemu.get());  // its fence
   virtio_gpu_resp_edid qemus{};
@@ -299,23 +311,12 @@ TEST_F(GpuDmabufScanout, SocketDisplay_GetEdidBeforeTheDisplayNegotiated_WaitsFo
 
 TEST_F(GpuDmabufScanout, SocketDisplay_FdReachesQemuAndQueueWaitsForUnblock) {
   start(true);
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  UniqueFd qemu(sv[1]);
-  h_->device().install_display(std::make_unique<SocketDisplay>(UniqueFd(sv[0]), 1));
-  auto pump = [&] { h_->device().on_display_event(EPOLLIN | EPOLLOUT); };
+  UniqueFd qemu;
+  ASSERT_NO_FATAL_FAILURE(install_socket_display(qemu));
   // QEMU 10.0's answers: EDID and DMABUF2 offered, one 64x32 output.
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetProtocolFeatures));
   const uint64_t offered = display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2;
-  send_reply(qemu.get(), display::Request::GetProtocolFeatures, &offered, sizeof(offered));
-  pump();
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::SetProtocolFeatures));
-  ASSERT_EQ(receive(qemu.get()).header.request, static_cast<uint32_t>(display::Request::GetDisplayInfo));
-  virtio_gpu_resp_display_info info{};
-  info.hdr.type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
-  info.pmodes[0] = {{0, 0, 64, 32}, 1, 0};
-  send_reply(qemu.get(), display::Request::GetDisplayInfo, &info, sizeof(info));
-  pump();
+  ASSERT_NO_FATAL_FAILURE(answer_protocol_features(qemu.get(), offered));
+  ASSERT_NO_FATAL_FAILURE(answer_display_info(qemu.get(), 64, 32));
   (void)receive(qemu.get());  // GET_EDID
   (void)receive(qemu.get());  // its fence
   // Only the fence is answered (as QEMU does for a GET_EDID it refuses): the device generates an EDID.
@@ -342,11 +343,7 @@ TEST_F(GpuDmabufScanout, SocketDisplay_FdReachesQemuAndQueueWaitsForUnblock) {
   EXPECT_EQ(update.header.request, static_cast<uint32_t>(display::Request::DmabufUpdate));
   EXPECT_FALSE(update.fd.valid());
   EXPECT_TRUE(h_->device().display().busy());
-  virtio_gpu_resource_flush again{};
-  again.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH;
-  again.resource_id = 1;
-  again.r = {0, 0, 8, 8};
-  EXPECT_FALSE(h_->send(GpuDevice::kControlQueue, GpuHarness::as_bytes(again)).has_value());
+  EXPECT_FALSE(h_->send(GpuDevice::kControlQueue, GpuHarness::as_bytes(req::flush(1, {0, 0, 8, 8}))).has_value());
   pollfd p2{qemu.get(), POLLIN, 0};
   EXPECT_EQ(::poll(&p2, 1, 50), 0);  // nothing more reaches QEMU meanwhile
 

@@ -25,9 +25,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint32_t kCtx = 1;
 constexpr uint32_t kHost3d = VIRTIO_GPU_BLOB_MEM_HOST3D;
 constexpr uint32_t kMappable = VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE;
-constexpr uint64_t kFeatures = (uint64_t{1} << VIRTIO_GPU_F_EDID) | (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB) |
-                               (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
-                               (uint64_t{1} << kFeatureBlobAlignment);
+constexpr uint64_t kFeatures = GpuHarness::k3dFeatures | (uint64_t{1} << kFeatureBlobAlignment);
 
 std::shared_ptr<FakeRenderer3D> venus_renderer() {
   auto r = std::make_shared<FakeRenderer3D>();

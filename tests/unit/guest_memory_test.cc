@@ -10,14 +10,17 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "common/unique_fd.h"
 #include "support/fake_guest.h"
+#include "support/result_check.h"
 
 namespace vgpu {
 namespace {
 
+using test::error_of;
 using test::FakeGuestMemory;
 
 constexpr uint64_t kMax64 = std::numeric_limits<uint64_t>::max();
@@ -33,117 +36,118 @@ RegionDesc region(uint64_t guest, uint64_t size, uint64_t frontend) {
       .guest_phys = GuestAddress{guest}, .size = size, .frontend_virt = FrontendVirtAddr{frontend}, .mmap_offset = 0};
 }
 
+// `region` with another mmap_offset.
+RegionDesc at_offset(RegionDesc d, uint64_t mmap_offset) {
+  d.mmap_offset = mmap_offset;
+  return d;
+}
+
+// A memfd of `size` bytes standing in for the frontend's RAM; invalid when it could not be made that size.
+UniqueFd memfd_of(off_t size, const char* name = "guest-memory-test") {
+  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+  if (fd.valid() && ::ftruncate(fd.get(), size) != 0) fd.reset();
+  return fd;
+}
+
+// Maps `d` from `fd` and adds it to `mem`.
+testing::AssertionResult map_into(GuestMemory& mem, const RegionDesc& d, int fd) {
+  auto mapped = MappedRegion::map(d, fd);
+  if (!mapped) return testing::AssertionFailure() << "map failed";
+  if (!mem.add_region(std::move(*mapped))) return testing::AssertionFailure() << "add_region failed";
+  return testing::AssertionSuccess();
+}
+
 // Host memory for borrowed regions; big enough for every test below.
 struct Backing {
   std::vector<std::byte> data = std::vector<std::byte>(0x4000);
   MappedRegion borrow(const RegionDesc& d, size_t at = 0) { return MappedRegion::borrow(d, data.data() + at); }
 };
 
-// ---- regions ----
+// An empty GuestMemory and host bytes to borrow regions from.
+class GuestMemoryRegions : public ::testing::Test {
+ protected:
+  Result<void, MemoryError> add(const RegionDesc& d, size_t at = 0) { return mem.add_region(backing.borrow(d, at)); }
 
-TEST(GuestMemoryRegions, AddValid_CountsOne) {
   Backing backing;
   GuestMemory mem;
+};
 
-  auto r = mem.add_region(backing.borrow(region(0x1000, 0x1000, 0x7000)));
+// ---- regions ----
+
+TEST_F(GuestMemoryRegions, AddValid_CountsOne) {
+  auto r = add(region(0x1000, 0x1000, 0x7000));
 
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(mem.region_count(), 1u);
 }
 
-TEST(GuestMemoryRegions, AddZeroSize_ReturnsBadRegion) {
-  Backing backing;
-  GuestMemory mem;
+// A region refused by add_region, with the regions already there.
+struct RefusedRegionCase {
+  const char* name;
+  std::vector<RegionDesc> existing;  // borrowed from the backing's start
+  RegionDesc added;                  // borrowed from `at`
+  size_t at;
+  MemoryError error;
+};
 
-  auto r = mem.add_region(backing.borrow(region(0x1000, 0, 0x7000)));
+class GuestMemoryRegionsRefused : public GuestMemoryRegions, public testing::WithParamInterface<RefusedRegionCase> {};
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::BadRegion);
+TEST_P(GuestMemoryRegionsRefused, Add_ReturnsError) {
+  const RefusedRegionCase& c = GetParam();
+  for (const RegionDesc& d : c.existing) ASSERT_TRUE(add(d));
+
+  auto r = add(c.added, c.at);
+
+  EXPECT_EQ(error_of(r), c.error);
 }
 
-TEST(GuestMemoryRegions, AddGuestRangeWrapping_ReturnsBadRegion) {
-  Backing backing;
-  GuestMemory mem;
+INSTANTIATE_TEST_SUITE_P(
+    Cases, GuestMemoryRegionsRefused,
+    testing::Values(
+        RefusedRegionCase{"ZeroSize", {}, region(0x1000, 0, 0x7000), 0, MemoryError::BadRegion},
+        RefusedRegionCase{"GuestRangeWrapping", {}, region(kMax64 - 0xff, 0x200, 0x7000), 0, MemoryError::BadRegion},
+        RefusedRegionCase{"FrontendRangeWrapping", {}, region(0x1000, 0x200, kMax64 - 0xff), 0, MemoryError::BadRegion},
+        RefusedRegionCase{"OverlappingGuestRange",
+                          {region(0x1000, 0x1000, 0x10000)},
+                          region(0x1fff, 0x1000, 0x20000),
+                          0x1000,
+                          MemoryError::Overlap},
+        RefusedRegionCase{"OverlappingFrontendRange",
+                          {region(0x1000, 0x1000, 0x10000)},
+                          region(0x8000, 0x1000, 0x10800),
+                          0x1000,
+                          MemoryError::Overlap}),
+    [](const testing::TestParamInfo<RefusedRegionCase>& param) { return param.param.name; });
 
-  auto r = mem.add_region(backing.borrow(region(kMax64 - 0xff, 0x200, 0x7000)));
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::BadRegion);
-}
-
-TEST(GuestMemoryRegions, AddFrontendRangeWrapping_ReturnsBadRegion) {
-  Backing backing;
-  GuestMemory mem;
-
-  auto r = mem.add_region(backing.borrow(region(0x1000, 0x200, kMax64 - 0xff)));
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::BadRegion);
-}
-
-TEST(GuestMemoryRegions, AddEndingExactlyAtTwoToThe64_Succeeds) {
-  Backing backing;
-  GuestMemory mem;
-
-  auto r = mem.add_region(backing.borrow(region(kMax64 - 0xfff, 0x1000, 0x7000)));
+TEST_F(GuestMemoryRegions, AddEndingExactlyAtTwoToThe64_Succeeds) {
+  auto r = add(region(kMax64 - 0xfff, 0x1000, 0x7000));
 
   EXPECT_TRUE(r.has_value());
 }
 
-TEST(GuestMemoryRegions, AddOverlappingGuestRange_ReturnsOverlap) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x1000, 0x10000))));
+TEST_F(GuestMemoryRegions, AddAdjacent_Succeeds) {
+  ASSERT_TRUE(add(region(0x1000, 0x1000, 0x10000)));
 
-  auto r = mem.add_region(backing.borrow(region(0x1fff, 0x1000, 0x20000), 0x1000));
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::Overlap);
-}
-
-TEST(GuestMemoryRegions, AddOverlappingFrontendRange_ReturnsOverlap) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x1000, 0x10000))));
-
-  auto r = mem.add_region(backing.borrow(region(0x8000, 0x1000, 0x10800), 0x1000));
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::Overlap);
-}
-
-TEST(GuestMemoryRegions, AddAdjacent_Succeeds) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x1000, 0x10000))));
-
-  auto r = mem.add_region(backing.borrow(region(0x2000, 0x1000, 0x11000), 0x1000));
+  auto r = add(region(0x2000, 0x1000, 0x11000), 0x1000);
 
   EXPECT_TRUE(r.has_value());
   EXPECT_EQ(mem.region_count(), 2u);
 }
 
-TEST(GuestMemoryRegions, AddBeyondMax_ReturnsTooManyRegions) {
+TEST_F(GuestMemoryRegions, AddBeyondMax_ReturnsTooManyRegions) {
   // Arrange: kMaxRegions one-byte regions, at even addresses so none touch.
-  Backing backing;
-  GuestMemory mem;
-  for (uint64_t i = 0; i < GuestMemory::kMaxRegions; ++i) {
-    ASSERT_TRUE(mem.add_region(backing.borrow(region(2 * i, 1, 0x10000 + 2 * i), i)));
-  }
+  for (uint64_t i = 0; i < GuestMemory::kMaxRegions; ++i) ASSERT_TRUE(add(region(2 * i, 1, 0x10000 + 2 * i), i));
 
   // Act
-  auto r = mem.add_region(backing.borrow(region(0x100000, 1, 0x200000)));
+  auto r = add(region(0x100000, 1, 0x200000));
 
   // Assert
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::TooManyRegions);
+  EXPECT_EQ(error_of(r), MemoryError::TooManyRegions);
 }
 
-TEST(GuestMemoryRegions, AddOutOfOrder_ListedSortedByGuestAddress) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x3000, 0x100, 0x30000))));
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x100, 0x10000), 0x100)));
+TEST_F(GuestMemoryRegions, AddOutOfOrder_ListedSortedByGuestAddress) {
+  ASSERT_TRUE(add(region(0x3000, 0x100, 0x30000)));
+  ASSERT_TRUE(add(region(0x1000, 0x100, 0x10000), 0x100));
 
   auto list = mem.regions();
 
@@ -152,41 +156,31 @@ TEST(GuestMemoryRegions, AddOutOfOrder_ListedSortedByGuestAddress) {
   EXPECT_EQ(list[1].guest_phys, GuestAddress{0x3000});
 }
 
-TEST(GuestMemoryRegions, RemoveExisting_AccessThenFails) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x100, 0x10000))));
+TEST_F(GuestMemoryRegions, RemoveExisting_AccessThenFails) {
+  ASSERT_TRUE(add(region(0x1000, 0x100, 0x10000)));
 
   auto removed = mem.remove_region(region(0x1000, 0x100, 0x10000));
   auto read = mem.read<uint32_t>(GuestAddress{0x1000});
 
   EXPECT_TRUE(removed.has_value());
   EXPECT_EQ(mem.region_count(), 0u);
-  ASSERT_FALSE(read.has_value());
-  EXPECT_EQ(read.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(read), MemoryError::OutOfRange);
 }
 
-TEST(GuestMemoryRegions, RemoveWithOtherMmapOffset_StillMatches) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x100, 0x10000))));
-  RegionDesc other = region(0x1000, 0x100, 0x10000);
-  other.mmap_offset = 0x5000;
+TEST_F(GuestMemoryRegions, RemoveWithOtherMmapOffset_StillMatches) {
+  ASSERT_TRUE(add(region(0x1000, 0x100, 0x10000)));
 
-  auto removed = mem.remove_region(other);
+  auto removed = mem.remove_region(at_offset(region(0x1000, 0x100, 0x10000), 0x5000));
 
   EXPECT_TRUE(removed.has_value());
 }
 
-TEST(GuestMemoryRegions, RemoveUnknown_ReturnsNotFound) {
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x100, 0x10000))));
+TEST_F(GuestMemoryRegions, RemoveUnknown_ReturnsNotFound) {
+  ASSERT_TRUE(add(region(0x1000, 0x100, 0x10000)));
 
   auto removed = mem.remove_region(region(0x1000, 0x200, 0x10000));
 
-  ASSERT_FALSE(removed.has_value());
-  EXPECT_EQ(removed.error(), MemoryError::NotFound);
+  EXPECT_EQ(error_of(removed), MemoryError::NotFound);
   EXPECT_EQ(mem.region_count(), 1u);
 }
 
@@ -194,17 +188,12 @@ TEST(GuestMemoryRegions, RemoveUnknown_ReturnsNotFound) {
 
 TEST(MappedRegionMap, MmapOffset_ReadsBytesAtThatFileOffset) {
   // Arrange: a file whose bytes at 0x1233 are distinct; map a region starting there (not page aligned).
-  UniqueFd fd(::memfd_create("guest-memory-test", MFD_CLOEXEC));
+  const UniqueFd fd = memfd_of(0x3000);
   ASSERT_TRUE(fd.valid());
-  ASSERT_EQ(::ftruncate(fd.get(), 0x3000), 0);
   const auto pattern = bytes({0xde, 0xad, 0xbe, 0xef});
   ASSERT_EQ(::pwrite(fd.get(), pattern.data(), pattern.size(), 0x1233), 4);
-  RegionDesc d = region(0x10000, 0x1000, 0x70000);
-  d.mmap_offset = 0x1233;
-  auto mapped = MappedRegion::map(d, fd.get());
-  ASSERT_TRUE(mapped.has_value());
   GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(std::move(*mapped)));
+  ASSERT_TRUE(map_into(mem, at_offset(region(0x10000, 0x1000, 0x70000), 0x1233), fd.get()));
 
   // Act
   std::array<std::byte, 4> out{};
@@ -216,15 +205,10 @@ TEST(MappedRegionMap, MmapOffset_ReadsBytesAtThatFileOffset) {
 }
 
 TEST(MappedRegionMap, WriteThroughMapping_LandsInFileAtOffset) {
-  UniqueFd fd(::memfd_create("guest-memory-test", MFD_CLOEXEC));
+  const UniqueFd fd = memfd_of(0x2000);
   ASSERT_TRUE(fd.valid());
-  ASSERT_EQ(::ftruncate(fd.get(), 0x2000), 0);
-  RegionDesc d = region(0, 0x1000, 0x70000);
-  d.mmap_offset = 0x801;
-  auto mapped = MappedRegion::map(d, fd.get());
-  ASSERT_TRUE(mapped.has_value());
   GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(std::move(*mapped)));
+  ASSERT_TRUE(map_into(mem, at_offset(region(0, 0x1000, 0x70000), 0x801), fd.get()));
 
   auto w = mem.write<uint32_t>(GuestAddress{0x10}, 0x11223344);
   uint32_t in_file = 0;
@@ -237,18 +221,29 @@ TEST(MappedRegionMap, WriteThroughMapping_LandsInFileAtOffset) {
 TEST(MappedRegionMap, BadFd_ReturnsMapFailed) {
   auto mapped = MappedRegion::map(region(0, 0x1000, 0x70000), -1);
 
-  ASSERT_FALSE(mapped.has_value());
-  EXPECT_EQ(mapped.error(), MemoryError::MapFailed);
+  EXPECT_EQ(error_of(mapped), MemoryError::MapFailed);
 }
 
 TEST(MappedRegionMap, MmapOffsetWrapping_ReturnsBadRegion) {
-  RegionDesc d = region(0, 0x1000, 0x70000);
-  d.mmap_offset = kMax64 - 0x10;
+  auto mapped = MappedRegion::map(at_offset(region(0, 0x1000, 0x70000), kMax64 - 0x10), -1);
 
-  auto mapped = MappedRegion::map(d, -1);
+  EXPECT_EQ(error_of(mapped), MemoryError::BadRegion);
+}
 
-  ASSERT_FALSE(mapped.has_value());
-  EXPECT_EQ(mapped.error(), MemoryError::BadRegion);
+TEST(MappedRegionMap, RegionLargerThanFd_Refused) {
+  const UniqueFd fd = memfd_of(4096, "short");
+  ASSERT_TRUE(fd);
+
+  auto r = MappedRegion::map(RegionDesc{GuestAddress{0}, 8192, FrontendVirtAddr{0x1000}, 0}, fd.get());
+
+  EXPECT_EQ(error_of(r), MemoryError::BadRegion);
+}
+
+TEST(MappedRegionMap, MmapOffsetPastEndOfFd_Refused) {
+  const UniqueFd fd = memfd_of(8192, "short");
+  ASSERT_TRUE(fd);
+  RegionDesc desc{GuestAddress{0}, 8192, FrontendVirtAddr{0x1000}, 4096};
+  EXPECT_FALSE(MappedRegion::map(desc, fd.get()));
 }
 
 // ---- reads and writes across regions ----
@@ -287,10 +282,7 @@ TEST_F(GuestMemorySplit, ReadAcrossAdjacentRegions_JoinsBothParts) {
 TEST_F(GuestMemorySplit, ReadIntoGap_ReturnsOutOfRange) {
   std::array<std::byte, 4> out{};
 
-  auto r = mem.read_bytes(GuestAddress{0x11ffe}, out);
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.read_bytes(GuestAddress{0x11ffe}, out)), MemoryError::OutOfRange);
 }
 
 TEST_F(GuestMemorySplit, WriteIntoGap_WritesNothing) {
@@ -299,29 +291,20 @@ TEST_F(GuestMemorySplit, WriteIntoGap_WritesNothing) {
   auto w = mem.write_bytes(GuestAddress{0x11ffe}, bytes({1, 2, 3, 4}));
   auto kept = guest.read(GuestAddress{0x11ffe}, 2);
 
-  ASSERT_FALSE(w.has_value());
-  EXPECT_EQ(w.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(w), MemoryError::OutOfRange);
   EXPECT_EQ(kept, bytes({0x55, 0x55}));
 }
 
 TEST_F(GuestMemorySplit, ReadStartingInGap_ReturnsOutOfRange) {
-  auto r = mem.read<uint64_t>(GuestAddress{0x1fffc});
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.read<uint64_t>(GuestAddress{0x1fffc})), MemoryError::OutOfRange);
 }
 
 TEST_F(GuestMemorySplit, ReadPastLastRegion_ReturnsOutOfRange) {
-  auto r = mem.read<uint32_t>(GuestAddress{0x20ffe});
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.read<uint32_t>(GuestAddress{0x20ffe})), MemoryError::OutOfRange);
 }
 
 TEST_F(GuestMemorySplit, ZeroLengthAnywhere_Succeeds) {
-  auto r = mem.read_bytes(GuestAddress{0x5}, {});
-
-  EXPECT_TRUE(r.has_value());
+  EXPECT_TRUE(mem.read_bytes(GuestAddress{0x5}, {}).has_value());
 }
 
 TEST_F(GuestMemorySplit, IsValidRangeAcrossAdjacent_True) {
@@ -352,10 +335,7 @@ TEST_F(GuestMemorySplit, SlicesAcrossAdjacent_EachPinsItsOwnRegion) {
 }
 
 TEST_F(GuestMemorySplit, SlicesIntoGap_ReturnsOutOfRange) {
-  auto s = mem.slices(GuestAddress{0x11f00}, 0x200);
-
-  ASSERT_FALSE(s.has_value());
-  EXPECT_EQ(s.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.slices(GuestAddress{0x11f00}, 0x200)), MemoryError::OutOfRange);
 }
 
 TEST_F(GuestMemorySplit, ReadValueRoundTrip_SameValue) {
@@ -370,24 +350,17 @@ TEST_F(GuestMemorySplit, ReadValueRoundTrip_SameValue) {
 // ---- the 2^64 boundary ----
 
 // A region covering the last 4 KiB of the guest-physical address space.
-class GuestMemoryTop : public ::testing::Test {
+class GuestMemoryTop : public GuestMemoryRegions {
  protected:
-  void SetUp() override { ASSERT_TRUE(mem.add_region(backing.borrow(region(kMax64 - 0xfff, 0x1000, 0x7000)))); }
-  Backing backing;
-  GuestMemory mem;
+  void SetUp() override { ASSERT_TRUE(add(region(kMax64 - 0xfff, 0x1000, 0x7000))); }
 };
 
 TEST_F(GuestMemoryTop, ReadLastByte_Succeeds) {
-  auto r = mem.read<uint8_t>(GuestAddress{kMax64});
-
-  EXPECT_TRUE(r.has_value());
+  EXPECT_TRUE(mem.read<uint8_t>(GuestAddress{kMax64}).has_value());
 }
 
 TEST_F(GuestMemoryTop, ReadWrappingPastTwoToThe64_ReturnsOverflow) {
-  auto r = mem.read<uint64_t>(GuestAddress{kMax64 - 3});
-
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::Overflow);
+  EXPECT_EQ(error_of(mem.read<uint64_t>(GuestAddress{kMax64 - 3})), MemoryError::Overflow);
 }
 
 TEST_F(GuestMemoryTop, IsValidRangeWrapping_False) {
@@ -402,59 +375,44 @@ constexpr bool naive_in_low_region(uint64_t addr, uint64_t len) {
 }
 static_assert(naive_in_low_region(kMax64 - 7, 0x1008), "addr + len wraps to 0x1000 and passes");
 
-TEST(GuestMemoryTrap, AddressPlusLengthWrapsIntoBackedRegion_ReturnsOverflow) {
+using GuestMemoryTrap = GuestMemoryRegions;
+
+TEST_F(GuestMemoryTrap, AddressPlusLengthWrapsIntoBackedRegion_ReturnsOverflow) {
   // Arrange: backed memory at [0x1000, 0x2000) and an access from 2^64 - 8 of 0x1008 bytes.
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(kLowRegion, kLowSize, 0x7000))));
+  ASSERT_TRUE(add(region(kLowRegion, kLowSize, 0x7000)));
   std::vector<std::byte> out(0x1008);
 
   // Act
   auto r = mem.read_bytes(GuestAddress{kMax64 - 7}, out);
 
   // Assert
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::Overflow);
+  EXPECT_EQ(error_of(r), MemoryError::Overflow);
 }
 
 // ---- translation ----
 
-class GuestMemoryTranslate : public ::testing::Test {
+class GuestMemoryTranslate : public GuestMemoryRegions {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x1000, 0x7f0000))));
-    ASSERT_TRUE(mem.add_region(backing.borrow(region(0x8000, 0x100, 0x100000), 0x1000)));
+    ASSERT_TRUE(add(region(0x1000, 0x1000, 0x7f0000)));
+    ASSERT_TRUE(add(region(0x8000, 0x100, 0x100000), 0x1000));
   }
-  Backing backing;
-  GuestMemory mem;
 };
 
 TEST_F(GuestMemoryTranslate, FrontendAddressInsideRegion_GuestAddressAtSameOffset) {
-  auto g = mem.to_guest(FrontendVirtAddr{0x7f0123});
-
-  ASSERT_TRUE(g.has_value());
-  EXPECT_EQ(*g, GuestAddress{0x1123});
+  EXPECT_EQ(mem.to_guest(FrontendVirtAddr{0x7f0123}), GuestAddress{0x1123});
 }
 
 TEST_F(GuestMemoryTranslate, FrontendAddressInSecondRegion_Translates) {
-  auto g = mem.to_guest(FrontendVirtAddr{0x1000ff});
-
-  ASSERT_TRUE(g.has_value());
-  EXPECT_EQ(*g, GuestAddress{0x80ff});
+  EXPECT_EQ(mem.to_guest(FrontendVirtAddr{0x1000ff}), GuestAddress{0x80ff});
 }
 
 TEST_F(GuestMemoryTranslate, OneFrontendByteAfterRegion_ReturnsOutOfRange) {
-  auto g = mem.to_guest(FrontendVirtAddr{0x7f1000});
-
-  ASSERT_FALSE(g.has_value());
-  EXPECT_EQ(g.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.to_guest(FrontendVirtAddr{0x7f1000})), MemoryError::OutOfRange);
 }
 
 TEST_F(GuestMemoryTranslate, FrontendAddressBelowAllRegions_ReturnsOutOfRange) {
-  auto g = mem.to_guest(FrontendVirtAddr{0x10});
-
-  ASSERT_FALSE(g.has_value());
-  EXPECT_EQ(g.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.to_guest(FrontendVirtAddr{0x10})), MemoryError::OutOfRange);
 }
 
 // ---- atomic 16-bit ring accesses ----
@@ -475,10 +433,7 @@ TEST_F(GuestMemoryAtomic, StoreThenLoad_SameValue) {
 }
 
 TEST_F(GuestMemoryAtomic, LoadOddAddress_ReturnsMisaligned) {
-  auto v = mem.load_u16(GuestAddress{0x1003}, std::memory_order_acquire);
-
-  ASSERT_FALSE(v.has_value());
-  EXPECT_EQ(v.error(), MemoryError::Misaligned);
+  EXPECT_EQ(error_of(mem.load_u16(GuestAddress{0x1003}, std::memory_order_acquire)), MemoryError::Misaligned);
 }
 
 TEST_F(GuestMemoryAtomic, StoreOddAddress_ReturnsMisalignedAndWritesNothing) {
@@ -487,92 +442,52 @@ TEST_F(GuestMemoryAtomic, StoreOddAddress_ReturnsMisalignedAndWritesNothing) {
   auto r = mem.store_u16(GuestAddress{0x1003}, 0xffff, std::memory_order_release);
   auto kept = guest.read(GuestAddress{0x1002}, 4);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::Misaligned);
+  EXPECT_EQ(error_of(r), MemoryError::Misaligned);
   EXPECT_EQ(kept, bytes({0, 0, 0, 0}));
 }
 
 TEST_F(GuestMemoryAtomic, LoadUnbacked_ReturnsOutOfRange) {
-  auto v = mem.load_u16(GuestAddress{0x3000}, std::memory_order_acquire);
-
-  ASSERT_FALSE(v.has_value());
-  EXPECT_EQ(v.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(mem.load_u16(GuestAddress{0x3000}, std::memory_order_acquire)), MemoryError::OutOfRange);
 }
 
-TEST(GuestMemoryAtomicEdges, LoadStraddlingOddSizedRegionEnd_ReturnsOutOfRange) {
+using GuestMemoryAtomicEdges = GuestMemoryRegions;
+
+TEST_F(GuestMemoryAtomicEdges, LoadStraddlingOddSizedRegionEnd_ReturnsOutOfRange) {
   // Arrange: an odd-sized region, so its last even address has only one byte left.
-  Backing backing;
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1000, 0x101, 0x7000))));
-  ASSERT_TRUE(mem.add_region(backing.borrow(region(0x1101, 0x100, 0x8000), 0x200)));
+  ASSERT_TRUE(add(region(0x1000, 0x101, 0x7000)));
+  ASSERT_TRUE(add(region(0x1101, 0x100, 0x8000), 0x200));
 
   // Act
   auto v = mem.load_u16(GuestAddress{0x1100}, std::memory_order_acquire);
 
   // Assert
-  ASSERT_FALSE(v.has_value());
-  EXPECT_EQ(v.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(error_of(v), MemoryError::OutOfRange);
 }
 
-TEST(GuestMemoryAtomicEdges, HostMappingOddBecauseOfMmapOffset_ReturnsMisaligned) {
+TEST_F(GuestMemoryAtomicEdges, HostMappingOddBecauseOfMmapOffset_ReturnsMisaligned) {
   // Arrange: an even guest address whose host byte is odd (the frontend sent an odd mmap_offset). An atomic
   // on it would be undefined behaviour; it must be refused instead.
-  UniqueFd fd(::memfd_create("guest-memory-test", MFD_CLOEXEC));
+  const UniqueFd fd = memfd_of(0x2000);
   ASSERT_TRUE(fd.valid());
-  ASSERT_EQ(::ftruncate(fd.get(), 0x2000), 0);
-  RegionDesc d = region(0x1000, 0x1000, 0x70000);
-  d.mmap_offset = 1;
-  auto mapped = MappedRegion::map(d, fd.get());
-  ASSERT_TRUE(mapped.has_value());
-  GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(std::move(*mapped)));
+  ASSERT_TRUE(map_into(mem, at_offset(region(0x1000, 0x1000, 0x70000), 1), fd.get()));
 
   // Act
   auto v = mem.load_u16(GuestAddress{0x1000}, std::memory_order_acquire);
   auto s = mem.store_u16(GuestAddress{0x1000}, 1, std::memory_order_release);
 
   // Assert
-  ASSERT_FALSE(v.has_value());
-  EXPECT_EQ(v.error(), MemoryError::Misaligned);
-  ASSERT_FALSE(s.has_value());
-  EXPECT_EQ(s.error(), MemoryError::Misaligned);
-}
-
-}  // namespace
-}  // namespace vgpu
-
-namespace vgpu {
-namespace {
-
-TEST(MappedRegionMap, RegionLargerThanFd_Refused) {
-  UniqueFd fd(::memfd_create("short", MFD_CLOEXEC));
-  ASSERT_TRUE(fd);
-  ASSERT_EQ(::ftruncate(fd.get(), 4096), 0);
-  RegionDesc desc{GuestAddress{0}, 8192, FrontendVirtAddr{0x1000}, 0};
-  auto r = MappedRegion::map(desc, fd.get());
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), MemoryError::BadRegion);
-}
-
-TEST(MappedRegionMap, MmapOffsetPastEndOfFd_Refused) {
-  UniqueFd fd(::memfd_create("short", MFD_CLOEXEC));
-  ASSERT_TRUE(fd);
-  ASSERT_EQ(::ftruncate(fd.get(), 8192), 0);
-  RegionDesc desc{GuestAddress{0}, 8192, FrontendVirtAddr{0x1000}, 4096};
-  EXPECT_FALSE(MappedRegion::map(desc, fd.get()));
+  EXPECT_EQ(error_of(v), MemoryError::Misaligned);
+  EXPECT_EQ(error_of(s), MemoryError::Misaligned);
 }
 
 // A view pins its mapping: the table dropping the region (SET_MEM_TABLE, REM_MEM_REG) leaves the bytes mapped
 // until the last view goes; then they are unmapped. Without the pin, reading after clear() faults.
 TEST(GuestMemoryPin, SliceOutlivesTheTable_BytesStayMappedUntilTheSliceGoes) {
   const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  UniqueFd fd(::memfd_create("guest-memory-pin", MFD_CLOEXEC));
+  const UniqueFd fd = memfd_of(static_cast<off_t>(page), "guest-memory-pin");
   ASSERT_TRUE(fd);
-  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(page)), 0);
-  auto mapped = MappedRegion::map(region(0x1000, page, 0x7000), fd.get());
-  ASSERT_TRUE(mapped);
   GuestMemory mem;
-  ASSERT_TRUE(mem.add_region(std::move(*mapped)));
+  ASSERT_TRUE(map_into(mem, region(0x1000, page, 0x7000), fd.get()));
   ASSERT_TRUE(mem.write<uint32_t>(GuestAddress{0x1000}, 0x5eedf00d));
   auto views = mem.slices(GuestAddress{0x1000}, 4);
   ASSERT_TRUE(views);

@@ -75,61 +75,43 @@ class QueueCreate : public ::testing::Test {
   const GuestMemory& mem = guest.memory();
 };
 
-TEST_F(QueueCreate, SizeZero_BadSize) {
-  EXPECT_EQ(create_failure(mem, config_at(0, 0x10000, 0x11000, 0x12000)), QueueError::BadSize);
+// A ring layout and what Queue::create makes of it: nullopt when it succeeds.
+struct CreateCase {
+  const char* name;
+  QueueConfig config;
+  std::optional<QueueError> error;
+};
+
+class QueueCreateCases : public QueueCreate, public testing::WithParamInterface<CreateCase> {};
+
+TEST_P(QueueCreateCases, Create_ReturnsExpectedError) {
+  EXPECT_EQ(create_failure(mem, GetParam().config), GetParam().error);
 }
 
-TEST_F(QueueCreate, SizeNotPowerOfTwo_BadSize) {
-  EXPECT_EQ(create_failure(mem, config_at(24, 0x10000, 0x11000, 0x12000)), QueueError::BadSize);
-}
-
-TEST_F(QueueCreate, SizeAboveMaximum_BadSize) {
-  EXPECT_EQ(create_failure(mem, config_at(0xffff, 0x10000, 0x11000, 0x12000)), QueueError::BadSize);
-}
-
-TEST_F(QueueCreate, SizeOne_Succeeds) {
-  EXPECT_EQ(create_failure(mem, config_at(1, 0x10000, 0x11000, 0x12000)), std::nullopt);
-}
-
-TEST_F(QueueCreate, DescTableNot16Aligned_Misaligned) {
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10008, 0x11000, 0x12000)), QueueError::Misaligned);
-}
-
-TEST_F(QueueCreate, AvailRingOdd_Misaligned) {
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x11001, 0x12000)), QueueError::Misaligned);
-}
-
-TEST_F(QueueCreate, UsedRingNot4Aligned_Misaligned) {
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x11000, 0x12002)), QueueError::Misaligned);
-}
-
-TEST_F(QueueCreate, DescTableRunningOffMemory_RingNotInMemory) {
-  // 8 descriptors are 128 bytes; the region ends 112 bytes after the table.
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x1ff90, 0x11000, 0x12000)), QueueError::RingNotInMemory);
-}
-
-TEST_F(QueueCreate, AvailRingNotInMemory_RingNotInMemory) {
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x30000, 0x12000)), QueueError::RingNotInMemory);
-}
-
-TEST_F(QueueCreate, UsedRingEndingAtRegionEnd_Succeeds) {
-  // Without EVENT_IDX the used ring of 8 entries is 4 + 64 = 68 bytes.
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x11000, 0x20000 - 68)), std::nullopt);
-}
-
-TEST_F(QueueCreate, AvailEventFieldPastRegionEndWithEventIdx_RingNotInMemory) {
-  // The same used ring needs 2 more bytes for avail_event with EVENT_IDX.
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x11000, 0x20000 - 68, true)), QueueError::RingNotInMemory);
-}
-
-TEST_F(QueueCreate, UsedEventFieldPastRegionEndWithEventIdx_RingNotInMemory) {
-  // The avail ring of 8 entries is 4 + 16 = 20 bytes, plus used_event with EVENT_IDX.
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x20000 - 20, 0x12000, true)), QueueError::RingNotInMemory);
-}
-
-TEST_F(QueueCreate, UsedEventFieldFitsWithoutEventIdx_Succeeds) {
-  EXPECT_EQ(create_failure(mem, config_at(8, 0x10000, 0x20000 - 20, 0x12000, false)), std::nullopt);
-}
+// 8 descriptors are 128 bytes; without EVENT_IDX the used ring of 8 entries is 4 + 64 = 68 bytes and the avail
+// ring 4 + 16 = 20; EVENT_IDX adds avail_event to the first and used_event to the second (2 bytes each).
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, QueueCreateCases,
+    testing::Values(
+        CreateCase{"SizeZero_BadSize", config_at(0, 0x10000, 0x11000, 0x12000), QueueError::BadSize},
+        CreateCase{"SizeNotPowerOfTwo_BadSize", config_at(24, 0x10000, 0x11000, 0x12000), QueueError::BadSize},
+        CreateCase{"SizeAboveMaximum_BadSize", config_at(0xffff, 0x10000, 0x11000, 0x12000), QueueError::BadSize},
+        CreateCase{"SizeOne_Succeeds", config_at(1, 0x10000, 0x11000, 0x12000), std::nullopt},
+        CreateCase{"DescTableNot16Aligned_Misaligned", config_at(8, 0x10008, 0x11000, 0x12000), QueueError::Misaligned},
+        CreateCase{"AvailRingOdd_Misaligned", config_at(8, 0x10000, 0x11001, 0x12000), QueueError::Misaligned},
+        CreateCase{"UsedRingNot4Aligned_Misaligned", config_at(8, 0x10000, 0x11000, 0x12002), QueueError::Misaligned},
+        CreateCase{"DescTableRunningOffMemory_RingNotInMemory",  // the region ends 112 bytes after the table
+                   config_at(8, 0x1ff90, 0x11000, 0x12000), QueueError::RingNotInMemory},
+        CreateCase{"AvailRingNotInMemory_RingNotInMemory", config_at(8, 0x10000, 0x30000, 0x12000),
+                   QueueError::RingNotInMemory},
+        CreateCase{"UsedRingEndingAtRegionEnd_Succeeds", config_at(8, 0x10000, 0x11000, 0x20000 - 68), std::nullopt},
+        CreateCase{"AvailEventFieldPastRegionEndWithEventIdx_RingNotInMemory",
+                   config_at(8, 0x10000, 0x11000, 0x20000 - 68, true), QueueError::RingNotInMemory},
+        CreateCase{"UsedEventFieldPastRegionEndWithEventIdx_RingNotInMemory",
+                   config_at(8, 0x10000, 0x20000 - 20, 0x12000, true), QueueError::RingNotInMemory},
+        CreateCase{"UsedEventFieldFitsWithoutEventIdx_Succeeds", config_at(8, 0x10000, 0x20000 - 20, 0x12000, false),
+                   std::nullopt}),
+    [](const testing::TestParamInfo<CreateCase>& param) { return param.param.name; });
 
 TEST(QueueCreateLarge, MaximumSize32768_Succeeds) {
   FakeGuestMemory guest({{kBase, kRegionSize}});
@@ -152,12 +134,47 @@ TEST(QueueCreateStart, UsedIdxInRing_ContinuesFromIt) {
 
 // ---- pop and the used ring ----
 
+// A queue of 8 on a fake driver, with or without EVENT_IDX.
 class QueueTest : public ::testing::Test {
  protected:
+  explicit QueueTest(bool event_idx = false)
+      : vq(guest, {.size = 8, .event_idx = event_idx, .indirect = false, .start_idx = 0}),
+        q(Queue::create(guest.memory(), vq.config(), 0).value()) {}
+
+  // Pops one freshly built chain and puts it on the used ring.
+  void complete_one() {
+    ChainBuilder(vq).writable(1).build();
+    q.add_used(pop_chain(q), 1);
+  }
+
+  // Pops a request with 16 writable bytes and puts it on the used ring, `written` bytes claimed; returns its head.
+  uint16_t complete_request(uint32_t written) {
+    const BuiltChain built = ChainBuilder(vq).readable("req").writable(16).build();
+    q.add_used(pop_chain(q), written);
+    return built.head;
+  }
+
+  void count_interrupts() {
+    q.set_interrupt([this] { ++interrupts; });
+  }
+
+  // Takes away the region that holds the rings.
+  bool remove_ring_memory() { return guest.memory().remove_region(guest.regions()[0]).has_value(); }
+
   FakeGuestMemory guest{{{kBase, kRegionSize}}};
-  FakeVirtqueue vq{guest, {.size = 8, .event_idx = false, .indirect = false, .start_idx = 0}};
-  Queue q = Queue::create(guest.memory(), vq.config(), 0).value();
+  FakeVirtqueue vq;
+  Queue q;
+  int interrupts = 0;
 };
+
+// QueueTest in both modes: false without EVENT_IDX, true with it.
+class QueueEitherMode : public QueueTest, public testing::WithParamInterface<bool> {
+ protected:
+  QueueEitherMode() : QueueTest(GetParam()) {}
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, QueueEitherMode, testing::Values(false, true),
+                         [](const testing::TestParamInfo<bool>& param) { return param.param ? "EventIdx" : "Plain"; });
 
 TEST_F(QueueTest, EmptyRing_PopReturnsNothing) {
   EXPECT_TRUE(pop_empty(q));
@@ -178,23 +195,17 @@ TEST_F(QueueTest, ChainsPublished_PoppedInOrder) {
 }
 
 TEST_F(QueueTest, AddUsed_DriverSeesHeadAndLength) {
-  const BuiltChain built = ChainBuilder(vq).readable("req").writable(16).build();
-  DescriptorChain chain = pop_chain(q);
+  const uint16_t head = complete_request(12);
 
-  q.add_used(std::move(chain), 12);
-
-  EXPECT_EQ(vq.next_used(), (UsedElement{.id = built.head, .len = 12}));
+  EXPECT_EQ(vq.next_used(), (UsedElement{.id = head, .len = 12}));
   EXPECT_EQ(vq.used_idx(), 1);
   EXPECT_EQ(q.next_used(), 1);
 }
 
 TEST_F(QueueTest, AddUsedClaimingMoreThanWritable_LengthClamped) {
-  const BuiltChain built = ChainBuilder(vq).readable("req").writable(16).build();
-  DescriptorChain chain = pop_chain(q);
+  const uint16_t head = complete_request(1000);
 
-  q.add_used(std::move(chain), 1000);
-
-  EXPECT_EQ(vq.next_used(), (UsedElement{.id = built.head, .len = 16}));
+  EXPECT_EQ(vq.next_used(), (UsedElement{.id = head, .len = 16}));
 }
 
 TEST_F(QueueTest, CompletedOutOfOrder_UsedRingKeepsCompletionOrder) {
@@ -255,7 +266,7 @@ TEST_F(QueueTest, BrokenQueue_StaysBrokenAfterIndexRepaired) {
 
 TEST_F(QueueTest, RingMemoryRemoved_BrokenWithMemoryReason) {
   ChainBuilder(vq).readable("x").build();
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
+  ASSERT_TRUE(remove_ring_memory());
 
   const bool empty = pop_empty(q);
 
@@ -266,7 +277,7 @@ TEST_F(QueueTest, RingMemoryRemoved_BrokenWithMemoryReason) {
 TEST_F(QueueTest, AddUsedAfterRingMemoryRemoved_BrokenWithMemoryReason) {
   ChainBuilder(vq).writable(1).build();
   DescriptorChain chain = pop_chain(q);
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
+  ASSERT_TRUE(remove_ring_memory());
 
   q.add_used(std::move(chain), 1);
 
@@ -274,15 +285,15 @@ TEST_F(QueueTest, AddUsedAfterRingMemoryRemoved_BrokenWithMemoryReason) {
 }
 
 TEST_F(QueueTest, DisableNotificationsAfterRingMemoryRemoved_Broken) {
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
+  ASSERT_TRUE(remove_ring_memory());
 
   q.disable_notifications();
 
   EXPECT_EQ(q.broken_reason(), QueueError::Memory);
 }
 
-TEST_F(QueueTest, EnableNotificationsAfterRingMemoryRemoved_BrokenAndFalse) {
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
+TEST_P(QueueEitherMode, EnableNotificationsAfterRingMemoryRemoved_BrokenAndFalse) {
+  ASSERT_TRUE(remove_ring_memory());
 
   const bool pending = q.enable_notifications();
 
@@ -369,23 +380,10 @@ TEST(QueueLayout, RingsStraddlingRegionBoundaries_Work) {
 
 // ---- used buffer notifications (interrupts), spec 2.7.7 ----
 
-class QueueNotify : public ::testing::Test {
+// A queue whose interrupts are counted.
+class QueueNotify : public QueueTest {
  protected:
-  explicit QueueNotify(bool event_idx = false)
-      : vq(guest, {.size = 8, .event_idx = event_idx, .indirect = false, .start_idx = 0}),
-        q(Queue::create(guest.memory(), vq.config(), 0).value()) {
-    q.set_interrupt([this] { ++interrupts; });
-  }
-  // Pops one freshly built chain and puts it on the used ring.
-  void complete_one() {
-    ChainBuilder(vq).writable(1).build();
-    q.add_used(pop_chain(q), 1);
-  }
-
-  FakeGuestMemory guest{{{kBase, kRegionSize}}};
-  FakeVirtqueue vq;
-  Queue q;
-  int interrupts = 0;
+  explicit QueueNotify(bool event_idx = false) : QueueTest(event_idx) { count_interrupts(); }
 };
 
 TEST_F(QueueNotify, UsedEntryAdded_Interrupts) {
@@ -432,9 +430,10 @@ TEST_F(QueueNotify, NoInterruptCallbackSet_DoesNothing) {
   EXPECT_EQ(interrupts, 0);
 }
 
-TEST_F(QueueNotify, RingMemoryRemovedBeforeNotify_BrokenAndNoInterrupt) {
+TEST_P(QueueEitherMode, RingMemoryRemovedBeforeNotify_BrokenAndNoInterrupt) {
+  count_interrupts();
   complete_one();
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
+  ASSERT_TRUE(remove_ring_memory());
 
   q.notify_if_needed();
 
@@ -456,65 +455,44 @@ TEST_F(QueueNotifyEventIdx, FirstNotify_AlwaysInterrupts) {
   EXPECT_EQ(interrupts, 1);
 }
 
-TEST_F(QueueNotifyEventIdx, UsedEventReached_Interrupts) {
-  complete_one();
-  q.notify_if_needed();
-  vq.set_used_event(1);  // "interrupt me once you fill used entry 1"
+// After a first notify, the driver moves used_event (and maybe sets NO_INTERRUPT), more chains complete and the
+// device notifies again.
+struct UsedEventCase {
+  const char* name;
+  int completed_before;  // before the first notify
+  uint16_t used_event;
+  bool no_interrupt;  // spec 2.7.7.2: with EVENT_IDX "The device MUST ignore the lower bit of flags."
+  int completed_after;
+  int interrupts;  // after the second notify
+};
 
-  complete_one();
+class QueueUsedEvent : public QueueNotify, public testing::WithParamInterface<UsedEventCase> {
+ protected:
+  QueueUsedEvent() : QueueNotify(true) {}
+};
+
+TEST_P(QueueUsedEvent, SecondNotify_InterruptsOnlyWhenUsedEventCrossed) {
+  const UsedEventCase& c = GetParam();
+  for (int i = 0; i < c.completed_before; ++i) complete_one();
+  q.notify_if_needed();
+  vq.set_no_interrupt(c.no_interrupt);
+  vq.set_used_event(c.used_event);
+
+  for (int i = 0; i < c.completed_after; ++i) complete_one();
   q.notify_if_needed();
 
-  EXPECT_EQ(interrupts, 2);
+  EXPECT_EQ(interrupts, c.interrupts);
 }
 
-TEST_F(QueueNotifyEventIdx, UsedEventAhead_Suppressed) {
-  complete_one();
-  q.notify_if_needed();
-  vq.set_used_event(5);
-
-  complete_one();
-  q.notify_if_needed();
-
-  EXPECT_EQ(interrupts, 1);
-}
-
-TEST_F(QueueNotifyEventIdx, UsedEventAlreadyPassed_Suppressed) {
-  complete_one();
-  complete_one();
-  q.notify_if_needed();
-  vq.set_used_event(0);
-
-  complete_one();
-  q.notify_if_needed();
-
-  EXPECT_EQ(interrupts, 1);
-}
-
-TEST_F(QueueNotifyEventIdx, BatchCrossingUsedEvent_InterruptsOnce) {
-  complete_one();
-  q.notify_if_needed();
-  vq.set_used_event(2);
-
-  complete_one();
-  complete_one();
-  complete_one();
-  q.notify_if_needed();
-
-  EXPECT_EQ(interrupts, 2);
-}
-
-TEST_F(QueueNotifyEventIdx, NoInterruptFlagIgnored_InterruptsAtUsedEvent) {
-  // Spec 2.7.7.2: with EVENT_IDX "The device MUST ignore the lower bit of flags."
-  complete_one();
-  q.notify_if_needed();
-  vq.set_no_interrupt(true);
-  vq.set_used_event(1);
-
-  complete_one();
-  q.notify_if_needed();
-
-  EXPECT_EQ(interrupts, 2);
-}
+// used_event 1 is "interrupt me once you fill used entry 1".
+INSTANTIATE_TEST_SUITE_P(Cases, QueueUsedEvent,
+                         testing::Values(UsedEventCase{"UsedEventReached_Interrupts", 1, 1, false, 1, 2},
+                                         UsedEventCase{"UsedEventAhead_Suppressed", 1, 5, false, 1, 1},
+                                         UsedEventCase{"UsedEventAlreadyPassed_Suppressed", 2, 0, false, 1, 1},
+                                         UsedEventCase{"BatchCrossingUsedEvent_InterruptsOnce", 1, 2, false, 3, 2},
+                                         UsedEventCase{"NoInterruptFlagIgnored_InterruptsAtUsedEvent", 1, 1, true, 1,
+                                                       2}),
+                         [](const testing::TestParamInfo<UsedEventCase>& param) { return param.param.name; });
 
 // ---- available buffer notifications (kicks), spec 2.7.10 ----
 
@@ -552,11 +530,9 @@ TEST_F(QueueTest, AvailIdxJumpSeenAtEnable_BrokenAndFalse) {
   EXPECT_EQ(q.broken_reason(), QueueError::AvailIdxJump);
 }
 
-class QueueKickEventIdx : public ::testing::Test {
+class QueueKickEventIdx : public QueueTest {
  protected:
-  FakeGuestMemory guest{{{kBase, kRegionSize}}};
-  FakeVirtqueue vq{guest, {.size = 8, .event_idx = true, .indirect = false, .start_idx = 0}};
-  Queue q = Queue::create(guest.memory(), vq.config(), 0).value();
+  QueueKickEventIdx() : QueueTest(true) {}
 };
 
 TEST_F(QueueKickEventIdx, Disable_LeavesUsedFlagsZero) {
@@ -567,8 +543,7 @@ TEST_F(QueueKickEventIdx, Disable_LeavesUsedFlagsZero) {
 }
 
 TEST_F(QueueKickEventIdx, PopWhileEnabled_AvailEventFollowsNextAvail) {
-  ChainBuilder(vq).readable("a").build();
-  ChainBuilder(vq).readable("b").build();
+  publish_readable_chains(vq, 2);
 
   pop_chain(q);
   pop_chain(q);
@@ -587,10 +562,8 @@ TEST_F(QueueKickEventIdx, PopWhileDisabled_AvailEventUnchanged) {
 
 TEST_F(QueueKickEventIdx, EnableAfterDrain_AvailEventIsAvailIdxAndReturnsFalse) {
   q.disable_notifications();
-  ChainBuilder(vq).readable("a").build();
-  ChainBuilder(vq).readable("b").build();
-  pop_chain(q);
-  pop_chain(q);
+  publish_readable_chains(vq, 2);
+  ASSERT_EQ(drain(q), 2u);
 
   const bool pending = q.enable_notifications();
 
@@ -600,35 +573,12 @@ TEST_F(QueueKickEventIdx, EnableAfterDrain_AvailEventIsAvailIdxAndReturnsFalse) 
 
 TEST_F(QueueKickEventIdx, EnableWithChainsLeft_ReturnsTrue) {
   q.disable_notifications();
-  ChainBuilder(vq).readable("a").build();
-  ChainBuilder(vq).readable("b").build();
+  publish_readable_chains(vq, 2);
   pop_chain(q);
 
   const bool pending = q.enable_notifications();
 
   EXPECT_TRUE(pending);
-}
-
-TEST_F(QueueKickEventIdx, RingMemoryRemovedBeforeNotify_BrokenAndNoInterrupt) {
-  int interrupts = 0;
-  q.set_interrupt([&] { ++interrupts; });
-  ChainBuilder(vq).writable(1).build();
-  q.add_used(pop_chain(q), 1);
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
-
-  q.notify_if_needed();
-
-  EXPECT_EQ(interrupts, 0);
-  EXPECT_EQ(q.broken_reason(), QueueError::Memory);
-}
-
-TEST_F(QueueKickEventIdx, RingMemoryRemovedBeforeEnable_BrokenAndFalse) {
-  ASSERT_TRUE(guest.memory().remove_region(guest.regions()[0]));
-
-  const bool pending = q.enable_notifications();
-
-  EXPECT_FALSE(pending);
-  EXPECT_EQ(q.broken_reason(), QueueError::Memory);
 }
 
 TEST(QueueErrorText, EveryError_HasMessage) {

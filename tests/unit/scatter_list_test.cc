@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "support/fake_guest.h"
+#include "support/result_check.h"
 
 namespace vgpu {
 namespace {
@@ -49,6 +51,12 @@ class ScatterListTest : public ::testing::Test {
   GuestScatterList list(std::vector<ScatterEntry> entries) const {
     return GuestScatterList::create(guest.memory(), std::move(entries)).value();
   }
+  // `n` bytes of `l` from `offset`; nullopt when the read fails.
+  static std::optional<std::vector<std::byte>> read_at(const GuestScatterList& l, uint64_t offset, size_t n) {
+    std::vector<std::byte> out(n);
+    if (!l.read(offset, out)) return std::nullopt;
+    return out;
+  }
 };
 
 // ---- create ----
@@ -76,31 +84,27 @@ TEST_F(ScatterListTest, Create_EntryAcrossAdjacentRegions_Succeeds) {
 TEST_F(ScatterListTest, Create_EntryOutsideMemory_ReturnsOutOfRange) {
   auto l = GuestScatterList::create(guest.memory(), {{GuestAddress{0x50000}, 0x10}});
 
-  ASSERT_FALSE(l.has_value());
-  EXPECT_EQ(l.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(l), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Create_EntryRunningIntoGap_ReturnsOutOfRange) {
   // Starts in region 1 and ends one byte past its end, where nothing is mapped.
   auto l = GuestScatterList::create(guest.memory(), {{GuestAddress{kRegion1 + kRegionSize - 0x10}, 0x11}});
 
-  ASSERT_FALSE(l.has_value());
-  EXPECT_EQ(l.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(l), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Create_EntryWrappingPastTwoToThe64_ReturnsOutOfRange) {
   auto l = GuestScatterList::create(guest.memory(), {{GuestAddress{kMax64 - 1}, 4}});
 
-  ASSERT_FALSE(l.has_value());
-  EXPECT_EQ(l.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(l), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Create_OneBadEntryAfterGoodOnes_ReturnsOutOfRange) {
   auto l = GuestScatterList::create(
       guest.memory(), {{GuestAddress{kRegion0}, 0x10}, {GuestAddress{kRegion2}, 0x10}, {GuestAddress{0}, 1}});
 
-  ASSERT_FALSE(l.has_value());
-  EXPECT_EQ(l.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(l), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Create_NoEntries_SizeZero) {
@@ -148,11 +152,9 @@ TEST(ScatterListLarge, Create_TotalAbove4GiB_SizeAndOffsetsAre64Bit) {
 TEST_F(ScatterListTest, Read_WithinOneEntry_ReturnsThoseBytes) {
   const auto data = pattern(0x40, 1);
   const GuestScatterList l = list({place(kRegion0 + 0x100, data)});
-  std::vector<std::byte> out(0x10);
 
-  auto r = l.read(0x8, out);
+  const auto out = read_at(l, 0x8, 0x10);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, std::vector<std::byte>(data.begin() + 0x8, data.begin() + 0x18));
 }
 
@@ -161,11 +163,9 @@ TEST_F(ScatterListTest, Read_AcrossEntryBoundary_JoinsEntriesInListOrder) {
   const auto a = pattern(0x30, 1);
   const auto b = pattern(0x50, 2);
   const GuestScatterList l = list({place(kRegion2 + 0x800, a), place(kRegion0 + 0x40, b)});
-  std::vector<std::byte> out(0x80);
 
-  auto r = l.read(0, out);
+  const auto out = read_at(l, 0, 0x80);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, concat(a, b));
 }
 
@@ -173,11 +173,9 @@ TEST_F(ScatterListTest, Read_StartingInsideSecondEntry_SkipsFirst) {
   const auto a = pattern(0x30, 1);
   const auto b = pattern(0x50, 2);
   const GuestScatterList l = list({place(kRegion2, a), place(kRegion0, b)});
-  std::vector<std::byte> out(0x10);
 
-  auto r = l.read(0x35, out);
+  const auto out = read_at(l, 0x35, 0x10);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, std::vector<std::byte>(b.begin() + 0x5, b.begin() + 0x15));
 }
 
@@ -197,22 +195,18 @@ TEST_F(ScatterListTest, Read_OneByteEntriesInDescendingAddresses_JoinsThem) {
   std::vector<ScatterEntry> entries;
   for (size_t i = 0; i < data.size(); ++i) entries.push_back(place(kRegion1 + 0x1000 - 2 * i, {data[i]}));
   const GuestScatterList l = list(entries);
-  std::vector<std::byte> out(16);
 
-  auto r = l.read(0, out);
+  const auto out = read_at(l, 0, 16);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, data);
 }
 
 TEST_F(ScatterListTest, Read_EntryAcrossRegionBoundary_ReadsBothRegions) {
   const auto data = pattern(0x40, 6);
   const GuestScatterList l = list({place(kRegion0 + 0x10, pattern(4, 9)), place(kRegion1 - 0x20, data)});
-  std::vector<std::byte> out(0x40);
 
-  auto r = l.read(4, out);
+  const auto out = read_at(l, 4, 0x40);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, data);
 }
 
@@ -250,11 +244,9 @@ TEST_F(ScatterListTest, Read_AtStartOfEntryAfterZeroLengthEntries_ReadsThatEntry
   const auto b = pattern(5, 2);
   const GuestScatterList l =
       list({place(kRegion0, a), {GuestAddress{kRegion2}, 0}, {GuestAddress{kRegion2 + 1}, 0}, place(kRegion1, b)});
-  std::vector<std::byte> out(5);
 
-  auto r = l.read(3, out);
+  const auto out = read_at(l, 3, 5);
 
-  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(out, b);
 }
 
@@ -284,8 +276,7 @@ TEST_F(ScatterListTest, Read_OneBytePastSize_ReturnsOutOfRange) {
 
   auto r = l.read(0x18, out);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Read_ZeroBytesAtSize_Succeeds) {
@@ -301,8 +292,7 @@ TEST_F(ScatterListTest, Read_ZeroBytesPastSize_ReturnsOutOfRange) {
 
   auto r = l.read(0x11, {});
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Read_OneByteFromEmptyList_ReturnsOutOfRange) {
@@ -311,8 +301,7 @@ TEST_F(ScatterListTest, Read_OneByteFromEmptyList_ReturnsOutOfRange) {
 
   auto r = l.read(0, out);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 // The trap: offset + len wraps to 2, which a naive `offset + len <= size()` would accept.
@@ -324,8 +313,7 @@ TEST_F(ScatterListTest, Read_OffsetNearTwoToThe64_ReturnsOutOfRange) {
 
   auto r = l.read(kMax64 - 1, out);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Read_OffsetMax64ZeroBytes_ReturnsOutOfRange) {
@@ -333,8 +321,7 @@ TEST_F(ScatterListTest, Read_OffsetMax64ZeroBytes_ReturnsOutOfRange) {
 
   auto r = l.read(kMax64, {});
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 TEST_F(ScatterListTest, Write_OffsetNearTwoToThe64_ReturnsOutOfRangeAndWritesNothing) {
@@ -343,8 +330,7 @@ TEST_F(ScatterListTest, Write_OffsetNearTwoToThe64_ReturnsOutOfRangeAndWritesNot
 
   auto r = l.write(kMax64 - 1, data);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
   EXPECT_EQ(guest.read(GuestAddress{kRegion0}, 0x10), std::vector<std::byte>(0x10));
 }
 
@@ -365,8 +351,7 @@ TEST_F(ScatterListTest, Read_RegionRemovedAfterCreate_ReturnsOutOfRange) {
 
   auto r = l.read(0, out);
 
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error(), MemoryError::OutOfRange);
+  EXPECT_EQ(test::error_of(r), MemoryError::OutOfRange);
 }
 
 }  // namespace

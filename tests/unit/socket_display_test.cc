@@ -144,6 +144,71 @@ std::vector<uint8_t> test_edid(uint32_t w, uint32_t h) {
   return {e.begin(), e.end()};
 }
 
+// A view of `pixels` as a width x height image whose rows are `stride` bytes apart (4 * width when 0), leased by
+// the test.
+ImageView image_of(const std::vector<uint32_t>& pixels, uint32_t width, uint32_t height, uint32_t stride = 0,
+                   PixelFormat format = PixelFormat::B8G8R8X8) {
+  return ImageView{reinterpret_cast<const std::byte*>(pixels.data()),
+                   width,
+                   height,
+                   stride != 0 ? stride : width * 4,
+                   format,
+                   test_lease(pixels)};
+}
+
+// An UPDATE header's scanout and rectangle, to compare in one expectation.
+std::array<uint32_t, 5> rect_of(const display::UpdateHeaderPayload& h) {
+  return {h.scanout_id, h.x, h.y, h.width, h.height};
+}
+
+// A "dma-buf" for the protocol tests: any fd travels the same way; a memfd's inode tells it apart.
+UniqueFd fake_dmabuf() {
+  return UniqueFd(::memfd_create("dmabuf", MFD_CLOEXEC));
+}
+
+ino_t inode_of(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+DmabufImage dmabuf_image(int fd, uint64_t modifier = kDrmModInvalid) {
+  return DmabufImage{.fd = fd,
+                     .width = 128,
+                     .height = 64,
+                     .stride = 640,
+                     .offset = 0,
+                     .fourcc = kDrmFormatXrgb8888,
+                     .modifier = modifier,
+                     .y0_top = true};
+}
+
+// One message as QEMU's chardev reads it (header first), with the fd that arrived with the header's bytes.
+struct FdMessage {
+  Message message;
+  UniqueFd fd;
+};
+
+FdMessage read_fd_message(int sock) {
+  FdMessage out;
+  display::MessageHeader h{};
+  iovec iov{&h, sizeof(h)};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  pollfd p{sock, POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1 || ::recvmsg(sock, &mh, MSG_WAITALL) != sizeof(h)) return out;
+  if (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    out.fd.reset(fd);
+  }
+  out.message = Message{h.request, h.flags, read_exact(sock, h.size)};
+  return out;
+}
+
 // The QEMU end of the socket, plus the display under test.
 class SocketDisplayTest : public testing::Test {
  protected:
@@ -211,7 +276,57 @@ class SocketDisplayTest : public testing::Test {
     ASSERT_EQ(::setsockopt(qemu_.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
   }
 
+  // Past the first GET_PROTOCOL_FEATURES: scanout 0 set to width x height and its SCANOUT message read.
+  void show_scanout(uint32_t width, uint32_t height) {
+    read_message();
+    display_->set_scanout(0, width, height);
+    read_message();
+  }
+
+  // Past the first GET_PROTOCOL_FEATURES: both socket buffers squeezed, scanout 0 set (its SCANOUT left queued).
+  void squeeze_with_scanout(uint32_t width, uint32_t height) {
+    read_message();
+    squeeze_buffers();
+    display_->set_scanout(0, width, height);
+  }
+
+  // On squeezed buffers, a 256 x 256 SCANOUT then a full frame of frame_ (pattern_pixels), too large to go out at
+  // once: the display is busy() with it.
+  void queue_busy_frame() {
+    squeeze_buffers();
+    display_->set_scanout(0, 256, 256);
+    frame_ = pattern_pixels(256, 256);
+    display_->update(0, Rect{0, 0, 256, 256}, image_of(frame_, 256, 256), 0, 0);
+  }
+
+  // A squeezed 64 x 64 scanout whose socket a first full frame of backlog_ (all `value`) has filled.
+  ImageView fill_socket(uint32_t value) {
+    squeeze_with_scanout(64, 64);
+    backlog_.assign(size_t{64} * 64, value);
+    const ImageView image = image_of(backlog_, 64, 64);
+    display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+    return image;
+  }
+
+  // Negotiated without features for one 128 x 64 output, then scanout 0 showing `shown` of dmabuf_ (its message
+  // read).
+  void show_dmabuf(Rect shown) {
+    negotiate(0, {{0, 0, 128, 64}});
+    dmabuf_ = fake_dmabuf();
+    ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(dmabuf_.get()), shown));
+    (void)read_fd_message(qemu_.get());
+  }
+
+  // Answers scanout 0's GET_EDID with `blob`, then the fence that follows it.
+  void answer_edid(const std::vector<uint8_t>& blob) {
+    reply(Request::GetEdid, bytes_of(edid_reply(blob)));
+    reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+  }
+
   UniqueFd qemu_;
+  std::vector<uint32_t> frame_;
+  std::vector<uint32_t> backlog_;
+  UniqueFd dmabuf_;
   std::unique_ptr<SocketDisplay> display_;
   int listener_calls_ = 0;
 };
@@ -286,8 +401,7 @@ TEST_F(SocketDisplayTest, EdidReply_StoresBlobAndSettles) {
   negotiate(display::kProtocolFeatureEdid, {{0, 0, 1024, 768}});
   const auto blob = test_edid(1024, 768);
 
-  reply(Request::GetEdid, bytes_of(edid_reply(blob)));
-  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+  answer_edid(blob);
 
   EXPECT_EQ(display_->edid(0), blob);
   EXPECT_FALSE(display_->pending());
@@ -314,8 +428,7 @@ TEST_F(SocketDisplayTest, InvalidEdidContent_IgnoredAndStaysAlive) {
   auto blob = test_edid(1024, 768);
   blob[127] ^= 0xff;
 
-  reply(Request::GetEdid, bytes_of(edid_reply(blob)));
-  reply_and_pump(Request::GetProtocolFeatures, bytes_of(uint64_t{1}));
+  answer_edid(blob);
 
   EXPECT_FALSE(display_->edid(0).has_value());
   EXPECT_TRUE(display_->alive());
@@ -398,51 +511,37 @@ TEST_F(SocketDisplayTest, SetScanoutOutOfRange_SendsNothing) {
 }
 
 TEST_F(SocketDisplayTest, Update_SendsOnlyDamagedRectFromSourceOffset) {
-  read_message();
-  display_->set_scanout(0, 4, 4);
-  read_message();
+  show_scanout(4, 4);
   // An 8 x 8 B8G8R8X8 image whose pixel (x, y) is 0x00YYXX00 + marker, shown from (2, 3).
   std::vector<uint32_t> pixels(64);
   for (uint32_t y = 0; y < 8; ++y)
     for (uint32_t x = 0; x < 8; ++x) pixels[y * 8 + x] = (y << 16) | (x << 8) | 0x5a;
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
-  display_->update(0, Rect{1, 2, 2, 1}, image, 3, 5);
+  display_->update(0, Rect{1, 2, 2, 1}, image_of(pixels, 8, 8), 3, 5);
   const Message m = read_message();
 
   EXPECT_EQ(m.request, req(Request::Update));
   ASSERT_EQ(m.payload.size(), sizeof(display::UpdateHeaderPayload) + 2 * 4);
-  const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
-  EXPECT_EQ((std::array<uint32_t, 5>{h.scanout_id, h.x, h.y, h.width, h.height}),
-            (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
+  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(m.payload)), (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
   EXPECT_EQ(from_bytes<uint32_t>(m.payload, 20), 0x0005035au);  // B8G8R8X8 goes out as it is, X byte included
   EXPECT_EQ(from_bytes<uint32_t>(m.payload, 24), 0x0005045au);
 }
 
 TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
-  read_message();
-  display_->set_scanout(0, 4, 4);
-  read_message();
-  std::vector<uint32_t> pixels(64, 0x00123456);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 8, 8, 32, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  show_scanout(4, 4);
+  const std::vector<uint32_t> pixels(64, 0x00123456);
 
-  display_->update(0, Rect{2, 2, 100, 100}, image, 0, 0);
+  display_->update(0, Rect{2, 2, 100, 100}, image_of(pixels, 8, 8), 0, 0);
   const auto h = from_bytes<display::UpdateHeaderPayload>(read_message().payload);
 
   EXPECT_EQ((std::array<uint32_t, 4>{h.x, h.y, h.width, h.height}), (std::array<uint32_t, 4>{2, 2, 2, 2}));
 }
 
 TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
-  read_message();
-  display_->set_scanout(0, 64, 64);
-  read_message();
-  std::vector<uint32_t> pixels(16, 0x00123456);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  show_scanout(64, 64);
+  const std::vector<uint32_t> pixels(16, 0x00123456);
 
-  display_->update(0, Rect{0, 0, 64, 64}, image, 1, 1);
+  display_->update(0, Rect{0, 0, 64, 64}, image_of(pixels, 4, 4), 1, 1);
   const Message m = read_message();
   const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
 
@@ -452,24 +551,18 @@ TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
 
 TEST_F(SocketDisplayTest, UpdateOfDisabledScanout_SendsNothing) {
   read_message();
-  std::vector<uint32_t> pixels(16);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 16, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  const std::vector<uint32_t> pixels(16);
 
-  display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 4, 4}, image_of(pixels, 4, 4), 0, 0);
 
   EXPECT_FALSE(qemu_has_input());
 }
 
 TEST_F(SocketDisplayTest, UpdateWithShortStride_SendsNothing) {
-  read_message();
-  display_->set_scanout(0, 4, 4);
-  read_message();
-  std::vector<uint32_t> pixels(16);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 4, 4, 12, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  show_scanout(4, 4);
+  const std::vector<uint32_t> pixels(16);
 
-  display_->update(0, Rect{0, 0, 4, 4}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 4, 4}, image_of(pixels, 4, 4, 12), 0, 0);
 
   EXPECT_FALSE(qemu_has_input());
 }
@@ -483,9 +576,7 @@ struct FormatCase {
 class SocketDisplayFormatTest : public SocketDisplayTest, public testing::WithParamInterface<FormatCase> {};
 
 TEST_P(SocketDisplayFormatTest, Update_ConvertsToX8R8G8B8) {
-  read_message();
-  display_->set_scanout(0, 1, 1);
-  read_message();
+  show_scanout(1, 1);
   const FormatCase c = GetParam();
   const ImageView image{reinterpret_cast<const std::byte*>(c.in.data()), 1, 1, 4, c.format, test_lease(c.in)};
 
@@ -552,14 +643,10 @@ TEST_F(SocketDisplayTest, CursorMoveThenHide_SendPosThenHideAtLastPosition) {
 // ---- queueing ----
 
 TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
-  read_message();
-  squeeze_buffers();
-  std::vector<uint32_t> pixels(256 * 256, 0x00abcdef);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  const std::vector<uint32_t> pixels(256 * 256, 0x00abcdef);
 
-  display_->set_scanout(0, 256, 256);
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  squeeze_with_scanout(256, 256);
+  display_->update(0, Rect{0, 0, 256, 256}, image_of(pixels, 256, 256), 0, 0);
   display_->cursor_move(0, 1, 2);
   const bool queued = display_->queued_bytes() > 0;
   const uint32_t events = display_->wanted_events();
@@ -575,12 +662,9 @@ TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
 }
 
 TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
-  read_message();
-  squeeze_buffers();
+  squeeze_with_scanout(64, 64);
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->set_scanout(0, 64, 64);
+  const ImageView image = image_of(pixels, 64, 64);
   const size_t frame = 64 * 64 * 4;
   size_t peak = 0;
 
@@ -597,13 +681,7 @@ TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
 }
 
 TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
-  read_message();
-  squeeze_buffers();
-  std::vector<uint32_t> pixels(64 * 64, 0x00112233);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->set_scanout(0, 64, 64);
-  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);  // fills the socket
+  const ImageView image = fill_socket(0x00112233);
 
   for (uint32_t i = 0; i < 400; ++i) {
     display_->update(0, Rect{4, 4, 8, 8}, image, 4, 4);
@@ -620,13 +698,7 @@ TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
 }
 
 TEST_F(SocketDisplayTest, SetScanoutWhileBacklogged_DropsUnsentUpdates) {
-  read_message();
-  squeeze_buffers();
-  std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->set_scanout(0, 64, 64);
-  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  const ImageView image = fill_socket(0);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
   display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
   const size_t before = display_->queued_bytes();
@@ -638,13 +710,7 @@ TEST_F(SocketDisplayTest, SetScanoutWhileBacklogged_DropsUnsentUpdates) {
 }
 
 TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
-  read_message();
-  squeeze_buffers();
-  std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->set_scanout(0, 64, 64);
-  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  fill_socket(0);
 
   for (uint32_t i = 0; i < 1000; ++i) display_->cursor_move(0, i, i);
   const auto sent = drain();
@@ -657,12 +723,9 @@ TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
 // ---- zero-copy updates ----
 
 TEST_F(SocketDisplayTest, SmallUpdates_CompleteAtOnceNotBusy) {
-  read_message();
-  display_->set_scanout(0, 64, 64);
-  read_message();
+  show_scanout(64, 64);
   const auto pixels = pattern_pixels(64, 64);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
+  const ImageView image = image_of(pixels, 64, 64);
   bool busy = false;
   size_t queued = 0;
 
@@ -683,13 +746,8 @@ TEST_F(SocketDisplayTest, SmallUpdates_CompleteAtOnceNotBusy) {
 
 TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListenerFires) {
   read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  queue_busy_frame();
   const bool busy_before = display_->busy();
   const uint32_t events = display_->wanted_events();
   const auto sent = drain();
@@ -698,7 +756,7 @@ TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListener
   EXPECT_EQ(events, static_cast<uint32_t>(EPOLLIN | EPOLLOUT));
   ASSERT_EQ(requests_of(sent), (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update)}));
   EXPECT_EQ(from_bytes<display::UpdateHeaderPayload>(sent[1].payload).height, 256u);
-  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
   EXPECT_FALSE(display_->busy());
   EXPECT_EQ(display_->queued_bytes(), 0u);
   EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
@@ -706,23 +764,18 @@ TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListener
 }
 
 TEST_F(SocketDisplayTest, PartialWidthFromPaddedImage_RowsExactAcrossPartialSends) {
-  read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 600, 300);
+  squeeze_with_scanout(600, 300);
   // Rows of 600 pixels, 640 apart: never one span. The rectangle's rows (2080 bytes) go one iovec each.
   const auto pixels = pattern_pixels(640, 300);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 600, 300, 2560, PixelFormat::B8G8R8A8, test_lease(pixels)};
   static_assert(520 * 4 >= SocketDisplay::kMinZeroCopyRowBytes);
 
-  display_->update(0, Rect{5, 7, 520, 250}, image, 37, 11);
+  display_->update(0, Rect{5, 7, 520, 250}, image_of(pixels, 600, 300, 2560, PixelFormat::B8G8R8A8), 37, 11);
   const bool busy_before = display_->busy();
   const auto sent = drain();
 
   EXPECT_TRUE(busy_before);
   ASSERT_EQ(sent.size(), 2u);
-  const auto h = from_bytes<display::UpdateHeaderPayload>(sent[1].payload);
-  EXPECT_EQ((std::array<uint32_t, 5>{h.scanout_id, h.x, h.y, h.width, h.height}),
+  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(sent[1].payload)),
             (std::array<uint32_t, 5>{0, 5, 7, 520, 250}));
   EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 640, Rect{37, 11, 520, 250}));
   EXPECT_FALSE(display_->busy());
@@ -741,11 +794,9 @@ TEST_F(SocketDisplayTest, MoreRowsThanIovecs_SentInBatchesInOrder) {
   read_message();
   display_->set_scanout(0, 512, 1100);
   const auto pixels = pattern_pixels(520, 1100);  // 1100 rows of 2048 bytes, 2080 apart
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 520, 1100, 2080, PixelFormat::B8G8R8X8, test_lease(pixels)};
   static_assert(1100 > SocketDisplay::kMaxIov);
 
-  display_->update(0, Rect{0, 0, 512, 1100}, image, 8, 0);
+  display_->update(0, Rect{0, 0, 512, 1100}, image_of(pixels, 520, 1100), 8, 0);
   const auto sent = drain();
 
   ASSERT_EQ(sent.size(), 2u);
@@ -754,21 +805,13 @@ TEST_F(SocketDisplayTest, MoreRowsThanIovecs_SentInBatchesInOrder) {
 }
 
 TEST_F(SocketDisplayTest, NarrowRowsOverCopyLimit_CopiedNotBusy) {
-  read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 1, kMaxScanoutDimension);
+  squeeze_with_scanout(1, kMaxScanoutDimension);
   // 16384 rows of one pixel: 64 KiB + 32 bytes, over kMaxCopiedUpdateBytes, but rows too short to be
   // worth an iovec each.
   auto pixels = pattern_pixels(2, kMaxScanoutDimension);
   const auto original = pixels;
-  const ImageView image{reinterpret_cast<const std::byte*>(pixels.data()),
-                        2,
-                        kMaxScanoutDimension,
-                        8,
-                        PixelFormat::B8G8R8X8,
-                        test_lease(pixels)};
 
-  display_->update(0, Rect{0, 0, 1, kMaxScanoutDimension}, image, 1, 0);
+  display_->update(0, Rect{0, 0, 1, kMaxScanoutDimension}, image_of(pixels, 2, kMaxScanoutDimension), 1, 0);
   const bool busy = display_->busy();
   std::fill(pixels.begin(), pixels.end(), 0u);
   const auto sent = drain();
@@ -780,12 +823,7 @@ TEST_F(SocketDisplayTest, NarrowRowsOverCopyLimit_CopiedNotBusy) {
 
 TEST_F(SocketDisplayTest, CursorQueuedBehindBusyUpdate_SentAfterIt) {
   read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  queue_busy_frame();
 
   display_->cursor_move(0, 5, 6);
   display_->cursor_hide(0);
@@ -795,43 +833,32 @@ TEST_F(SocketDisplayTest, CursorQueuedBehindBusyUpdate_SentAfterIt) {
   EXPECT_TRUE(busy_after_cursor);
   ASSERT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPosHide)}));
-  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
   EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent[2].payload).x, 5u);
 }
 
 TEST_F(SocketDisplayTest, UpdateQueuedBehindBusyUpdate_CopiedAtCallTime) {
   read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto first = pattern_pixels(256, 256);
-  const ImageView first_image{
-      reinterpret_cast<const std::byte*>(first.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(first)};
+  queue_busy_frame();
   std::vector<uint32_t> second(64 * 64, 0x11223344u);
-  const ImageView second_image{
-      reinterpret_cast<const std::byte*>(second.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(second)};
-  display_->update(0, Rect{0, 0, 256, 256}, first_image, 0, 0);
 
-  display_->update(0, Rect{8, 8, 64, 64}, second_image, 0, 0);
+  display_->update(0, Rect{8, 8, 64, 64}, image_of(second, 64, 64), 0, 0);
   std::fill(second.begin(), second.end(), 0u);  // only the busy update's image must stay unchanged
   const auto sent = drain();
 
   ASSERT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::Update)}));
-  EXPECT_EQ(pixels_of(sent[1]), rows_of(first, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
   EXPECT_EQ(pixels_of(sent[2]), rows_of(std::vector<uint32_t>(64 * 64, 0x11223344u), 64, Rect{0, 0, 64, 64}));
   EXPECT_EQ(listener_calls_, 1);
 }
 
 TEST_F(SocketDisplayTest, SmallUpdateSocketFull_CopiedNotBusy) {
-  read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 64, 64);
+  squeeze_with_scanout(64, 64);
   auto pixels = pattern_pixels(64, 64);  // 16 KiB: more than the squeezed socket takes, under the copy limit
   const auto original = pixels;
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
-  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 64, 64}, image_of(pixels, 64, 64), 0, 0);
   const bool busy = display_->busy();
   const bool queued = display_->queued_bytes() > 0;
   std::fill(pixels.begin(), pixels.end(), 0u);
@@ -846,29 +873,19 @@ TEST_F(SocketDisplayTest, SmallUpdateSocketFull_CopiedNotBusy) {
 
 TEST_F(SocketDisplayTest, SetScanoutWhileBusy_StartedUpdateGoesOutWhole) {
   read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  queue_busy_frame();
 
   display_->set_scanout(0, 128, 128);
   const auto sent = drain();
 
   ASSERT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::Scanout)}));
-  EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
 }
 
 TEST_F(SocketDisplayTest, PeerClosedWhileBusy_DeadNotBusyListenerFiresOnce) {
   read_message();
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);
+  queue_busy_frame();
   const bool busy_before = display_->busy();
 
   qemu_.reset();
@@ -1005,11 +1022,9 @@ TEST_F(SocketDisplayTest, DeadDisplay_IgnoresEveryCall) {
   qemu_.reset();
   display_->on_event(EPOLLHUP);
   std::vector<uint32_t> pixels(64 * 64);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 64, 64, 256, PixelFormat::B8G8R8X8, test_lease(pixels)};
 
   display_->set_scanout(0, 64, 64);
-  display_->update(0, Rect{0, 0, 64, 64}, image, 0, 0);
+  display_->update(0, Rect{0, 0, 64, 64}, image_of(pixels, 64, 64), 0, 0);
   display_->cursor_update(0, 1, 1, 0, 0, pixels);
   display_->cursor_move(0, 1, 1);
   display_->cursor_hide(0);
@@ -1021,54 +1036,6 @@ TEST_F(SocketDisplayTest, DeadDisplay_IgnoresEveryCall) {
 }
 
 // ---- dma-buf scanouts ----
-
-// A "dma-buf" for the protocol tests: any fd travels the same way; a memfd's inode tells it apart.
-UniqueFd fake_dmabuf() {
-  return UniqueFd(::memfd_create("dmabuf", MFD_CLOEXEC));
-}
-
-ino_t inode_of(int fd) {
-  struct stat st {};
-  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
-}
-
-DmabufImage dmabuf_image(int fd, uint64_t modifier = kDrmModInvalid) {
-  return DmabufImage{.fd = fd,
-                     .width = 128,
-                     .height = 64,
-                     .stride = 640,
-                     .offset = 0,
-                     .fourcc = kDrmFormatXrgb8888,
-                     .modifier = modifier,
-                     .y0_top = true};
-}
-
-// One message as QEMU's chardev reads it (header first), with the fd that arrived with the header's bytes.
-struct FdMessage {
-  Message message;
-  UniqueFd fd;
-};
-
-FdMessage read_fd_message(int sock) {
-  FdMessage out;
-  display::MessageHeader h{};
-  iovec iov{&h, sizeof(h)};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) std::array<std::byte, CMSG_SPACE(sizeof(int))> control{};
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  pollfd p{sock, POLLIN, 0};
-  if (::poll(&p, 1, 2000) != 1 || ::recvmsg(sock, &mh, MSG_WAITALL) != sizeof(h)) return out;
-  if (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
-    int fd = -1;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-    out.fd.reset(fd);
-  }
-  out.message = Message{h.request, h.flags, read_exact(sock, h.size)};
-  return out;
-}
 
 TEST_F(SocketDisplayTest, AcceptsDmabuf_NeedsFeaturesAndDmabuf2ForExplicitModifiers) {
   const UniqueFd buf = fake_dmabuf();
@@ -1134,10 +1101,7 @@ TEST_F(SocketDisplayTest, DmabufScanout_UnsendableImages_RefusedAndNothingSent) 
 }
 
 TEST_F(SocketDisplayTest, DmabufUpdate_BusyUntilUnblockThenListenerFires) {
-  negotiate(0, {{0, 0, 128, 64}});
-  const UniqueFd buf = fake_dmabuf();
-  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 96, 48}));
-  (void)read_fd_message(qemu_.get());
+  show_dmabuf(Rect{0, 0, 96, 48});
   const int calls_before = listener_calls_;
 
   display_->update_dmabuf(0, Rect{90, 40, 20, 20});
@@ -1147,8 +1111,7 @@ TEST_F(SocketDisplayTest, DmabufUpdate_BusyUntilUnblockThenListenerFires) {
   reply_and_pump(Request::DmabufUpdate, {});
 
   EXPECT_EQ(update.request, req(Request::DmabufUpdate));
-  const auto u = from_bytes<display::UpdateHeaderPayload>(update.payload);
-  EXPECT_EQ((std::array<uint32_t, 5>{u.scanout_id, u.x, u.y, u.width, u.height}),
+  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(update.payload)),
             (std::array<uint32_t, 5>{0, 90, 40, 6, 8}));  // clipped to the 96x48 shown
   EXPECT_TRUE(busy);
   EXPECT_FALSE(pending);  // the layout is known: only the frame is outstanding
@@ -1158,10 +1121,7 @@ TEST_F(SocketDisplayTest, DmabufUpdate_BusyUntilUnblockThenListenerFires) {
 }
 
 TEST_F(SocketDisplayTest, RefreshWhileUnblockOutstanding_RepliesMatchInOrder) {
-  negotiate(0, {{0, 0, 128, 64}});
-  const UniqueFd buf = fake_dmabuf();
-  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 128, 64}));
-  (void)read_fd_message(qemu_.get());
+  show_dmabuf(Rect{0, 0, 128, 64});
   display_->update_dmabuf(0, Rect{0, 0, 128, 64});
   display_->refresh();
   EXPECT_EQ(read_message().request, req(Request::DmabufUpdate));
@@ -1178,10 +1138,7 @@ TEST_F(SocketDisplayTest, RefreshWhileUnblockOutstanding_RepliesMatchInOrder) {
 }
 
 TEST_F(SocketDisplayTest, SetScanoutAfterDmabuf_DisablesDmabufWithoutFdThenScanout) {
-  negotiate(0, {{0, 0, 128, 64}});
-  const UniqueFd buf = fake_dmabuf();
-  ASSERT_TRUE(display_->set_scanout_dmabuf(0, dmabuf_image(buf.get()), Rect{0, 0, 128, 64}));
-  (void)read_fd_message(qemu_.get());
+  show_dmabuf(Rect{0, 0, 128, 64});
 
   display_->set_scanout(0, 128, 64);
   FdMessage disable = read_fd_message(qemu_.get());
@@ -1200,12 +1157,7 @@ TEST_F(SocketDisplayTest, SetScanoutAfterDmabuf_DisablesDmabufWithoutFdThenScano
 
 TEST_F(SocketDisplayTest, DmabufScanoutBehindQueuedUpdate_FdArrivesWithItsOwnMessage) {
   negotiate(0, {{0, 0, 256, 256}});
-  squeeze_buffers();
-  display_->set_scanout(0, 256, 256);
-  const auto pixels = pattern_pixels(256, 256);
-  const ImageView image{
-      reinterpret_cast<const std::byte*>(pixels.data()), 256, 256, 1024, PixelFormat::B8G8R8X8, test_lease(pixels)};
-  display_->update(0, Rect{0, 0, 256, 256}, image, 0, 0);  // 256 KiB against a 4 KiB buffer: queued
+  queue_busy_frame();  // 256 KiB against a 4 KiB buffer: queued
   const UniqueFd buf = fake_dmabuf();
   DmabufImage big = dmabuf_image(buf.get());
   big.width = big.height = 256;
@@ -1224,7 +1176,7 @@ TEST_F(SocketDisplayTest, DmabufScanoutBehindQueuedUpdate_FdArrivesWithItsOwnMes
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].message.request, req(Request::Scanout));
   EXPECT_EQ(got[1].message.request, req(Request::Update));
-  EXPECT_EQ(pixels_of(got[1].message), rows_of(pixels, 256, Rect{0, 0, 256, 256}));
+  EXPECT_EQ(pixels_of(got[1].message), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
   EXPECT_EQ(got[2].message.request, req(Request::DmabufScanout));
   EXPECT_FALSE(got[0].fd.valid());
   EXPECT_FALSE(got[1].fd.valid());

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/fd_passing.h"
 #include "vhost_user/backend_channel.h"
 
 namespace vgpu::vhost_user {
@@ -34,16 +35,10 @@ class FrontendEnd {
 
   std::optional<Received> receive() {
     Received r;
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)] = {};
     // A stream socket: the header (with the fds) first, then exactly its payload. SHMEM_MAP / UNMAP carry a
     // ShmemMapMessage, SHARED_OBJECT_* a 16-byte UUID.
-    iovec iov{&r.header, sizeof(r.header)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof(control);
-    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != static_cast<ssize_t>(sizeof(r.header))) return std::nullopt;
+    if (!test::recv_header_with_fds(fd_.get(), &r.header, sizeof(r.header), r.fds)) return std::nullopt;
+    owned_.insert(owned_.end(), r.fds.begin(), r.fds.end());
     std::byte buf[sizeof(ShmemMapMessage)] = {};
     if (r.header.size > sizeof(buf) ||
         ::recv(fd_.get(), buf, r.header.size, MSG_DONTWAIT) != static_cast<ssize_t>(r.header.size)) {
@@ -51,15 +46,6 @@ class FrontendEnd {
     }
     std::memcpy(&r.payload, buf, sizeof(r.payload));
     std::memcpy(r.uuid.data(), buf, r.uuid.size());
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-      const size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < n; ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        r.fds.push_back(fd);
-        owned_.push_back(fd);
-      }
-    }
     return r;
   }
 

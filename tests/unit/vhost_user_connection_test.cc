@@ -13,7 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/scm_rights.h"
+#include "support/cases.h"
+#include "support/fd_passing.h"
 #include "vhost_user/connection.h"
 
 namespace vgpu::vhost_user {
@@ -24,20 +25,9 @@ void PrintTo(TransportError e, std::ostream* os) {
 
 namespace {
 
-size_t open_fd_count() {
-  size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (::readdir(dir) != nullptr) ++n;
-  ::closedir(dir);
-  return n;
-}
-
-template <class T>
-std::vector<std::byte> bytes_of(const T& value) {
-  std::vector<std::byte> out(sizeof(T));
-  std::memcpy(out.data(), &value, sizeof(T));
-  return out;
-}
+using test::bytes_of;
+using test::make_eventfd;
+using test::open_fd_count;
 
 std::vector<std::byte> message(uint32_t request, std::vector<std::byte> payload) {
   std::vector<std::byte> out = bytes_of(MessageHeader{request, kVersion1, static_cast<uint32_t>(payload.size())});
@@ -45,19 +35,9 @@ std::vector<std::byte> message(uint32_t request, std::vector<std::byte> payload)
   return out;
 }
 
-UniqueFd make_eventfd() {
-  return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-}
-
 // Sends bytes with fds attached to the first byte.
 void send_with_fds(int fd, std::span<const std::byte> bytes, const std::vector<int>& fds) {
-  iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-  FdControl<32> control;
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  ASSERT_TRUE(control.attach(mh, fds));
-  ASSERT_EQ(::sendmsg(fd, &mh, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(test::send_with_fds(fd, bytes, fds), static_cast<ssize_t>(bytes.size()));
 }
 
 void send_bytes(int fd, std::span<const std::byte> bytes) {
@@ -200,25 +180,29 @@ TEST_F(ConnectionTest, Receive_FdsWithHeaderAndWithPayload_AllCollected) {
   EXPECT_EQ((*r)->fds.size(), 2u);
 }
 
-TEST_F(ConnectionTest, Receive_NineFds_TooManyFdsAndNoneLeaked) {
+// More fds than a message may carry: refused with `error`, and every fd that arrived closed.
+struct FdFloodCase {
+  const char* name;
+  size_t fds;
+  TransportError error;
+};
+using ConnectionFdFlood = test::CaseTest<ConnectionTest, FdFloodCase>;
+
+TEST_P(ConnectionFdFlood, Receive_RefusedAndNoneLeaked) {
   const size_t before = open_fd_count();
   {
     const UniqueFd fd = make_eventfd();
-    send_with_fds(peer_.get(), message(5, {}), std::vector<int>(9, fd.get()));
+    send_with_fds(peer_.get(), message(5, {}), std::vector<int>(GetParam().fds, fd.get()));
   }
-  EXPECT_EQ(conn_->receive().error(), TransportError::TooManyFds);
+  EXPECT_EQ(conn_->receive().error(), GetParam().error);
   EXPECT_EQ(open_fd_count(), before);
 }
 
-TEST_F(ConnectionTest, Receive_TwentyFds_ControlTruncatedAndNoneLeaked) {
-  const size_t before = open_fd_count();
-  {
-    const UniqueFd fd = make_eventfd();
-    send_with_fds(peer_.get(), message(5, {}), std::vector<int>(20, fd.get()));
-  }
-  EXPECT_EQ(conn_->receive().error(), TransportError::ControlTruncated);
-  EXPECT_EQ(open_fd_count(), before);
-}
+INSTANTIATE_TEST_SUITE_P(Fds, ConnectionFdFlood,
+                         testing::Values(FdFloodCase{"NineFds_TooManyFds", 9, TransportError::TooManyFds},
+                                         FdFloodCase{"TwentyFds_ControlTruncated", 20,
+                                                     TransportError::ControlTruncated}),
+                         test::CaseName{});
 
 TEST_F(ConnectionTest, Receive_EightFdsInTwoChunks_Accepted) {
   const UniqueFd fd = make_eventfd();

@@ -20,8 +20,9 @@
 #include <vector>
 
 #include "common/event_loop.h"
-#include "common/scm_rights.h"
+#include "support/cases.h"
 #include "support/fake_guest.h"
+#include "support/fd_passing.h"
 #include "vhost_user/session.h"
 
 namespace vgpu::vhost_user {
@@ -103,28 +104,18 @@ void drain_queue(size_t /*index*/, Queue& q, const GuestMemory& /*mem*/) {
   q.notify_if_needed();
 }
 
-size_t open_fd_count() {
-  size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (::readdir(dir) != nullptr) ++n;
-  ::closedir(dir);
-  return n;
-}
-
-template <class T>
-std::vector<std::byte> bytes_of(const T& value) {
-  std::vector<std::byte> out(sizeof(T));
-  std::memcpy(out.data(), &value, sizeof(T));
-  return out;
-}
+using test::bytes_of;
+using test::make_eventfd;
+using test::open_fd_count;
 
 std::vector<std::byte> concat(std::vector<std::byte> a, const std::vector<std::byte>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
 }
 
-UniqueFd make_eventfd() {
-  return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+// A GET_CONFIG / SET_CONFIG payload: `h` and `bytes` bytes of config space, each `fill`.
+std::vector<std::byte> config_payload(const ConfigHeader& h, size_t bytes, std::byte fill = std::byte{0}) {
+  return concat(bytes_of(h), std::vector<std::byte>(bytes, fill));
 }
 
 UniqueFd make_memfd(size_t size) {
@@ -158,13 +149,7 @@ class TestFrontend {
   explicit TestFrontend(UniqueFd fd) : fd_(std::move(fd)) {}
 
   void send_raw(std::span<const std::byte> bytes, const std::vector<int>& fds = {}) const {
-    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    FdControl<16> control;
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    EXPECT_TRUE(control.attach(mh, fds));
-    EXPECT_EQ(::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+    EXPECT_EQ(test::send_with_fds(fd_.get(), bytes, fds), static_cast<ssize_t>(bytes.size()));
   }
 
   void send(FrontendRequest request, const std::vector<std::byte>& payload = {}, const std::vector<int>& fds = {},
@@ -188,22 +173,9 @@ class TestFrontend {
   // The next reply with the fds that came with it (each closed by the caller's UniqueFd).
   std::optional<std::pair<RawReply, std::vector<UniqueFd>>> receive_with_fds() const {
     RawReply r;
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-    iovec iov{&r.header, sizeof(r.header)};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof(control);
-    if (::recvmsg(fd_.get(), &mh, MSG_DONTWAIT) != sizeof(r.header)) return std::nullopt;
-    std::vector<UniqueFd> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        fds.emplace_back(fd);
-      }
-    }
+    std::vector<int> raw_fds;
+    if (!test::recv_header_with_fds(fd_.get(), &r.header, sizeof(r.header), raw_fds)) return std::nullopt;
+    std::vector<UniqueFd> fds(raw_fds.begin(), raw_fds.end());
     r.payload.resize(r.header.size);
     if (r.header.size != 0 &&
         ::recv(fd_.get(), r.payload.data(), r.payload.size(), MSG_DONTWAIT) != static_cast<ssize_t>(r.header.size)) {
@@ -294,6 +266,46 @@ class SessionTest : public ::testing::Test {
     ASSERT_TRUE(deliver(FrontendRequest::SetVringKick, bytes_of(uint64_t{0}), {kick_.get()}));
   }
 
+  // Ring 0 started, every chain the guest makes popped and returned unanswered at its kick.
+  void start_draining_ring0(const FakeVirtqueue& vq) {
+    ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
+    start_ring0(vq);
+  }
+  // The guest makes one chain on ring 0 and kicks.
+  void kick_one_chain(FakeVirtqueue& vq) {
+    ChainBuilder(vq).readable("a").build();
+    session_->on_kick(0);
+  }
+  // Ring 0 stops, then the backend resets, in that order.
+  void expect_stop_then_reset() {
+    InSequence order;
+    EXPECT_CALL(backend_, on_queue_stopped(0));
+    EXPECT_CALL(backend_, reset());
+  }
+  // `request` with NEED_REPLY, REPLY_ACK negotiated first.
+  Result<void, SessionError> deliver_acked(FrontendRequest request, const std::vector<std::byte>& payload = {},
+                                           const std::vector<int>& fds = {}) {
+    negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
+    return deliver(request, payload, fds, kVersion1 | kFlagNeedReply);
+  }
+  // The protocol features the session offers (nullopt: it did not answer GET_PROTOCOL_FEATURES).
+  std::optional<uint64_t> offered_protocol_features() {
+    if (!deliver(FrontendRequest::GetProtocolFeatures)) return std::nullopt;
+    return frontend_->receive_u64();
+  }
+  // Protocol bit `bit` is not offered now, and is offered, with the base set, after `reconnect_offering()`.
+  template <class Reconnect>
+  void expect_bit_offered_only_after(unsigned bit, Reconnect reconnect_offering) {
+    EXPECT_EQ(offered_protocol_features().value() & (uint64_t{1} << bit), 0u);
+    reconnect_offering();
+    EXPECT_EQ(offered_protocol_features(), Session::kOfferedProtocolFeatures | (uint64_t{1} << bit));
+  }
+  // SET_BACKEND_REQ_FD with a fresh socket.
+  void deliver_backend_req_fd() {
+    const UniqueFd fd = make_socket();
+    ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  }
+
   std::vector<Event> ready_events() { return loop_.wait(0).value(); }
 
   NiceMock<MockBackend> backend_;
@@ -335,8 +347,7 @@ TEST_F(SessionTest, SetFeatures_BitNotOffered_IgnoredAndMaskedOff) {
 }
 
 TEST_F(SessionTest, GetProtocolFeatures_Always_OffersImplementedSet) {
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64(),
+  EXPECT_EQ(offered_protocol_features(),
             (1u << 0) | (1u << 3) | (1u << 5) | (1u << 9) | (1u << 13) | (1u << 15) | (1u << 16));
 }
 
@@ -462,9 +473,8 @@ TEST_F(SessionTest, SetLogBase_NotOffered_RefusedWithFailureReply) {
 }
 
 TEST_F(SessionTest, SetLogFd_NotOfferedWithReplyAck_FailureAck) {
-  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
   const UniqueFd fd = make_memfd(4096);
-  ASSERT_TRUE(deliver(FrontendRequest::SetLogFd, {}, {fd.get()}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(deliver_acked(FrontendRequest::SetLogFd, {}, {fd.get()}));
   EXPECT_EQ(frontend_->receive_u64(), 1u);
 }
 
@@ -476,8 +486,7 @@ TEST_F(SessionTest, GetInflightFd_NotOffered_RefusedWithFailureReply) {
 // ---- REPLY_ACK ----------------------------------------------------------------------------------------------
 
 TEST_F(SessionTest, ReplyAck_NeedReplyOnSuccess_RepliesZero) {
-  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
-  ASSERT_TRUE(deliver(FrontendRequest::SetOwner, {}, {}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(deliver_acked(FrontendRequest::SetOwner));
   EXPECT_EQ(frontend_->receive_u64(), 0u);
 }
 
@@ -487,15 +496,13 @@ TEST_F(SessionTest, ReplyAck_NotNegotiated_NeedReplyIgnored) {
 }
 
 TEST_F(SessionTest, ReplyAck_RequestWithOwnReply_SendsOnlyItsOwnReply) {
-  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
-  ASSERT_TRUE(deliver(FrontendRequest::GetFeatures, {}, {}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(deliver_acked(FrontendRequest::GetFeatures));
   EXPECT_EQ(frontend_->receive_u64(), kDeviceFeatures | kFeatureProtocolFeatures);
   EXPECT_FALSE(frontend_->receive());
 }
 
 TEST_F(SessionTest, ReplyAck_FatalError_FailureAckThenBroken) {
-  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
-  EXPECT_FALSE(deliver(FrontendRequest::SetVringNum, bytes_of(VringState{0, 5}), {}, kVersion1 | kFlagNeedReply));
+  EXPECT_FALSE(deliver_acked(FrontendRequest::SetVringNum, bytes_of(VringState{0, 5})));
   EXPECT_EQ(frontend_->receive_u64(), 1u);
   EXPECT_TRUE(session_->broken());
 }
@@ -540,33 +547,50 @@ TEST_F(SessionTest, SetMemTable_SizeDisagreesWithRegionCount_BreaksWithWrongPayl
   EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {guest_.fd()}).error(), SessionError::WrongPayloadSize);
 }
 
-TEST_F(SessionTest, SetMemTable_NonZeroPadding_BreaksWithInvalidPayload) {
-  const auto payload =
-      concat(bytes_of(MemoryTableHeader{1, 7}), bytes_of(MemoryRegion{0, 0x1000, 0x7000'0000'0000, 0}));
-  const UniqueFd fd = make_memfd(0x1000);
-  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::InvalidPayload);
+// A hostile SET_MEM_TABLE: `regions` (each with the one memfd of `fd_size` bytes) after a header with `padding`.
+struct HostileMemTable {
+  const char* name;
+  uint32_t padding;
+  std::vector<MemoryRegion> regions;
+  size_t fd_size;
+  SessionError error;
+};
+using SessionHostileMemTable = test::CaseTest<SessionTest, HostileMemTable>;
+
+TEST_P(SessionHostileMemTable, SetMemTable_Breaks) {
+  const HostileMemTable& c = GetParam();
+  auto payload = bytes_of(MemoryTableHeader{static_cast<uint32_t>(c.regions.size()), c.padding});
+  for (const MemoryRegion& r : c.regions) payload = concat(payload, bytes_of(r));
+  const UniqueFd fd = make_memfd(c.fd_size);
+  const std::vector<int> fds(c.regions.size(), fd.get());
+
+  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, fds).error(), c.error);
 }
 
-TEST_F(SessionTest, SetMemTable_GuestRangeWraps_BreaksWithInvalidPayload) {
-  const auto payload = concat(bytes_of(MemoryTableHeader{1, 0}),
-                              bytes_of(MemoryRegion{~uint64_t{0} - 0xfff, 0x2000, 0x7000'0000'0000, 0}));
-  const UniqueFd fd = make_memfd(0x2000);
-  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::InvalidPayload);
-}
-
-TEST_F(SessionTest, SetMemTable_FdSmallerThanRegion_BreaksWithMemoryMap) {
-  const auto payload =
-      concat(bytes_of(MemoryTableHeader{1, 0}), bytes_of(MemoryRegion{0, 0x100000, 0x7000'0000'0000, 0}));
-  const UniqueFd fd = make_memfd(0x1000);
-  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get()}).error(), SessionError::MemoryMap);
-}
-
-TEST_F(SessionTest, SetMemTable_OverlappingRegions_BreaksWithMemoryMap) {
-  const auto region = bytes_of(MemoryRegion{0, 0x1000, 0x7000'0000'0000, 0});
-  const auto payload = concat(concat(bytes_of(MemoryTableHeader{2, 0}), region), region);
-  const UniqueFd fd = make_memfd(0x1000);
-  EXPECT_EQ(deliver(FrontendRequest::SetMemTable, payload, {fd.get(), fd.get()}).error(), SessionError::MemoryMap);
-}
+constexpr uint64_t kFrontendVirt = 0x7000'0000'0000;
+INSTANTIATE_TEST_SUITE_P(Cases, SessionHostileMemTable,
+                         testing::Values(HostileMemTable{"NonZeroPadding_BreaksWithInvalidPayload",
+                                                         7,
+                                                         {MemoryRegion{0, 0x1000, kFrontendVirt, 0}},
+                                                         0x1000,
+                                                         SessionError::InvalidPayload},
+                                         HostileMemTable{"GuestRangeWraps_BreaksWithInvalidPayload",
+                                                         0,
+                                                         {MemoryRegion{~uint64_t{0} - 0xfff, 0x2000, kFrontendVirt, 0}},
+                                                         0x2000,
+                                                         SessionError::InvalidPayload},
+                                         HostileMemTable{"FdSmallerThanRegion_BreaksWithMemoryMap",
+                                                         0,
+                                                         {MemoryRegion{0, 0x100000, kFrontendVirt, 0}},
+                                                         0x1000,
+                                                         SessionError::MemoryMap},
+                                         HostileMemTable{"OverlappingRegions_BreaksWithMemoryMap",
+                                                         0,
+                                                         {MemoryRegion{0, 0x1000, kFrontendVirt, 0},
+                                                          MemoryRegion{0, 0x1000, kFrontendVirt, 0}},
+                                                         0x1000,
+                                                         SessionError::MemoryMap}),
+                         test::CaseName{});
 
 TEST_F(SessionTest, AddMemReg_Negotiated_AddsRegion) {
   negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
@@ -651,8 +675,7 @@ TEST_F(SessionTest, SetVringEnable_ValueTwo_BreaksWithInvalidPayload) {
 }
 
 TEST_F(SessionTest, SetVringEnable_ProtocolFeaturesNotAcked_Refused) {
-  negotiate_protocol_features(bit(ProtocolFeature::ReplyAck));
-  ASSERT_TRUE(deliver(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1}), {}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(deliver_acked(FrontendRequest::SetVringEnable, bytes_of(VringState{0, 1})));
   EXPECT_EQ(frontend_->receive_u64(), 1u);
   EXPECT_FALSE(session_->broken());
 }
@@ -784,8 +807,7 @@ TEST_F(SessionTest, StartAndStop_GetVringBase_BackendSeesStartedThenStoppedBefor
 
 TEST_F(SessionTest, GetVringBase_RunningRingAfterThreeChains_ReportsNextAvail) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
-  start_ring0(vq);
+  start_draining_ring0(vq);
   ChainBuilder(vq).readable("a").build();
   ChainBuilder(vq).readable("b").build();
   ChainBuilder(vq).readable("c").build();
@@ -815,10 +837,8 @@ TEST_F(SessionTest, GetVringBase_RunningRing_ClosesKickFdAndLeavesLoop) {
 
 TEST_F(SessionTest, Restart_AfterGetVringBase_ResumesAtReportedBase) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
-  start_ring0(vq);
-  ChainBuilder(vq).readable("a").build();
-  session_->on_kick(0);
+  start_draining_ring0(vq);
+  kick_one_chain(vq);
   ASSERT_TRUE(deliver(FrontendRequest::GetVringBase, bytes_of(VringState{0, 0})));
   (void)frontend_->receive();
   ChainBuilder(vq).readable("b").build();
@@ -845,32 +865,26 @@ TEST_F(SessionTest, OnKick_StoppedRing_Ignored) {
 
 TEST_F(SessionTest, Interrupt_UsedBuffers_WritesCallEventfd) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
-  start_ring0(vq);
-  ChainBuilder(vq).readable("a").build();
-  session_->on_kick(0);
+  start_draining_ring0(vq);
+  kick_one_chain(vq);
   EXPECT_EQ(eventfd_count(call_.get()), 1u);
 }
 
 TEST_F(SessionTest, SetVringCall_RunningRing_InterruptGoesToNewFd) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
-  start_ring0(vq);
+  start_draining_ring0(vq);
   const UniqueFd new_call = make_eventfd();
   ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{0}), {new_call.get()}));
-  ChainBuilder(vq).readable("a").build();
-  session_->on_kick(0);
+  kick_one_chain(vq);
   EXPECT_EQ(eventfd_count(new_call.get()), 1u);
   EXPECT_EQ(eventfd_count(call_.get()), 0u);
 }
 
 TEST_F(SessionTest, SetVringCall_NoFdFlag_InterruptGoesNowhere) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
-  start_ring0(vq);
+  start_draining_ring0(vq);
   ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(kVringNoFdFlag)));
-  ChainBuilder(vq).readable("a").build();
-  session_->on_kick(0);
+  kick_one_chain(vq);
   EXPECT_EQ(eventfd_count(call_.get()), 0u);
 }
 
@@ -883,11 +897,7 @@ TEST_F(SessionTest, SetVringErr_WithFd_Accepted) {
 TEST_F(SessionTest, ResetOwner_RunningRing_StopsRingThenResetsBackend) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
   start_ring0(vq);
-  {
-    InSequence order;
-    EXPECT_CALL(backend_, on_queue_stopped(0));
-    EXPECT_CALL(backend_, reset());
-  }
+  expect_stop_then_reset();
   ASSERT_TRUE(deliver(FrontendRequest::ResetOwner));
   EXPECT_FALSE(session_->ring_running(0));
   testing::Mock::VerifyAndClearExpectations(&backend_);
@@ -898,11 +908,7 @@ TEST_F(SessionTest, ResetDevice_Negotiated_StopsRingsResetsBackendKeepsMemory) {
   negotiate_protocol_features(bit(ProtocolFeature::ResetDevice));
   FakeVirtqueue vq(guest_, {.size = kRingSize});
   start_ring0(vq);
-  {
-    InSequence order;
-    EXPECT_CALL(backend_, on_queue_stopped(0));
-    EXPECT_CALL(backend_, reset());
-  }
+  expect_stop_then_reset();
   ASSERT_TRUE(deliver(FrontendRequest::ResetDevice));
   EXPECT_FALSE(session_->ring_running(0));
   EXPECT_FALSE(session_->broken());
@@ -941,11 +947,9 @@ TEST_F(SessionTest, MemoryChange_RingMemoryRemoved_StopsRingUntilMemoryReturns) 
 
 TEST_F(SessionTest, MemoryChange_RemAndAddMemReg_RingRestartsAtNextAvail) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
-  ON_CALL(backend_, on_queue_kick(_, _, _)).WillByDefault(drain_queue);
   negotiate_protocol_features(bit(ProtocolFeature::ConfigureMemSlots));
-  start_ring0(vq);
-  ChainBuilder(vq).readable("a").build();
-  session_->on_kick(0);
+  start_draining_ring0(vq);
+  kick_one_chain(vq);
   const RegionDesc r = guest_.regions()[0];
   const MemoryRegion region{raw(r.guest_phys), r.size, raw(r.frontend_virt), r.mmap_offset};
   ASSERT_TRUE(deliver(FrontendRequest::RemMemReg, bytes_of(SingleMemoryRegion{0, region})));
@@ -964,16 +968,16 @@ TEST_F(SessionTest, GetConfig_Negotiated_RepliesHeaderAndDeviceBytes) {
     std::memset(out.data(), 0xab, out.size());
     return true;
   });
-  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4))));
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0, 4, 0}, 4)));
   const auto reply = frontend_->receive();
   ASSERT_TRUE(reply);
-  EXPECT_EQ(reply->payload, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4, std::byte{0xab})));
+  EXPECT_EQ(reply->payload, config_payload(ConfigHeader{0, 4, 0}, 4, std::byte{0xab}));
 }
 
 TEST_F(SessionTest, GetConfig_DeviceRefuses_RepliesZeroSize) {
   negotiate_protocol_features(bit(ProtocolFeature::Config));
   EXPECT_CALL(backend_, read_config(_, _)).WillOnce(Return(false));
-  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{20, 8, 0}), std::vector<std::byte>(8))));
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{20, 8, 0}, 8)));
   const auto reply = frontend_->receive();
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->payload, bytes_of(ConfigHeader{20, 0, 0}));
@@ -981,7 +985,7 @@ TEST_F(SessionTest, GetConfig_DeviceRefuses_RepliesZeroSize) {
 }
 
 TEST_F(SessionTest, GetConfig_NotNegotiated_RefusedWithZeroSizeReply) {
-  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4))));
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0, 4, 0}, 4)));
   const auto reply = frontend_->receive();
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->payload, bytes_of(ConfigHeader{0, 0, 0}));
@@ -989,48 +993,43 @@ TEST_F(SessionTest, GetConfig_NotNegotiated_RefusedWithZeroSizeReply) {
 
 TEST_F(SessionTest, GetConfig_SizeAbove256_BreaksWithInvalidPayload) {
   negotiate_protocol_features(bit(ProtocolFeature::Config));
-  EXPECT_EQ(deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 257, 0}), std::vector<std::byte>(257)))
-                .error(),
+  EXPECT_EQ(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0, 257, 0}, 257)).error(),
             SessionError::InvalidPayload);
 }
 
 TEST_F(SessionTest, GetConfig_PayloadShorterThanSize_BreaksWithWrongPayloadSize) {
   negotiate_protocol_features(bit(ProtocolFeature::Config));
-  EXPECT_EQ(
-      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 8, 0}), std::vector<std::byte>(4))).error(),
-      SessionError::WrongPayloadSize);
+  EXPECT_EQ(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0, 8, 0}, 4)).error(),
+            SessionError::WrongPayloadSize);
 }
 
 TEST_F(SessionTest, GetConfig_OffsetPlusSizeWraps_BreaksWithInvalidPayload) {
   negotiate_protocol_features(bit(ProtocolFeature::Config));
-  EXPECT_EQ(
-      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0xffffffff, 4, 0}), std::vector<std::byte>(4)))
-          .error(),
-      SessionError::InvalidPayload);
+  EXPECT_EQ(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0xffffffff, 4, 0}, 4)).error(),
+            SessionError::InvalidPayload);
 }
 
 TEST_F(SessionTest, SetConfig_Negotiated_WritesDeviceAndAcks) {
   negotiate_protocol_features(bit(ProtocolFeature::Config) | bit(ProtocolFeature::ReplyAck));
   EXPECT_CALL(backend_, write_config(16, _)).WillOnce(Return(true));
-  ASSERT_TRUE(deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{16, 4, 0}), std::vector<std::byte>(4)),
-                      {}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(
+      deliver(FrontendRequest::SetConfig, config_payload(ConfigHeader{16, 4, 0}, 4), {}, kVersion1 | kFlagNeedReply));
   EXPECT_EQ(frontend_->receive_u64(), 0u);
 }
 
 TEST_F(SessionTest, SetConfig_DeviceRefuses_FailureAckAndSessionGoesOn) {
   negotiate_protocol_features(bit(ProtocolFeature::Config) | bit(ProtocolFeature::ReplyAck));
   EXPECT_CALL(backend_, write_config(_, _)).WillOnce(Return(false));
-  ASSERT_TRUE(deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{0, 4, 0}), std::vector<std::byte>(4)),
-                      {}, kVersion1 | kFlagNeedReply));
+  ASSERT_TRUE(
+      deliver(FrontendRequest::SetConfig, config_payload(ConfigHeader{0, 4, 0}, 4), {}, kVersion1 | kFlagNeedReply));
   EXPECT_EQ(frontend_->receive_u64(), 1u);
   EXPECT_FALSE(session_->broken());
 }
 
 TEST_F(SessionTest, SetConfig_UnknownFlags_BreaksWithInvalidPayload) {
   negotiate_protocol_features(bit(ProtocolFeature::Config));
-  EXPECT_EQ(
-      deliver(FrontendRequest::SetConfig, concat(bytes_of(ConfigHeader{0, 4, 2}), std::vector<std::byte>(4))).error(),
-      SessionError::InvalidPayload);
+  EXPECT_EQ(deliver(FrontendRequest::SetConfig, config_payload(ConfigHeader{0, 4, 2}, 4)).error(),
+            SessionError::InvalidPayload);
 }
 
 // ---- fds handed on -----------------------------------------------------------------------------------------
@@ -1052,14 +1051,12 @@ TEST_F(SessionTest, GpuSetSocket_Eventfd_BreaksWithInvalidPayload) {
 
 TEST_F(SessionTest, SetBackendReqFd_Negotiated_KeepsFd) {
   negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  ASSERT_NO_FATAL_FAILURE(deliver_backend_req_fd());
   EXPECT_NE(session_->backend_channel(), nullptr);
 }
 
 TEST_F(SessionTest, SetBackendReqFd_NotNegotiated_RefusedAndFdClosed) {
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  ASSERT_NO_FATAL_FAILURE(deliver_backend_req_fd());
   EXPECT_EQ(session_->backend_channel(), nullptr);
   EXPECT_FALSE(session_->broken());
 }
@@ -1151,11 +1148,7 @@ TEST_F(SessionTest, Close_FullySetUpSession_ClosesEveryFdItReceived) {
 TEST_F(SessionTest, Close_RunningRing_StopsRingThenResetsBackend) {
   FakeVirtqueue vq(guest_, {.size = kRingSize});
   start_ring0(vq);
-  {
-    InSequence order;
-    EXPECT_CALL(backend_, on_queue_stopped(0));
-    EXPECT_CALL(backend_, reset());
-  }
+  expect_stop_then_reset();
   session_.reset();
   EXPECT_TRUE(ready_events().empty());
 }
@@ -1179,8 +1172,7 @@ TEST_F(SessionTest, QemuLikeSequence_FullNegotiationAndStart_BothRingsRun) {
   ASSERT_TRUE(deliver(FrontendRequest::GetFeatures));
   ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{0}), {call_.get()}, ack));
   ASSERT_TRUE(deliver(FrontendRequest::SetVringCall, bytes_of(uint64_t{1}), {call1.get()}, ack));
-  ASSERT_TRUE(
-      deliver(FrontendRequest::GetConfig, concat(bytes_of(ConfigHeader{0, 24, 0}), std::vector<std::byte>(24))));
+  ASSERT_TRUE(deliver(FrontendRequest::GetConfig, config_payload(ConfigHeader{0, 24, 0}, 24)));
   ASSERT_TRUE(deliver(FrontendRequest::GpuSetSocket, {}, {display.get()}));
   ASSERT_TRUE(
       deliver(FrontendRequest::SetFeatures, bytes_of(kVersion1Feature | kEventIdxFeature | kFeatureProtocolFeatures)));
@@ -1211,6 +1203,11 @@ class SessionShmemTest : public SessionTest {
  protected:
   static constexpr uint64_t kHostVisibleSize = 256ull << 20;
 
+  // The backend is given a mapper `times` times (and its mapper taken away any number of times).
+  void expect_mapper(int times) {
+    EXPECT_CALL(backend_, set_shmem_mapper(nullptr)).Times(::testing::AnyNumber());
+    EXPECT_CALL(backend_, set_shmem_mapper(::testing::NotNull())).Times(times);
+  }
   // A new session whose backend has a host-visible region (shmid 1, as virtio-gpu's).
   void reconnect_with_region() {
     ON_CALL(backend_, shmem_regions()).WillByDefault(Return(std::vector<uint64_t>{0, kHostVisibleSize}));
@@ -1219,8 +1216,7 @@ class SessionShmemTest : public SessionTest {
 };
 
 TEST_F(SessionShmemTest, GetProtocolFeatures_NoRegion_OffersNeitherShmemNorBits20And21) {
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  const auto offered = frontend_->receive_u64();
+  const auto offered = offered_protocol_features();
   ASSERT_TRUE(offered);
   EXPECT_EQ(*offered, Session::kOfferedProtocolFeatures);
   EXPECT_EQ(*offered & (uint64_t{7} << 20), 0u);
@@ -1228,8 +1224,7 @@ TEST_F(SessionShmemTest, GetProtocolFeatures_NoRegion_OffersNeitherShmemNorBits2
 
 TEST_F(SessionShmemTest, GetProtocolFeatures_WithRegion_OffersBit22Only) {
   reconnect_with_region();
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  const auto offered = frontend_->receive_u64();
+  const auto offered = offered_protocol_features();
   ASSERT_TRUE(offered);
   EXPECT_EQ(*offered, Session::kOfferedProtocolFeatures | (uint64_t{1} << 22));
   EXPECT_EQ(*offered & (uint64_t{3} << 20), 0u);
@@ -1267,10 +1262,8 @@ TEST_F(SessionShmemTest, GetShmemConfig_NotNegotiated_RefusedWithFailureReply) {
 TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNegotiated_GivesTheBackendAMapper) {
   reconnect_with_region();
   negotiate_protocol_features(bit(ProtocolFeature::Shmem) | bit(ProtocolFeature::BackendReq));
-  EXPECT_CALL(backend_, set_shmem_mapper(nullptr)).Times(::testing::AnyNumber());
-  EXPECT_CALL(backend_, set_shmem_mapper(::testing::NotNull())).Times(1);
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  expect_mapper(1);
+  ASSERT_NO_FATAL_FAILURE(deliver_backend_req_fd());
   ASSERT_NE(session_->backend_channel(), nullptr);
   ::testing::Mock::VerifyAndClearExpectations(&backend_);
 }
@@ -1278,10 +1271,8 @@ TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNegotiated_GivesTheBackendAMapper)
 TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNotNegotiated_NoMapper) {
   reconnect_with_region();
   negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
-  EXPECT_CALL(backend_, set_shmem_mapper(nullptr)).Times(::testing::AnyNumber());
-  EXPECT_CALL(backend_, set_shmem_mapper(::testing::NotNull())).Times(0);
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
+  expect_mapper(0);
+  ASSERT_NO_FATAL_FAILURE(deliver_backend_req_fd());
   EXPECT_NE(session_->backend_channel(), nullptr);
 }
 
@@ -1289,6 +1280,16 @@ TEST_F(SessionShmemTest, SetBackendReqFd_ShmemNotNegotiated_NoMapper) {
 // 0 with the buffer's fd, or non-zero and no fd for an unknown UUID; the backend channel goes to the device.
 class SessionSharedObjectTest : public SessionTest {
  protected:
+  // A sharing session with `protocol` negotiated gets SET_BACKEND_REQ_FD: the backend must be given the channel
+  // `times` times (and have it taken away any number of times).
+  void backend_req_fd_gives_channel(uint64_t protocol, int times) {
+    reconnect_sharing();
+    negotiate_protocol_features(protocol);
+    EXPECT_CALL(backend_, set_shared_objects(nullptr)).Times(::testing::AnyNumber());
+    EXPECT_CALL(backend_, set_shared_objects(::testing::NotNull())).Times(times);
+    ASSERT_NO_FATAL_FAILURE(deliver_backend_req_fd());
+    ::testing::Mock::VerifyAndClearExpectations(&backend_);
+  }
   void reconnect_sharing() {
     ON_CALL(backend_, shares_objects()).WillByDefault(Return(true));
     reconnect();
@@ -1300,11 +1301,7 @@ class SessionSharedObjectTest : public SessionTest {
 };
 
 TEST_F(SessionSharedObjectTest, GetProtocolFeatures_OffersBit18OnlyWhenTheBackendShares) {
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64().value() & (uint64_t{1} << 18), 0u);
-  reconnect_sharing();
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64(), Session::kOfferedProtocolFeatures | (uint64_t{1} << 18));
+  expect_bit_offered_only_after(18, [this] { reconnect_sharing(); });
 }
 
 TEST_F(SessionSharedObjectTest, GetSharedObject_KnownUuid_ZeroWithTheBuffersFd) {
@@ -1381,23 +1378,11 @@ TEST_F(SessionSharedObjectTest, GetSharedObject_NoPayloadNotExactlyOneShared_Ref
 }
 
 TEST_F(SessionSharedObjectTest, SetBackendReqFd_Negotiated_GivesTheBackendTheChannel) {
-  reconnect_sharing();
-  negotiate_protocol_features(bit(ProtocolFeature::SharedObject) | bit(ProtocolFeature::BackendReq));
-  EXPECT_CALL(backend_, set_shared_objects(nullptr)).Times(::testing::AnyNumber());
-  EXPECT_CALL(backend_, set_shared_objects(::testing::NotNull())).Times(1);
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
-  ::testing::Mock::VerifyAndClearExpectations(&backend_);
+  backend_req_fd_gives_channel(bit(ProtocolFeature::SharedObject) | bit(ProtocolFeature::BackendReq), 1);
 }
 
 TEST_F(SessionSharedObjectTest, SetBackendReqFd_NotNegotiated_NoChannelForTheBackend) {
-  reconnect_sharing();
-  negotiate_protocol_features(bit(ProtocolFeature::BackendReq));
-  EXPECT_CALL(backend_, set_shared_objects(nullptr)).Times(::testing::AnyNumber());
-  EXPECT_CALL(backend_, set_shared_objects(::testing::NotNull())).Times(0);
-  const UniqueFd fd = make_socket();
-  ASSERT_TRUE(deliver(FrontendRequest::SetBackendReqFd, {}, {fd.get()}));
-  ::testing::Mock::VerifyAndClearExpectations(&backend_);
+  backend_req_fd_gives_channel(bit(ProtocolFeature::BackendReq), 0);
 }
 
 // DEVICE_STATE (protocol bit 19): offered only by a backend that saves state; a save streams the backend's bytes
@@ -1412,11 +1397,7 @@ class SessionDeviceStateTest : public SessionTest {
 };
 
 TEST_F(SessionDeviceStateTest, GetProtocolFeatures_OffersBit19OnlyWhenTheBackendSaves) {
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64().value() & (uint64_t{1} << 19), 0u);
-  reconnect_saving();
-  ASSERT_TRUE(deliver(FrontendRequest::GetProtocolFeatures));
-  EXPECT_EQ(frontend_->receive_u64(), Session::kOfferedProtocolFeatures | (uint64_t{1} << 19));
+  expect_bit_offered_only_after(19, [this] { reconnect_saving(); });
 }
 
 TEST_F(SessionDeviceStateTest, Save_StreamsTheStateAfterTheReply_CheckSaysOk) {

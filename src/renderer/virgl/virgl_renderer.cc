@@ -93,25 +93,15 @@ Result<void, RendererError> VirglRenderer::create_resource(uint32_t id, PixelFor
                                                            uint32_t height) {
   if (width == 0 || height == 0) return fail(RendererError::InvalidArgument);
   // The eight 2D formats have the same numbers in virtio-gpu and virgl (virgl_formats).
-  const Resource3DArgs args{.target = kPipeTexture2D,
-                            .format = static_cast<uint32_t>(format),
-                            .bind = VIRGL_RES_BIND_RENDER_TARGET,
-                            .width = width,
-                            .height = height,
-                            .depth = 1,
-                            .array_size = 1,
-                            .last_level = 0,
-                            .nr_samples = 0,
-                            .flags = kFlagY0Top};
+  const Resource3DArgs args =
+      texture_2d_args(static_cast<uint32_t>(format), VIRGL_RES_BIND_RENDER_TARGET, width, height, kFlagY0Top);
   if (auto r = create_resource_3d(id, args); !r) return fail(to_2d(r.error()));
   return {};
 }
 
 void VirglRenderer::destroy_resource(uint32_t id) {
-  Resource* res = find(id);
-  if (res == nullptr) return;
-  enter_host_context();
-  release_backing(id, *res);
+  if (find(id) == nullptr) return;
+  detach_backing(id);                 // enters the host context, which the unref needs too
   virgl_renderer_resource_unref(id);  // also detaches it from every context
   resources_.erase(id);
 }

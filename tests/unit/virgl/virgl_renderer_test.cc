@@ -28,6 +28,7 @@
 #include "support/fake_display.h"
 #include "support/fake_guest.h"
 #include "support/gpu_harness.h"
+#include "support/gpu_requests.h"
 #include "support/virgl_stream.h"
 
 // The test reads the library's own numbers to compare (plain C header, no extern "C" guards).
@@ -111,17 +112,10 @@ std::vector<std::byte> pixels(size_t n, uint32_t seed) {
   return out;
 }
 
+// A BGRX render target / sampler view (renderer_3d.h's texture_2d_args is PIPE_TEXTURE_2D).
 Resource3DArgs texture_args(uint32_t width, uint32_t height) {
-  return Resource3DArgs{.target = kPipeTexture2D,
-                        .format = kVirglFormatB8G8R8X8,
-                        .bind = kBindRenderTarget | kBindSamplerView,
-                        .width = width,
-                        .height = height,
-                        .depth = 1,
-                        .array_size = 1,
-                        .last_level = 0,
-                        .nr_samples = 0,
-                        .flags = 0};
+  static_assert(texture_2d_args(0, 0, 1, 1).target == kPipeTexture2D);
+  return texture_2d_args(kVirglFormatB8G8R8X8, kBindRenderTarget | kBindSamplerView, width, height);
 }
 
 Transfer3D whole(uint32_t width, uint32_t height) {
@@ -235,6 +229,22 @@ class VirglRendererTest : public ::testing::Test {
     const GuestScatterList in = backing(kFrameBytes);
     fill(in, bgrx);
     ASSERT_TRUE(r_->transfer_to_host_3d(0, res, whole(kWidth, kHeight), guest_.memory(), in).has_value());
+  }
+  // A HOST3D blob of `bytes` that context `ctx` made as `blob_id`, claimed with `flags`.
+  static BlobArgs host3d_blob(uint32_t ctx, uint32_t blob_id, uint32_t bytes, uint32_t flags) {
+    return BlobArgs{.ctx_id = ctx,
+                    .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
+                    .blob_flags = flags,
+                    .blob_id = blob_id,
+                    .size = bytes};
+  }
+  // Resource `id`: the buffer `args` names, made by its context (PIPE_RESOURCE_CREATE) and claimed as a blob.
+  void make_host3d_blob(uint32_t id, const BlobArgs& args) {
+    const auto made = r_->submit_3d(args.ctx_id, bytes_of(pipe_buffer_stream(static_cast<uint32_t>(args.size),
+                                                                             static_cast<uint32_t>(args.blob_id))));
+    ASSERT_TRUE(made.has_value()) << to_string(made.error());
+    auto created = r_->create_blob(id, args, nullptr, nullptr);
+    ASSERT_TRUE(created.has_value()) << to_string(created.error());
   }
   // A vertex buffer holding virgl::quad_vertices().
   void make_quad_vertex_buffer(uint32_t res) {
@@ -613,14 +623,7 @@ TEST_F(VirglRendererTest, Contexts_InterleavedSubmitsTransfersAndFences_EachCont
 TEST_F(VirglRendererTest, Blob_Host3dMappable_ReadBlobHonoursOffsetAndStride) {
   ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
   constexpr uint32_t kBytes = 64 * 1024;
-  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kBytes, 5))).has_value());
-  const BlobArgs args{.ctx_id = 1,
-                      .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
-                      .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE,
-                      .blob_id = 5,
-                      .size = kBytes};
-  auto created = r_->create_blob(30, args, nullptr, nullptr);
-  ASSERT_TRUE(created.has_value()) << to_string(created.error());
+  ASSERT_NO_FATAL_FAILURE(make_host3d_blob(30, host3d_blob(1, 5, kBytes, VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE)));
   fill_host_blob(30, kBytes, 3);
 
   // A 4x2 rect at (3, 5) of an image with 256-byte rows starting at byte 128, into rows of 24 bytes.
@@ -667,13 +670,8 @@ TEST_F(VirglRendererTest, ExportImage_DmabufWithTheResourceLayoutOrFailed) {
 TEST_F(VirglRendererTest, ExportBlob_Host3dBlobIsDmabufOrFailed) {
   ASSERT_TRUE(r_->create_context(1, 0, "blob").has_value());
   constexpr uint32_t kBytes = 64 * 1024;
-  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kBytes, 5))).has_value());
-  const BlobArgs args{.ctx_id = 1,
-                      .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
-                      .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE | VIRGL_RENDERER_BLOB_FLAG_USE_SHAREABLE,
-                      .blob_id = 5,
-                      .size = kBytes};
-  ASSERT_TRUE(r_->create_blob(30, args, nullptr, nullptr).has_value());
+  ASSERT_NO_FATAL_FAILURE(make_host3d_blob(
+      30, host3d_blob(1, 5, kBytes, VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE | VIRGL_RENDERER_BLOB_FLAG_USE_SHAREABLE)));
 
   auto fd = r_->export_blob(30);
 
@@ -695,13 +693,8 @@ TEST_F(VirglRendererTest, Blob_BadRequests_RefusedAndNothingLeaks) {
   EXPECT_EQ(r_->create_blob(31, no_ctx, nullptr, nullptr).error(), Renderer3DError::InvalidContext);
   EXPECT_EQ(r_->create_blob(0, unknown_id, nullptr, nullptr).error(), Renderer3DError::InvalidArgument);
   // Reading outside the blob is refused before the library sees it.
-  ASSERT_TRUE(r_->submit_3d(1, bytes_of(pipe_buffer_stream(kFrameBytes, 6))).has_value());
-  const BlobArgs ok{.ctx_id = 1,
-                    .blob_mem = VIRGL_RENDERER_BLOB_MEM_HOST3D,
-                    .blob_flags = VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE,
-                    .blob_id = 6,
-                    .size = kFrameBytes};
-  ASSERT_TRUE(r_->create_blob(32, ok, nullptr, nullptr).has_value());
+  const BlobArgs ok = host3d_blob(1, 6, kFrameBytes, VIRGL_RENDERER_BLOB_FLAG_USE_MAPPABLE);
+  ASSERT_NO_FATAL_FAILURE(make_host3d_blob(32, ok));
   std::vector<std::byte> dst(kFrameBytes);
   EXPECT_EQ(r_->read_blob(32, 4, kWidth * 4, Rect{0, 0, kWidth, kHeight}, dst, kWidth * 4).error(),
             Renderer3DError::InvalidArgument);
@@ -942,16 +935,19 @@ namespace vgpu::test {
 namespace {
 
 constexpr uint32_t kOk = VIRTIO_GPU_RESP_OK_NODATA;
-constexpr uint64_t k3dFeatures = (uint64_t{1} << VIRTIO_GPU_F_VIRGL) | (uint64_t{1} << VIRTIO_GPU_F_CONTEXT_INIT) |
-                                 (uint64_t{1} << VIRTIO_GPU_F_EDID) | (uint64_t{1} << VIRTIO_GPU_F_RESOURCE_BLOB);
 
 class Gpu3dCommands : public ::testing::Test {
  protected:
   void SetUp() override {
     r_ = shared_renderer();
     if (r_ == nullptr) GTEST_FAIL() << "VirglRenderer::create failed: " << init_error();
-    // Borrowed, not owned: an aliasing shared_ptr with no control block.
-    h_.emplace(GpuDeviceConfig{}, k3dFeatures, 64ull << 20, Renderers::with_3d(borrow(*r_)));
+    start_device(GpuDeviceConfig{});
+  }
+  // A fresh 3D device with `config` on the shared renderer (borrowed, not owned: an aliasing shared_ptr with no
+  // control block).
+  void start_device(const GpuDeviceConfig& config) {
+    h_.reset();
+    h_.emplace(config, GpuHarness::k3dFeatures, 64ull << 20, Renderers::with_3d(borrow(*r_)));
   }
   void TearDown() override {
     h_.reset();
@@ -960,30 +956,20 @@ class Gpu3dCommands : public ::testing::Test {
     r_->reset();
   }
   uint32_t ctx_create(uint32_t ctx_id, uint32_t context_init = 0) { return h_->ctx_create(ctx_id, context_init); }
+  // CTX_ATTACH_RESOURCE of resource `id` to context `ctx`.
+  static virtio_gpu_ctx_resource attach(uint32_t ctx, uint32_t id) {
+    return req::for_resource<virtio_gpu_ctx_resource>(VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, id, ctx);
+  }
   // SUBMIT_3D of `commands` on context `ctx`. With a fence id it is fenced and held until the fence signals: 0
   // comes back (no response yet).
   uint32_t submit_3d(uint32_t ctx, std::span<const std::byte> commands, uint64_t fence_id = 0) {
-    virtio_gpu_cmd_submit req{};
-    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-    req.hdr.ctx_id = ctx;
-    req.hdr.flags = fence_id != 0 ? VIRTIO_GPU_FLAG_FENCE : 0;
-    req.hdr.fence_id = fence_id;
-    req.size = static_cast<uint32_t>(commands.size());
-    return h_->command_type(req, commands);
+    return h_->command_type(req::submit_3d(ctx, static_cast<uint32_t>(commands.size()), fence_id), commands);
   }
   // RESOURCE_CREATE_3D of a 64x32 BGRX render target / sampler view, with a 64x32x4-byte backing in two pieces.
   void create_target_with_backing(uint32_t id) {
-    virtio_gpu_resource_create_3d req{};
-    req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D;
-    req.resource_id = id;
-    req.target = kPipeTexture2D;
-    req.format = kVirglFormatB8G8R8X8;
-    req.bind = kBindRenderTarget | kBindSamplerView;
-    req.width = 64;
-    req.height = 32;
-    req.depth = 1;
-    req.array_size = 1;
-    ASSERT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_OK_NODATA);
+    ASSERT_EQ(h_->command_type(req::create_3d(id, kPipeTexture2D, kVirglFormatB8G8R8X8,
+                                              kBindRenderTarget | kBindSamplerView, 64, 32)),
+              VIRTIO_GPU_RESP_OK_NODATA);
     ASSERT_EQ(h_->attach_backing(id, 64 * 32 * 4, 2), VIRTIO_GPU_RESP_OK_NODATA);
   }
   // Polls the renderer until no fenced response is held (or 5 s pass).
@@ -1036,10 +1022,8 @@ TEST_F(Gpu3dCommands, Host3dBlob_SetScanoutBlobFlush_DisplayShowsItsBytes) {
   EXPECT_EQ(h_->create_blob(42, VIRTIO_GPU_BLOB_MEM_HOST3D, 4096, 1, 0, 9, 7), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
   EXPECT_EQ(h_->create_blob(43, VIRTIO_GPU_BLOB_MEM_GUEST, 4096), kOk);
   // MAP_BLOB: no host-visible region is offered.
-  virtio_gpu_resource_map_blob map{};
-  map.hdr.type = VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB;
-  map.resource_id = 40;
-  EXPECT_EQ(h_->command_type(map), VIRTIO_GPU_RESP_ERR_UNSPEC);
+  EXPECT_EQ(h_->command_type(req::for_resource<virtio_gpu_resource_map_blob>(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, 40)),
+            VIRTIO_GPU_RESP_ERR_UNSPEC);
 }
 
 TEST_F(Gpu3dCommands, Config_NumCapsets_MatchesRenderer) {
@@ -1047,9 +1031,7 @@ TEST_F(Gpu3dCommands, Config_NumCapsets_MatchesRenderer) {
 }
 
 TEST_F(Gpu3dCommands, GetCapsetInfo_Index0_Virgl) {
-  virtio_gpu_get_capset_info req{};
-  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET_INFO;
-  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_resp_capset_info));
+  auto resp = h_->send(0, GpuHarness::as_bytes(req::get_capset_info(0)), sizeof(virtio_gpu_resp_capset_info));
   ASSERT_TRUE(resp);
   virtio_gpu_resp_capset_info info{};
   std::memcpy(&info, resp->data(), sizeof(info));
@@ -1059,32 +1041,22 @@ TEST_F(Gpu3dCommands, GetCapsetInfo_Index0_Virgl) {
 }
 
 TEST_F(Gpu3dCommands, GetCapsetInfo_IndexPastEnd_InvalidParameter) {
-  virtio_gpu_get_capset_info req{};
-  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET_INFO;
-  req.capset_index = 7;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(h_->command_type(req::get_capset_info(7)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(Gpu3dCommands, GetCapset_Virgl2_ReturnsData) {
-  virtio_gpu_get_capset req{};
-  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET;
-  req.capset_id = kCapsetVirgl2;
-  req.capset_version = 2;
   // The library's own size (1376 bytes in 0.10.4, 1384 in 1.1).
   uint32_t max_version = 0, size = 0;
   virgl_renderer_get_cap_set(kCapsetVirgl2, &max_version, &size);
   ASSERT_GT(size, 0u);
-  auto resp = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr) + size);
+  auto resp = h_->send(0, GpuHarness::as_bytes(req::get_capset(kCapsetVirgl2, 2)), sizeof(virtio_gpu_ctrl_hdr) + size);
   ASSERT_TRUE(resp);
   EXPECT_EQ(GpuHarness::response_type(resp), VIRTIO_GPU_RESP_OK_CAPSET);
   EXPECT_EQ(resp->size(), sizeof(virtio_gpu_ctrl_hdr) + size);
 }
 
 TEST_F(Gpu3dCommands, GetCapset_UnknownId_InvalidParameter) {
-  virtio_gpu_get_capset req{};
-  req.hdr.type = VIRTIO_GPU_CMD_GET_CAPSET;
-  req.capset_id = 99;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(h_->command_type(req::get_capset(99, 0)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(Gpu3dCommands, CtxCreate_Twice_InvalidContextId) {
@@ -1097,38 +1069,23 @@ TEST_F(Gpu3dCommands, CtxCreate_IdZero_InvalidContextId) {
 }
 
 TEST_F(Gpu3dCommands, CtxDestroy_Unknown_InvalidContextId) {
-  virtio_gpu_ctx_destroy req{};
-  req.hdr.type = VIRTIO_GPU_CMD_CTX_DESTROY;
-  req.hdr.ctx_id = 5;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+  EXPECT_EQ(h_->command_type(req::header(VIRTIO_GPU_CMD_CTX_DESTROY, 5)), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
 }
 
 TEST_F(Gpu3dCommands, Submit3d_UnknownContext_InvalidContextId) {
-  virtio_gpu_cmd_submit req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-  req.hdr.ctx_id = 9;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
+  EXPECT_EQ(h_->command_type(req::submit_3d(9, 0)), VIRTIO_GPU_RESP_ERR_INVALID_CONTEXT_ID);
 }
 
 TEST_F(Gpu3dCommands, Submit3d_SizeBeyondChain_InvalidParameter) {
   ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
-  virtio_gpu_cmd_submit req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-  req.hdr.ctx_id = 1;
-  req.size = 4096;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+  EXPECT_EQ(h_->command_type(req::submit_3d(1, 4096)), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
 }
 
 TEST_F(Gpu3dCommands, Submit3d_GarbageFenced_ErrorAndFenceStillCompletes) {
   ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
-  virtio_gpu_cmd_submit req{};
-  req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-  req.hdr.ctx_id = 1;
-  req.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
-  req.hdr.fence_id = 1;
   const std::vector<uint32_t> garbage{0xdeadbeef, 0x12345678};
-  req.size = static_cast<uint32_t>(garbage.size() * 4);
-  auto first = h_->send(0, GpuHarness::as_bytes(req), sizeof(virtio_gpu_ctrl_hdr), bytes_of(garbage));
+  const auto fenced = req::submit_3d(1, static_cast<uint32_t>(garbage.size() * 4), /*fence_id=*/1);
+  auto first = h_->send(0, GpuHarness::as_bytes(fenced), sizeof(virtio_gpu_ctrl_hdr), bytes_of(garbage));
   EXPECT_FALSE(first);  // held until its fence signals
   EXPECT_TRUE(drain_fences());
   EXPECT_EQ(ctx_create(2), VIRTIO_GPU_RESP_OK_NODATA);  // the device keeps serving
@@ -1139,11 +1096,7 @@ TEST_F(Gpu3dCommands, Submit3d_GarbageFenced_ErrorAndFenceStillCompletes) {
 TEST_F(Gpu3dCommands, TwoContexts_FencedSubmitsTransfersAndContextCreation_EachContextRendersItsOwn) {
   create_target_with_backing(10);
   ASSERT_EQ(ctx_create(1), kOk);
-  virtio_gpu_ctx_resource attach{};
-  attach.hdr.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE;
-  attach.hdr.ctx_id = 1;
-  attach.resource_id = 10;
-  ASSERT_EQ(h_->command_type(attach), kOk);
+  ASSERT_EQ(h_->command_type(attach(1, 10)), kOk);
   VirglStream red;
   red.surface(1, 10).framebuffer(1).clear({1.0f, 0.0f, 0.0f, 1.0f});
   EXPECT_EQ(submit_3d(1, red.bytes(), /*fence_id=*/1), 0u);
@@ -1154,12 +1107,9 @@ TEST_F(Gpu3dCommands, TwoContexts_FencedSubmitsTransfersAndContextCreation_EachC
   EXPECT_EQ(submit_3d(1, green.bytes()), kOk);
   EXPECT_EQ(submit_3d(1, {}, /*fence_id=*/2), 0u);
   ASSERT_TRUE(drain_fences());
-  virtio_gpu_transfer_host_3d read{};
-  read.hdr.type = VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D;
-  read.hdr.ctx_id = 1;
-  read.resource_id = 10;
-  read.box = {.x = 0, .y = 0, .z = 0, .w = 64, .h = 32, .d = 1};
-  ASSERT_EQ(h_->command_type(read), kOk);
+  ASSERT_EQ(h_->command_type(req::transfer_host_3d(VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D, 1, 10,
+                                                   {.x = 0, .y = 0, .z = 0, .w = 64, .h = 32, .d = 1})),
+            kOk);
 
   std::vector<std::byte> pixels(64 * 32 * 4);
   pixels = h_->guest().read(h_->backing_address(10), pixels.size());
@@ -1171,14 +1121,7 @@ TEST_F(Gpu3dCommands, TwoContexts_FencedSubmitsTransfersAndContextCreation_EachC
 
 TEST_F(Gpu3dCommands, FencedCommands_ManyOnGlobalTimeline_AllCompletedAfterPoll) {
   ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
-  for (uint64_t fence = 1; fence <= 5; ++fence) {
-    virtio_gpu_cmd_submit req{};
-    req.hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
-    req.hdr.ctx_id = 1;
-    req.hdr.flags = VIRTIO_GPU_FLAG_FENCE;
-    req.hdr.fence_id = fence;
-    (void)h_->send(0, GpuHarness::as_bytes(req));
-  }
+  for (uint64_t fence = 1; fence <= 5; ++fence) (void)h_->send(0, GpuHarness::as_bytes(req::submit_3d(1, 0, fence)));
   ASSERT_TRUE(drain_fences());
   size_t completed = 0;
   while (h_->queue(0).next_used()) ++completed;  // the held chains, released by their fences
@@ -1195,8 +1138,7 @@ TEST_F(Gpu3dCommands, Resource3d_CreateAttachTransferScanout_FlushReachesDisplay
 // --dmabuf-scanout with the real library: a scanout is shown by dma-buf where the driver exports, and otherwise
 // (this machine class) by readback with exact pixels; the device never leaves the display without a frame.
 TEST_F(Gpu3dCommands, DmabufScanout_DmabufWhereExportableElseReadback) {
-  h_.reset();
-  h_.emplace(GpuDeviceConfig{.dmabuf_scanout = true}, k3dFeatures, 64ull << 20, Renderers::with_3d(borrow(*r_)));
+  start_device(GpuDeviceConfig{.dmabuf_scanout = true});
   auto d = std::make_unique<FakeDisplay>(1);
   FakeDisplay* display = d.get();
   display->accept_dmabufs = true;
@@ -1223,25 +1165,14 @@ TEST_F(Gpu3dCommands, DmabufScanout_DmabufWhereExportableElseReadback) {
 }
 
 TEST_F(Gpu3dCommands, Resource3d_HugeDimensions_OutOfMemory) {
-  virtio_gpu_resource_create_3d req{};
-  req.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D;
-  req.resource_id = 11;
-  req.target = kPipeTexture2D;
-  req.format = kVirglFormatB8G8R8X8;
-  req.width = 0xffffffffu;
-  req.height = 0xffffffffu;
-  req.depth = 0xffffffffu;
-  req.array_size = 0xffffffffu;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
+  constexpr uint32_t kHuge = 0xffffffffu;
+  EXPECT_EQ(h_->command_type(req::create_3d(11, kPipeTexture2D, kVirglFormatB8G8R8X8, 0, kHuge, kHuge, kHuge, kHuge)),
+            VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
 }
 
 TEST_F(Gpu3dCommands, CtxAttach_UnknownResource_InvalidResourceId) {
   ASSERT_EQ(ctx_create(1), VIRTIO_GPU_RESP_OK_NODATA);
-  virtio_gpu_ctx_resource req{};
-  req.hdr.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE;
-  req.hdr.ctx_id = 1;
-  req.resource_id = 77;
-  EXPECT_EQ(h_->command_type(req), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+  EXPECT_EQ(h_->command_type(attach(1, 77)), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
 }
 
 }  // namespace
