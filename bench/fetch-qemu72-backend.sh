@@ -14,53 +14,14 @@ set -euo pipefail
 # shellcheck source=../tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib.sh"
 
-need_cmd apt-get apt-cache dpkg ldd
+need_cmd apt-cache
 # The newest 7.2 build apt knows (bookworm and bookworm-security both carry one).
 qver="$(apt-cache madison qemu-system-gui | awk -F'|' '{gsub(/ /, "", $2); print $2}' | grep '^1:7\.2' |
   sort -V | tail -n 1 || true)"
 [[ -n "${qver}" ]] || die "apt knows no qemu-system-gui 1:7.2* (is Debian 12 bookworm in apt's sources?)"
 base="${VGPU_CACHE}/qemu72-backend"
 dir="${base}/${qver//:/%3a}"
-wrapper="${dir}/vhost-user-gpu"
 mkdir -p "${base}"
 cache_lock qemu72-backend
-if [[ -x "${wrapper}" && -e "${dir}/.complete" ]]; then
-  ln -sfn "$(basename "${dir}")" "${base}/current"
-  log "cached: ${wrapper}"
-  printf '%s\n' "${wrapper}"
-  exit 0
-fi
-
-t0="$(now_s)"
-rm -rf -- "${dir}"
-mkdir -p "${dir}/debs" "${dir}/root"
-if [[ "$(id -u)" == 0 ]] && id _apt >/dev/null 2>&1; then
-  chown _apt "${dir}/debs"
-fi
-log "downloading with apt-get download: qemu-system-gui=${qver}"
-if ! (cd "${dir}/debs" && apt-get download -q "qemu-system-gui=${qver}") >"${dir}/apt.log" 2>&1; then
-  cat "${dir}/apt.log" >&2
-  die "apt-get download qemu-system-gui=${qver} failed"
-fi
-for deb in "${dir}"/debs/*.deb; do
-  dpkg -x "${deb}" "${dir}/root" || die "dpkg -x ${deb} failed"
-done
-bin="${dir}/root/usr/lib/qemu/vhost-user-gpu"
-[[ -x "${bin}" ]] || die "qemu-system-gui ${qver} has no usr/lib/qemu/vhost-user-gpu"
-libpath="${dir}/root/usr/lib/x86_64-linux-gnu"
-missing="$(LD_LIBRARY_PATH="${libpath}" ldd "${bin}" | grep 'not found' || true)"
-[[ -z "${missing}" ]] || die "QEMU ${qver}'s vhost-user-gpu lacks libraries on this host (install them):
-${missing}"
-cat >"${wrapper}" <<EOF
-#!/bin/sh
-# QEMU ${qver}'s vhost-user-gpu, unpacked by bench/fetch-qemu72-backend.sh (not installed).
-LD_LIBRARY_PATH="${libpath}\${LD_LIBRARY_PATH:+:\${LD_LIBRARY_PATH}}" exec "${bin}" "\$@"
-EOF
-chmod 755 "${wrapper}"
-"${wrapper}" --help >/dev/null 2>&1 || die "${wrapper} --help failed"
-rm -rf -- "${dir}/debs"
-echo "${qver}" >"${dir}/VERSION"
-touch "${dir}/.complete"
+qemu_backend_unpack "${dir}" "${qver}" bench/fetch-qemu72-backend.sh "qemu-system-gui=${qver}"
 ln -sfn "$(basename "${dir}")" "${base}/current"
-log "unpacked QEMU ${qver}'s vhost-user-gpu in $(secs_since "${t0}")s"
-printf '%s\n' "${wrapper}"

@@ -25,35 +25,14 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${repo}/tests/e2e/lib.sh"
 
 cmdline="bench/guest_fps.sh $*"
+usage_lines=2,11
+parse_args "output" "$@"
 ours="${repo}/build/vhost-gpu"
-output=""
-while (($# > 0)); do
-  case "$1" in
-    --output)
-      (($# >= 2)) || die "--output needs a file"
-      output="$2"
-      shift 2
-      ;;
-    --output=*)
-      output="${1#*=}"
-      shift
-      ;;
-    -h | --help)
-      sed -n '2,11p' "$0" >&2
-      exit 2
-      ;;
-    -*) die "unknown option $1" ;;
-    *)
-      ours="$1"
-      shift
-      ;;
-  esac
-done
-[[ -x "${ours}" ]] || die "our backend '${ours}' is not an executable (not built?)"
-theirs="${GUEST_FPS_THEIRS:-/usr/lib/qemu/vhost-user-gpu}"
-if [[ ! -x "${theirs}" ]]; then
-  theirs="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
-fi
+((${#args[@]} == 0)) || ours="${args[-1]}"
+output="${opt_val[output]:-}"
+need_backend "${ours}"
+backend_kind qemu-c "${GUEST_FPS_THEIRS:-/usr/lib/qemu/vhost-user-gpu}" qemu-c
+theirs="${backend_bin}"
 seconds="${GUEST_FPS_SECONDS:-10}"
 warmup="${GUEST_FPS_WARMUP:-1}"
 read -r -a backends <<<"${GUEST_FPS_BACKENDS:-ours qemu-c}"
@@ -68,10 +47,7 @@ busy="$(pgrep -af 'ninja|ctest|qemu-system|vgpu_bench' | grep -v "^$$ " | cut -c
 [[ -z "${busy}" ]] || warn "other heavy processes are running; the numbers will be noisy:"$'\n'"${busy}"
 load_before="$(cat /proc/loadavg)"
 
-kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
-progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
-initrd="$("${E2E_DIR}/build-initramfs.sh" --add "${progs}/vgpu-draw=/bin/vgpu-draw" \
-  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+guest_boot_files --draw
 e2e_tmpdir
 tmp="${E2E_TMP}"
 
@@ -83,44 +59,22 @@ bin[qemu-c]="${theirs}"
 run_one() {
   local k="$1" dir="${tmp}/$1"
   mkdir -p "${dir}"
-  local console="${dir}/console.log" backend_log="${dir}/backend.log" qemu_log="${dir}/qemu.log"
+  local console="${dir}/console.log" backend_log="${dir}/backend.log" qemu_log="${dir}/qemu.log" backend_alive
   local sock="${dir}/gpu.sock" qmp_sock="${dir}/qmp.sock"
   : >"${console}"
   local budget=$((boot_timeout + ${seconds%.*} + ${warmup%.*} + 60))
-  bg_start "backend ${k}" "${backend_log}" 5M $((budget + 30)) "${bin[${k}]}" --socket-path "${sock}"
-  wait_for_socket "${sock}" 15 "${backend_log}" || {
-    show_tail "backend log (${k})" "${backend_log}"
-    return 1
-  }
-  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
-  local -a qemu_args=(
-    "${accel_args[@]}"
-    -m 512M
-    -object memory-backend-memfd,id=mem,size=512M,share=on
-    -machine q35,memory-backend=mem
-    -nodefaults -no-user-config -display none -vga none
-    -serial "file:${console}" -monitor none
-    -qmp "unix:${qmp_sock},server=on,wait=off"
-    -chardev "socket,id=gpu,path=${sock}"
-    -device "vhost-user-gpu-pci,chardev=gpu,id=gpu0,max_outputs=1"
-    -kernel "${kernel}" -initrd "${initrd}"
-    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=repaint vgpu_e2e.repaint_s=${seconds} vgpu_e2e.warmup_s=${warmup} vgpu_e2e.hold=${budget}"
-    -no-reboot
-  )
+  backend_start "${k}" "$((budget - 30))" "${sock}" 0 "${bin[${k}]}" --socket-path "${sock}" || return 1
+  qemu_base_args 512M "${sock}" "" "vhost-user-gpu-pci,chardev=gpu,id=gpu0,max_outputs=1"
+  qemu_args+=(-kernel "${kernel}" -initrd "${initrd}"
+    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=repaint vgpu_e2e.repaint_s=${seconds} vgpu_e2e.warmup_s=${warmup} vgpu_e2e.hold=${budget}")
   bg_start "qemu ${k}" "${qemu_log}" 5M "${budget}" "${qemu}" "${qemu_args[@]}"
   local rc=0 line
   wait_for_line "${console}" '^VGPU-E2E: (repaint (ok|FAIL)|case repaint exit)' "${budget}" "${qemu_log}" || rc=$?
   line="$(grep -aE '^VGPU-E2E: repaint ok ' "${console}" | head -n 1 | tr -d '\r' || true)"
-  if bg_running "${qemu_log}"; then
-    qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
-  fi
-  bg_stop "${qemu_log}" 3
-  bg_stop "${backend_log}" 3
+  boot_stop 0
   if [[ -z "${line}" ]]; then
     log "${k}: no repaint result (wait status ${rc})"
-    show_tail "guest console (${k})" "${console}" 30
-    show_tail "backend log (${k})" "${backend_log}" 20
-    show_tail "QEMU log (${k})" "${qemu_log}" 10
+    show_boot_logs "${k}"
     return 1
   fi
   # VGPU-E2E: repaint ok <frames> frames in <seconds> s = <fps> fps 1920x1080

@@ -14,6 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 e2e="${here}/../tests/e2e"
+# shellcheck source-path=SCRIPTDIR
 # shellcheck source=../tests/e2e/lib.sh
 source "${e2e}/lib.sh"
 

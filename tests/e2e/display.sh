@@ -12,7 +12,8 @@
 #   cursor       a 64x64 ARGB cursor (CURSOR2, hotspot 4,6) moved to (300,200): the frame must stay quad-a, and
 #                the backend must send QEMU CURSOR_UPDATE with exactly the drawn image and hotspot and leave the
 #                cursor at (300,200) (seen by vu_proxy.py on the display channel; QEMU's screendump never
-#                contains the cursor)
+#                contains the cursor). Needs the proxy: with VGPU_E2E_PROXY=0 it is no default case, and
+#                asking for it is an error
 #   two-outputs  with 2 outputs (QEMU max_outputs=2; ours also --outputs 2), Virtual-1 shows quad-a, Virtual-2
 #                quad-b; screendump device gpu0 head 0 and head 1
 #   mode-change  after a checked frame at the preferred mode, SETCRTC to 1024x768 (VGPU_E2E_MODE2) with a new
@@ -41,84 +42,39 @@
 #   VGPU_E2E_SIZE         expected preferred mode (default 1280x800); VGPU_E2E_MODE2 the mode-change target
 #   VGPU_E2E_ACCEL        tcg (default) or kvm
 #   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
-#   VGPU_E2E_PROXY        1 (default): put vu_proxy.py between QEMU and the backend (needed by the cursor
-#                         check); 0: connect them directly, the cursor case then checks the backend log
-#   VGPU_E2E_CURSOR_UPDATE_RE / VGPU_E2E_CURSOR_MOVE_RE  extended regexes the backend log must match in the
-#                         cursor case when VGPU_E2E_PROXY=0 or VGPU_E2E_CURSOR_LOG=1. Defaults: ours
-#                         'cursor update' / 'cursor move'; qemu-c 'vg_process_cursor_cmd: update' / '...: move'
+#   VGPU_E2E_PROXY        1 (default): put vu_proxy.py between QEMU and the backend (the cursor case reads its
+#                         record); 0: connect them directly (no cursor case; rebind and suspend check no events)
 #   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps, proxy events)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-  sed -n '2,6p' "$0" >&2
-  exit 2
-}
-
-kind=""
-binary=""
-screenshot=""
-while (($# > 0)); do
-  case "$1" in
-    --screenshot)
-      (($# >= 2)) || usage
-      screenshot="$2"
-      shift 2
-      ;;
-    --screenshot=*)
-      screenshot="${1#*=}"
-      shift
-      ;;
-    -h | --help) usage ;;
-    -*) die "unknown option $1" ;;
-    *)
-      if [[ -z "${kind}" ]]; then
-        kind="$1"
-      elif [[ -z "${binary}" ]]; then
-        binary="$1"
-      else
-        usage
-      fi
-      shift
-      ;;
-  esac
-done
+usage_lines=2,6 # sed -n '2,6p': the command lines above
+parse_args "screenshot" "$@"
+((${#args[@]} <= 2)) || usage
+kind="${args[0]:-}"
+binary="${args[1]:-}"
+screenshot="${opt_val[screenshot]:-}"
 [[ -n "${kind}" ]] || usage
 [[ -z "${screenshot}" || "${screenshot}" == /* ]] || screenshot="${PWD}/${screenshot}"
 
-all_cases=(modeset partial cursor two-outputs mode-change rebind suspend)
+all_cases="modeset partial cursor two-outputs mode-change rebind suspend"
+use_proxy="${VGPU_E2E_PROXY:-1}"
 # QEMU's C backend dies on rebind (SIGPIPE on the display socket QEMU replaced, after `vg_sock_fd_read: runtime
-# check failed`) and on suspend, so its reference run leaves those cases out unless asked for.
-default_cases=("${all_cases[@]}")
-[[ "${kind}" != qemu-c ]] || default_cases=(modeset partial cursor two-outputs mode-change)
-read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${default_cases[*]}}")"
-for c in "${cases[@]}"; do
-  [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
-done
-((${#cases[@]} > 0)) || die "VGPU_E2E_CASES selects no case"
+# check failed`) and on suspend, so its reference run leaves those cases out unless asked for. The cursor case
+# reads the display channel through vu_proxy.py: without it, it is no default case.
+default_cases="${all_cases}"
+[[ "${kind}" != qemu-c ]] || default_cases="modeset partial cursor two-outputs mode-change"
+[[ "${use_proxy}" == 1 ]] || default_cases="${default_cases/cursor /}"
+select_cases "${all_cases}" "${default_cases}"
+[[ "${use_proxy}" == 1 || " ${cases[*]} " != *" cursor "* ]] ||
+  die "the cursor case reads the display channel through vu_proxy.py: it needs VGPU_E2E_PROXY=1"
 
 # --- backend kinds ----------------------------------------------------------------------------------------------
-declare -a backend_env=()
-case "${kind}" in
-  ours)
-    [[ -n "${binary}" ]] || die "usage: display.sh ours BINARY (e.g. build/vhost-gpu)"
-    cursor_update_re="${VGPU_E2E_CURSOR_UPDATE_RE:-cursor update}"
-    cursor_move_re="${VGPU_E2E_CURSOR_MOVE_RE:-cursor move}"
-    ;;
-  qemu-c)
-    if [[ -z "${binary}" || ! -x "${binary}" ]]; then
-      [[ -z "${binary}" ]] || note "${binary} is not there; using fetch-qemu-backend.sh's"
-      binary="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
-    fi
-    backend_env=(G_MESSAGES_DEBUG=all) # GLib debug: each command, vg_process_cursor_cmd: update / move
-    cursor_update_re="${VGPU_E2E_CURSOR_UPDATE_RE:-vg_process_cursor_cmd: update}"
-    cursor_move_re="${VGPU_E2E_CURSOR_MOVE_RE:-vg_process_cursor_cmd: move}"
-    ;;
-  *) die "unknown backend kind '${kind}' (use 'ours' or 'qemu-c')" ;;
-esac
-[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+backend_kind "${kind}" "${binary}" "ours qemu-c"
+binary="${backend_bin}"
+need_backend "${binary}"
 
 qemu="${VGPU_QEMU:-qemu-system-x86_64}"
 qver="$(qemu_check_version "${qemu}" 8)"
@@ -127,7 +83,6 @@ boot_timeout="${VGPU_E2E_TIMEOUT:-120}"
 step_timeout="${VGPU_E2E_STEP_TIMEOUT:-30}"
 size="${VGPU_E2E_SIZE:-1280x800}"
 mode2="${VGPU_E2E_MODE2:-1024x768}"
-use_proxy="${VGPU_E2E_PROXY:-1}"
 accel="${VGPU_E2E_ACCEL:-tcg}"
 set_accel_args "${accel}"
 check_py="${E2E_DIR}/ppm_check.py"
@@ -135,35 +90,23 @@ log "backend: ${kind} ${binary}; QEMU ${qver}, accel ${accel}; cases: ${cases[*]
 
 # --- guest kernel, programs and initramfs --------------------------------------------------------------------------
 t="$(now_s)"
-kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
-progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
-initrd="$("${E2E_DIR}/build-initramfs.sh" --add "${progs}/vgpu-draw=/bin/vgpu-draw" \
-  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+guest_boot_files --draw
 t_prep="$(secs_since "${t}")"
 
 e2e_tmpdir
 tmp="${E2E_TMP}"
 
 # --- results ------------------------------------------------------------------------------------------------------
-declare -A result=() detail=() when=()
+results_init "${cases[@]}"
 t_first_match=""
 t_qemu_first=""
-for c in "${cases[@]}"; do
-  result[${c}]="NOT RUN"
-done
-case_fail() { # CASE MESSAGE
-  log "FAIL ${1}: ${2}"
-  if [[ "${result[$1]}" != FAIL ]]; then
-    result[$1]=FAIL
-    detail[$1]="$2"
-  fi
-}
 case_note() { # CASE MESSAGE: keep the first useful detail of a passing case
   [[ -n "${detail[$1]:-}" ]] || detail[$1]="$2"
 }
 
 # --- one boot -----------------------------------------------------------------------------------------------------
-# Globals of the current boot: dir, console, qmp_sock, backend_log, qemu_log, proxy_log, events, ctl_fd, t_qemu.
+# Globals of the current boot: dir, console, qmp_sock, backend_log, qemu_log, proxy_log, events, ctl_fd, t_qemu
+# (lib.sh's boot functions use them).
 
 # wait_run_state STATE SECS: 0 once QMP query-status reports STATE, 1 when time ran out or QEMU ended.
 wait_run_state() {
@@ -178,7 +121,7 @@ wait_run_state() {
 
 # display_sockets: how many display channels QEMU has handed the backend so far (vu_proxy.py's events).
 display_sockets() {
-  grep -ac '"req": "GPU_SET_SOCKET"' "${events}" || true
+  proto_count vu GPU_SET_SOCKET
 }
 
 
@@ -264,32 +207,15 @@ run_case() {
         hot="$(sed -nE 's/.* hot ([0-9]+,[0-9]+) .*/\1/p' <<<"${marker}")"
         pos="$(sed -nE 's/.* at ([0-9]+,[0-9]+).*/\1/p' <<<"${marker}")"
         check_frame cursor cursor-frame "${w}" -- quad-a || true
-        if [[ "${use_proxy}" == 1 ]]; then
-          rc=0
-          out="$(python3 "${check_py}" cursor --events "${events}" --scanout 0 --hot "${hot}" --pos "${pos}" \
-            --timeout "${step_timeout}" 2>&1)" || rc=$?
-          if ((rc == 0)); then
-            log "cursor: display channel: ${out}"
-            case_note cursor "${out}"
-          else
-            case_fail cursor "display channel: ${out}"
-          fi
+        rc=0
+        out="$(python3 "${check_py}" cursor --events "${events}" --scanout 0 --hot "${hot}" --pos "${pos}" \
+          --timeout "${step_timeout}" 2>&1)" || rc=$?
+        if ((rc == 0)); then
+          log "cursor: display channel: ${out}"
+          case_note cursor "${out}"
+        else
+          case_fail cursor "display channel: ${out}"
         fi
-        # The cursor queue is processed asynchronously: when required, give the backend log time to show both.
-        local re log_required=0 log_wait=0
-        if [[ "${use_proxy}" != 1 || "${VGPU_E2E_CURSOR_LOG:-0}" == 1 ]]; then
-          log_required=1
-          log_wait="${step_timeout}"
-        fi
-        for re in "${cursor_update_re}" "${cursor_move_re}"; do
-          if wait_for_line "${backend_log}" "${re}" "${log_wait}" "${backend_log}"; then
-            log "cursor: backend log matches '${re}'"
-          elif [[ "${log_required}" == 1 ]]; then
-            case_fail cursor "backend log never matched '${re}'"
-          else
-            note "cursor: backend log does not match '${re}' (not required: the proxy saw the messages)"
-          fi
-        done
         next_step
       else
         case_fail cursor "guest: ${marker}"
@@ -334,7 +260,7 @@ run_case() {
         # did is in the frame: the new driver numbers its resources from 1 again, which a device that kept the
         # old ones would refuse, and nothing would reach the screen.
         if [[ "${use_proxy}" == 1 ]]; then
-          if grep -aq '"req": "RESET_DEVICE"' "${events}"; then
+          if (($(proto_count vu RESET_DEVICE) > 0)); then
             log "rebind: QEMU sent the backend RESET_DEVICE; the new driver's frame is exact"
           else
             case_fail rebind "QEMU sent the backend no RESET_DEVICE (vu_proxy.py events)"
@@ -389,7 +315,7 @@ boot() {
   qemu_log="${dir}/qemu.log"
   proxy_log="${dir}/proxy.log"
   events="${dir}/events.jsonl"
-  local sock="${dir}/gpu.sock" qemu_sock ctl="${dir}/ctl"
+  local sock="${dir}/gpu.sock" ctl="${dir}/ctl"
   : >"${console}"
   : >"${events}"
 
@@ -400,47 +326,16 @@ boot() {
   # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
   bcmd+=(${VGPU_E2E_BACKEND_ARGS:-})
   local budget=$((boot_timeout + (${#@} * 3 + 2) * step_timeout))
-  bg_start "backend (${name})" "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
-  if ! wait_for_socket "${sock}" 15 "${backend_log}"; then
-    show_tail "backend log" "${backend_log}"
-    for c in "$@"; do case_fail "${c}" "the backend did not create its socket"; done
+  if ! backend_start "${name}" "${budget}" "${sock}" "${use_proxy}" env "${backend_env[@]}" "${bcmd[@]}"; then
+    fail_all "the backend or vu_proxy.py did not start" "$@"
     return 0
   fi
-  qemu_sock="${sock}"
-  if [[ "${use_proxy}" == 1 ]]; then
-    qemu_sock="${dir}/proxy.sock"
-    bg_start "vu_proxy (${name})" "${proxy_log}" 1M $((budget + 45)) \
-      python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
-    if ! wait_for_socket "${qemu_sock}" 15 "${proxy_log}"; then
-      show_tail "proxy log" "${proxy_log}"
-      for c in "$@"; do case_fail "${c}" "vu_proxy.py did not start"; done
-      return 0
-    fi
-  fi
-
-  rm -f -- "${ctl}.in" "${ctl}.out"
-  mkfifo -- "${ctl}.in" "${ctl}.out"
-  exec {ctl_fd}<>"${ctl}.in"
-  exec {ctl_out_fd}<>"${ctl}.out" # keeps the pipe open; the guest's port is raw and silent
-
+  guest_ctl_open "${ctl}"
   local cases_arg
   cases_arg="$(IFS=,; echo "$*")"
-  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
-  local -a qemu_args=(
-    "${accel_args[@]}"
-    -m 512M
-    -object memory-backend-memfd,id=mem,size=512M,share=on
-    -machine q35,memory-backend=mem
-    -global ICH9-LPC.disable_s3=0
-    -nodefaults -no-user-config -display none -vga none
-    -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
-    -qmp "unix:${qmp_sock},server=on,wait=off"
-    -chardev "socket,id=gpu,path=${qemu_sock}"
-    -device "vhost-user-gpu-pci,chardev=gpu,id=gpu0,max_outputs=${outputs}"
-    -kernel "${kernel}" -initrd "${initrd}"
-    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.hold=$((budget + 30))"
-    -no-reboot
-  )
+  qemu_base_args 512M "${qemu_sock}" "${ctl}" "vhost-user-gpu-pci,chardev=gpu,id=gpu0,max_outputs=${outputs}"
+  qemu_args+=(-global ICH9-LPC.disable_s3=0 -kernel "${kernel}" -initrd "${initrd}"
+    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.hold=$((budget + 30))")
   t_qemu="$(now_s)"
   [[ -n "${t_qemu_first}" ]] || t_qemu_first="${t_qemu}"
   bg_start "qemu (${name})" "${qemu_log}" 5M "${budget}" "${qemu}" "${qemu_args[@]}"
@@ -448,7 +343,7 @@ boot() {
   first_wait="${boot_timeout}"
   for c in "$@"; do
     if ! boot_alive; then
-      case_fail "${c}" "not run: $(bg_running "${backend_log}" || echo "the backend ended (exit status $(bg_rc "${backend_log}"))") $(bg_running "${qemu_log}" || echo "QEMU ended (exit status $(bg_rc "${qemu_log}"))")"
+      case_fail "${c}" "not run: $(boot_ended)"
       continue
     fi
     run_case "${c}"
@@ -457,45 +352,20 @@ boot() {
     wait_for_line "${console}" '^VGPU-E2E: done' 15 "${qemu_log}" || warn "guest did not reach 'VGPU-E2E: done'"
   fi
 
-  # Wrap up: the backend must have survived; QEMU quits through QMP.
-  local backend_alive=0
-  bg_running "${backend_log}" && backend_alive=1
-  if bg_running "${qemu_log}"; then
-    qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
-  fi
-  local i
-  for ((i = 0; i < 50; i++)); do
-    bg_running "${qemu_log}" || break
-    sleep 0.1
-  done
-  bg_stop "${qemu_log}" 3
-  bg_stop "${backend_log}" 3
-  if [[ "${use_proxy}" == 1 ]]; then
-    bg_stop "${proxy_log}" 2
-  fi
-  exec {ctl_fd}>&- {ctl_out_fd}>&-
-
-  local failed=0
+  # Wrap up: the backend must have survived, without a crash; QEMU quits through QMP.
+  boot_stop "${use_proxy}"
+  guest_ctl_close
+  local failed=0 problem
+  while IFS= read -r problem; do
+    fail_all "${problem}" "$@"
+  done < <(boot_problems "")
   for c in "$@"; do
-    if [[ "${backend_alive}" != 1 ]]; then
-      case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
-    fi
-    if crash_line "${backend_log}" >/dev/null; then
-      case_fail "${c}" "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
-    fi
     [[ "${result[${c}]}" == PASS ]] || failed=1
   done
-  if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
-    for c in "$@"; do case_fail "${c}" "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 1)"; done
-    failed=1
-  fi
   if ((failed)); then
     log "boot '${name}' had failures; logs follow"
-    show_tail "guest console (${name})" "${console}" 50
-    show_tail "backend log (${name})" "${backend_log}" 30
-    show_tail "QEMU log (${name})" "${qemu_log}" 15
+    show_boot_logs "${name}"
     if [[ "${use_proxy}" == 1 ]]; then
-      show_tail "vu_proxy log (${name})" "${proxy_log}" 10
       log "display channel messages (${name}): $(python3 -c '
 import collections, json, sys
 c = collections.Counter()
@@ -549,9 +419,5 @@ done
     "${t_first_match:-never}${t_first_match:+s}" "${t_prep}" "$(e2e_elapsed)"
   printf '(case times: seconds from the start of that case'"'"'s boot to its last check)\n'
 } | tee "${tmp}/report.txt"
-if ((failures > 0)); then
-  [[ "${VGPU_KEEP:-0}" == 1 ]] || note "rerun with VGPU_KEEP=1 to keep ${tmp} (screendumps, expected frames, logs)"
-  log "DISPLAY FAILED (${failures} of ${#cases[@]} cases; backend ${kind})"
-  exit 1
-fi
-log "DISPLAY PASSED (${#cases[@]} cases; backend ${kind})"
+finish "${failures}" "DISPLAY FAILED (${failures} of ${#cases[@]} cases; backend ${kind})" \
+  "DISPLAY PASSED (${#cases[@]} cases; backend ${kind})" "screendumps, expected frames, logs"

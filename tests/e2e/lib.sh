@@ -11,6 +11,12 @@
 #   bg_pid             the PID of one named process of such a group (to signal it alone)
 #   wait_for_socket    wait until a unix socket exists (and its owner still lives)
 #   qmp                one QMP command through python3's stdlib
+#   backend_kind       ours / ours-2d / qemu-c / qemu-c-virgl -> the binary and its environment
+#   select_cases       VGPU_E2E_CASES, checked against a script's cases
+#   guest_boot_files   the guest kernel and the busybox initramfs (with vgpu-draw)
+#   qemu_base_args     the QEMU command line every e2e boot shares
+#   backend_start      the backend, and vu_proxy.py in front of it; boot_stop ends a boot, boot_problems judges it
+#   results_init       the per-case PASS/FAIL table of display.sh and virgl.sh (case_fail, case_skip)
 
 if [[ -n "${_VGPU_E2E_LIB:-}" ]]; then
   return 0
@@ -435,4 +441,384 @@ qemu_check_version() {
     die "${bin} is QEMU ${ver}; need >= ${min}: QEMU 7.2 refuses vhost-user under TCG ('vhost initialization failed: requires kvm'). On Debian 12: apt-get install -t bookworm-backports qemu-system-x86"
   fi
   printf '%s\n' "${ver}"
+}
+
+# --- backends ---------------------------------------------------------------------------------------------------
+
+# backend_kind KIND BINARY KINDS: checks KIND against KINDS (space separated: ours ours-2d qemu-c qemu-c-virgl, the
+# script's) and sets backend_bin, the binary to run, and backend_env, VAR=VALUE words for its environment.
+# ours/ours-2d: our daemon, BINARY (required). qemu-c/qemu-c-virgl: QEMU's C backend, BINARY when it is an
+# executable, else fetch-qemu-backend.sh's; GLib's debug messages on (G_MESSAGES_DEBUG=all: its log shows each
+# command, for whoever debugs a run). Which options a kind adds (--virgl) is the script's to say.
+# shellcheck disable=SC2034 # backend_bin and backend_env are the sourcing script's
+backend_kind() {
+  local kind="$1" bin="$2" kinds="$3"
+  [[ " ${kinds} " == *" ${kind} "* ]] || die "unknown backend kind '${kind}' (use ${kinds// /, })"
+  backend_env=()
+  case "${kind}" in
+    ours | ours-2d)
+      [[ -n "${bin}" ]] || die "usage: ${E2E_NAME}.sh ${kind} BINARY (e.g. build/vhost-gpu)"
+      ;;
+    qemu-c | qemu-c-virgl)
+      if [[ -z "${bin}" || ! -x "${bin}" ]]; then
+        [[ -z "${bin}" ]] || note "${bin} is not there (package qemu-system-gui?); using fetch-qemu-backend.sh's"
+        bin="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
+      fi
+      backend_env=(G_MESSAGES_DEBUG=all)
+      ;;
+  esac
+  backend_bin="${bin}"
+}
+
+# need_backend BINARY: dies unless BINARY is an executable.
+need_backend() {
+  [[ -x "$1" ]] || die "backend binary '$1' does not exist or is not executable (not built yet?)"
+}
+
+# select_cases ALL DEFAULT: the cases of VGPU_E2E_CASES (space or comma separated; DEFAULT when unset) into the
+# array cases, in the order given; dies on a case not in ALL (space separated) and on an empty selection.
+select_cases() {
+  local all=" $1 " c
+  read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-$2}")"
+  for c in "${cases[@]}"; do
+    [[ "${all}" == *" ${c} "* ]] || die "unknown case '${c}' (cases: $1)"
+  done
+  ((${#cases[@]} > 0)) || die "VGPU_E2E_CASES selects no case"
+}
+
+# --- guest and QEMU ---------------------------------------------------------------------------------------------
+
+# guest_boot_files [--draw]: sets kernel (fetch-kernel.sh, Debian 12's) and initrd (build-initramfs.sh's busybox
+# initramfs for it; with --draw, the guest programs of build-guest-programs.sh in it: /bin/vgpu-draw).
+# shellcheck disable=SC2034 # kernel and initrd are the sourcing script's
+guest_boot_files() {
+  local -a add=()
+  if [[ "${1:-}" == --draw ]]; then
+    local progs
+    progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
+    add=(--add "${progs}/vgpu-draw=/bin/vgpu-draw")
+  fi
+  kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
+  initrd="$("${E2E_DIR}/build-initramfs.sh" "${add[@]}" "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" ||
+    die "build-initramfs.sh failed"
+}
+
+# qemu_base_args MEM GPU_SOCKET CTL [DEVICE]: the QEMU options every e2e boot shares, into the array qemu_args:
+# accel_args (set_accel_args first), MEM of guest RAM in a shared memfd (vhost-user maps it: share=on), q35, no
+# default devices and no display, the serial console into $console, with CTL (not empty) a second serial port on
+# the pipes CTL.in/CTL.out (the guest's control port, guest_ctl_open), QMP on $qmp_sock, the chardev `gpu` on
+# GPU_SOCKET and the device DEVICE on it (default vhost-user-gpu-pci,chardev=gpu,id=gpu0). The caller appends
+# the kernel, initramfs and command line.
+# shellcheck disable=SC2154 # console and qmp_sock are the sourcing script's
+qemu_base_args() {
+  local mem="$1" gpu_sock="$2" ctl="$3" device="${4:-vhost-user-gpu-pci,chardev=gpu,id=gpu0}"
+  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
+  qemu_args=(
+    "${accel_args[@]}"
+    -m "${mem}"
+    -object "memory-backend-memfd,id=mem,size=${mem},share=on"
+    -machine q35,memory-backend=mem
+    -nodefaults -no-user-config -display none -vga none
+    -serial "file:${console}"
+  )
+  [[ -z "${ctl}" ]] || qemu_args+=(-serial "pipe:${ctl}")
+  qemu_args+=(-monitor none -qmp "unix:${qmp_sock},server=on,wait=off" -chardev "socket,id=gpu,path=${gpu_sock}"
+    -device "${device}" -no-reboot)
+}
+
+# guest_ctl_open CTL: makes the pipes CTL.in and CTL.out of the guest's control port (QEMU -serial pipe:CTL) and
+# opens ctl_fd (next_step writes `next` there) and ctl_out_fd (holds the other pipe open: the port is raw and
+# silent). guest_ctl_close closes both.
+guest_ctl_open() {
+  rm -f -- "$1.in" "$1.out"
+  mkfifo -- "$1.in" "$1.out"
+  exec {ctl_fd}<>"$1.in" {ctl_out_fd}<>"$1.out"
+}
+guest_ctl_close() {
+  exec {ctl_fd}>&- {ctl_out_fd}>&-
+}
+
+# --- one boot: start, end, judge ----------------------------------------------------------------------------------
+# Globals of the current boot (besides console, qemu_log, qmp_sock above): backend_log, proxy_log and events
+# (vu_proxy.py's log and its record of the protocol), qemu_sock (where QEMU connects), backend_alive.
+
+# backend_start NAME TIMEOUT_S SOCKET USE_PROXY CMD...: starts the backend CMD (listening on SOCKET) into
+# $backend_log; with USE_PROXY=1 then vu_proxy.py in front of it on SOCKET's folder's proxy.sock, recording every
+# vhost-user request and display-channel message into $events. Sets qemu_sock, the socket QEMU must connect to.
+# Returns 1, with the failing log's tail shown, when either has no socket within 15 s.
+# shellcheck disable=SC2154 # events and proxy_log are the sourcing script's
+backend_start() {
+  local name="$1" secs="$2" sock="$3" use_proxy="$4"
+  shift 4
+  bg_start "backend${name:+ (${name})}" "${backend_log}" 5M $((secs + 60)) "$@"
+  if ! wait_for_socket "${sock}" 15 "${backend_log}"; then
+    show_tail "backend log" "${backend_log}"
+    log "the backend did not create its socket ${sock}"
+    return 1
+  fi
+  qemu_sock="${sock}"
+  [[ "${use_proxy}" == 1 ]] || return 0
+  qemu_sock="$(dirname "${sock}")/proxy.sock"
+  : >>"${events}"
+  bg_start "vu_proxy${name:+ (${name})}" "${proxy_log}" 1M $((secs + 45)) \
+    python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
+  if ! wait_for_socket "${qemu_sock}" 15 "${proxy_log}"; then
+    show_tail "proxy log" "${proxy_log}"
+    log "vu_proxy.py did not start"
+    return 1
+  fi
+}
+
+# qemu_quit [GRACE_S]: asks QEMU to quit through QMP, gives it 5 s, then stops what is left (TERM, KILL after
+# GRACE_S, default 3).
+qemu_quit() {
+  local i
+  if bg_running "${qemu_log}"; then
+    qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
+  fi
+  for ((i = 0; i < 50; i++)); do
+    bg_running "${qemu_log}" || break
+    sleep 0.1
+  done
+  bg_stop "${qemu_log}" "${1:-3}"
+}
+
+# boot_stop USE_PROXY: the end of a boot: sets backend_alive (1: the backend still ran), quits QEMU, stops the
+# backend and, with USE_PROXY=1, vu_proxy.py.
+boot_stop() {
+  backend_alive=0
+  bg_running "${backend_log}" && backend_alive=1
+  qemu_quit 3
+  bg_stop "${backend_log}" 3
+  [[ "$1" != 1 ]] || bg_stop "${proxy_log}" 2
+}
+
+# boot_ended: why QEMU or the backend no longer runs (empty while both do).
+boot_ended() {
+  bg_running "${backend_log}" || printf 'the backend ended (exit status %s) ' "$(bg_rc "${backend_log}")"
+  bg_running "${qemu_log}" || printf 'QEMU ended (exit status %s)' "$(bg_rc "${qemu_log}")"
+}
+
+# boot_problems [QEMU_RE]: after boot_stop, one line per host-side check the boot failed: the backend had ended
+# before the end, its log has a sanitizer report or a crash (crash_line), QEMU could not start the vhost-user
+# device (its log matches QEMU_RE, default vhost_fail_re). Prints nothing when all hold.
+vhost_fail_re='vhost initialization failed|requires kvm|vhost_backend_init failed'
+boot_problems() {
+  [[ "${backend_alive}" == 1 ]] || echo "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
+  if crash_line "${backend_log}" >/dev/null; then
+    echo "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
+  fi
+  if grep -aqE "${1:-${vhost_fail_re}}" "${qemu_log}"; then
+    echo "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 3 | tr '\n' ' ')"
+  fi
+}
+
+# show_boot_logs NAME: the tails of the guest console, backend and QEMU logs (and vu_proxy.py's, when it ran).
+show_boot_logs() {
+  show_tail "guest console${1:+ ($1)}" "${console}" 60
+  show_tail "backend log${1:+ ($1)}" "${backend_log}" 30
+  show_tail "QEMU log${1:+ ($1)}" "${qemu_log}" 15
+  [[ ! -s "${proxy_log:-}" ]] || show_tail "vu_proxy log${1:+ ($1)}" "${proxy_log}" 10
+}
+
+# proto_count DIR REQ: how many messages REQ vu_proxy.py recorded in $events on channel DIR (vu: the frontend's
+# vhost-user requests; gpu: the backend's display-channel messages to QEMU).
+proto_count() {
+  grep -ac "\"dir\": \"$1\", \"req\": \"$2\"" "${events}" || true
+}
+
+# --- per-case results (display.sh, virgl.sh) ----------------------------------------------------------------------
+
+# results_init CASE...: the tables result (NOT RUN, RUNNING, PASS, FAIL, SKIP), detail and when, per case.
+# shellcheck disable=SC2034 # the tables are the sourcing script's
+results_init() {
+  declare -gA result=() detail=() when=()
+  local c
+  for c in "$@"; do
+    result[${c}]="NOT RUN"
+  done
+}
+
+# case_fail CASE MESSAGE: the case failed; its first failure is its detail.
+case_fail() {
+  log "FAIL ${1}: ${2}"
+  if [[ "${result[$1]}" != FAIL ]]; then
+    result[$1]=FAIL
+    detail[$1]="$2"
+  fi
+}
+
+# case_marker_failed CASE RC: after wait_marker returned RC (not 0): SKIP on 3 (the guest's reason as detail),
+# else the case fails with the guest's marker.
+# shellcheck disable=SC2034 # detail is the sourcing script's
+case_marker_failed() {
+  if (($2 == 3)); then
+    result[$1]=SKIP
+    detail[$1]="${marker}"
+  else
+    case_fail "$1" "guest: ${marker}"
+  fi
+}
+
+# fail_all MESSAGE CASE...: every CASE failed with MESSAGE.
+fail_all() {
+  local msg="$1" c
+  shift
+  for c in "$@"; do case_fail "${c}" "${msg}"; done
+}
+
+# --- QEMU's C backend, unpacked ----------------------------------------------------------------------------------
+
+# qemu_backend_unpack DIR VERSION BY PKG...: prints DIR/vhost-user-gpu, a wrapper that runs the vhost-user-gpu of
+# qemu-system-gui VERSION with the libraries beside it (a comment names the script BY). Unless DIR already holds a
+# complete one: `apt-get download` of PKG... (never from anywhere else, nothing installed), `dpkg -x` into
+# DIR/root, a check that the binary's libraries resolve and that the wrapper runs. Hold a cache_lock around it.
+qemu_backend_unpack() {
+  local dir="$1" ver="$2" by="$3" deb missing t0
+  local bin="$1/root/usr/lib/qemu/vhost-user-gpu" libpath="$1/root/usr/lib/x86_64-linux-gnu" wrapper="$1/vhost-user-gpu"
+  shift 3
+  if [[ -x "${wrapper}" && -e "${dir}/.complete" ]]; then
+    log "cached: ${wrapper}"
+    printf '%s\n' "${wrapper}"
+    return 0
+  fi
+  need_cmd apt-get dpkg ldd
+  t0="$(now_s)"
+  rm -rf -- "${dir}"
+  mkdir -p "${dir}/debs" "${dir}/root"
+  log "downloading with apt-get download: $*"
+  if [[ "$(id -u)" == 0 ]] && id _apt >/dev/null 2>&1; then
+    chown _apt "${dir}/debs"
+  fi
+  if ! (cd "${dir}/debs" && apt-get download -q "$@") >"${dir}/apt.log" 2>&1; then
+    cat "${dir}/apt.log" >&2
+    die "apt-get download $* failed (is the suite that has qemu-system-gui ${ver} in apt's sources?)"
+  fi
+  for deb in "${dir}"/debs/*.deb; do
+    dpkg -x "${deb}" "${dir}/root" || die "dpkg -x ${deb} failed"
+  done
+  [[ -x "${bin}" ]] || die "qemu-system-gui ${ver} has no usr/lib/qemu/vhost-user-gpu"
+  missing="$(LD_LIBRARY_PATH="${libpath}" ldd "${bin}" | grep 'not found' || true)"
+  [[ -z "${missing}" ]] || die "QEMU ${ver}'s vhost-user-gpu lacks libraries on this host (install them):
+${missing}"
+  cat >"${wrapper}" <<WRAPPER
+#!/bin/sh
+# QEMU ${ver}'s vhost-user-gpu, unpacked by ${by} (not installed).
+LD_LIBRARY_PATH="${libpath}\${LD_LIBRARY_PATH:+:\${LD_LIBRARY_PATH}}" exec "${bin}" "\$@"
+WRAPPER
+  chmod 755 "${wrapper}"
+  "${wrapper}" --help >/dev/null 2>&1 || die "${wrapper} --help failed"
+  rm -rf -- "${dir}/debs"
+  echo "${ver}" >"${dir}/VERSION"
+  touch "${dir}/.complete"
+  log "unpacked QEMU ${ver}'s vhost-user-gpu in $(secs_since "${t0}")s"
+  printf '%s\n' "${wrapper}"
+}
+
+# --- guest programs -----------------------------------------------------------------------------------------------
+
+# build_guest_programs CACHE_NAME HINT SOURCES -- FLAGS... [-- LIBS...]: compiles each C file of SOURCES (a
+# newline-separated list; one program each, named after it) with $CC (default gcc) and FLAGS (then LIBS),
+# strips it, into $VGPU_CACHE/CACHE_NAME/<key>/ and prints that folder. The key hashes the calling script, the
+# sources, every header beside them and guest/*.h, the compiler's version and the flags: a cached build is
+# reused. HINT says which packages a failed compile needs.
+build_guest_programs() {
+  local name="$1" hint="$2" src
+  local -a sources guest_headers flags=() libs=()
+  mapfile -t sources <<<"$3"
+  shift 4
+  while (($# > 0)) && [[ "$1" != -- ]]; do
+    flags+=("$1")
+    shift
+  done
+  (($# == 0)) || libs=("${@:2}")
+  local cc="${CC:-gcc}"
+  need_cmd "${cc}" sha256sum strip
+  [[ -n "${sources[0]:-}" ]] || die "no guest programs to build"
+  mapfile -t guest_headers < <(for src in "${sources[@]}"; do dirname "${src}"; done | sort -u |
+    while read -r d; do find "${d}" -maxdepth 1 -name '*.h'; done
+    find "${E2E_DIR}/guest" -maxdepth 1 -name '*.h' | LC_ALL=C sort -u)
+  local t0 key root out
+  t0="$(now_s)"
+  key="$({
+    sha256sum "$0" "${BASH_SOURCE[0]}" "${sources[@]}" "${guest_headers[@]}" | cut -d' ' -f1
+    "${cc}" --version | head -n 1
+    printf '%s\n' "${flags[*]} ${libs[*]}"
+  } | sha256sum | cut -c1-16)"
+  root="${VGPU_CACHE}/${name}"
+  out="${root}/${key}"
+  [[ -e "${out}/.complete" ]] || cache_lock "${name}"
+  if [[ -e "${out}/.complete" ]]; then
+    log "cached: ${out} ($(find "${out}" -mindepth 1 -maxdepth 1 -type f ! -name '.*' -printf '%f '))"
+    printf '%s\n' "${out}"
+    return 0
+  fi
+  rm -rf -- "${out}" "${out}.tmp"
+  mkdir -p "${out}.tmp"
+  for src in "${sources[@]}"; do
+    "${cc}" "${flags[@]}" -o "${out}.tmp/$(basename "${src}" .c)" "${src}" "${libs[@]}" ||
+      die "compiling ${src} failed (${hint})"
+    strip "${out}.tmp/$(basename "${src}" .c)"
+  done
+  touch "${out}.tmp/.complete"
+  mv -- "${out}.tmp" "${out}"
+  cache_keep_newest "${root}"
+  log "built ${out} ($(find "${out}" -mindepth 1 -maxdepth 1 -type f ! -name '.*' -printf '%f ')) in $(secs_since "${t0}")s"
+  printf '%s\n' "${out}"
+}
+
+# --- command lines ------------------------------------------------------------------------------------------------
+
+# usage: prints the lines usage_lines (sed's N,M) of the script's header on stderr and exits 2.
+usage() {
+  sed -n "${usage_lines:-2,3}p" "$0" >&2
+  exit 2
+}
+
+# parse_args OPTIONS ARGS...: a script's command line: positional words into the array args, `--NAME VALUE` and
+# `--NAME=VALUE` for each NAME of OPTIONS (space separated; NAME! is a flag without value, set to 1) into the
+# table opt_val. -h/--help prints the usage; another option dies.
+# shellcheck disable=SC2034 # args and opt_val are the sourcing script's
+parse_args() {
+  local known=" $1 " name
+  shift
+  args=()
+  declare -gA opt_val=()
+  while (($# > 0)); do
+    case "$1" in
+      -h | --help) usage ;;
+      --*=*)
+        name="${1%%=*}"
+        name="${name#--}"
+        [[ "${known}" == *" ${name} "* ]] || die "unknown option ${1%%=*}"
+        opt_val[${name}]="${1#*=}"
+        ;;
+      --*)
+        name="${1#--}"
+        if [[ "${known}" == *" ${name}! "* ]]; then
+          opt_val[${name}]=1
+        elif [[ "${known}" == *" ${name} "* ]]; then
+          (($# >= 2)) || die "$1 needs a value"
+          opt_val[${name}]="$2"
+          shift
+        else
+          die "unknown option $1"
+        fi
+        ;;
+      -*) die "unknown option $1" ;;
+      *) args+=("$1") ;;
+    esac
+    shift
+  done
+}
+
+# finish FAILURES FAILED PASSED [KEPT]: a test's last line: with FAILURES > 0 a hint to keep the temp dir (KEPT:
+# what it holds), then FAILED and exit 1; else PASSED.
+finish() {
+  if (($1 > 0)); then
+    [[ "${VGPU_KEEP:-0}" == 1 ]] || note "rerun with VGPU_KEEP=1 to keep ${E2E_TMP}${4:+ ($4)}"
+    log "$2"
+    exit 1
+  fi
+  log "$3"
 }

@@ -42,10 +42,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-  sed -n '7,18p' "$0" >&2
-  exit 2
-}
+usage_lines=7,18
 mode="${1:-}"
 binary="${2:-}"
 case "${mode}" in

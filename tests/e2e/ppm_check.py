@@ -382,8 +382,10 @@ def frame_source(a):
     return lambda out: qmp.call("screendump", filename=out, **extra)
 
 
-def poll(a):
-    size = parse_size(a.size)
+def shoot_until(a, judge, errors):
+    """Frames into a.out (the last one removed first) until judge(path) says (True, msg), a.timeout has passed or
+    the frame source closed; an exception of the types errors counts as a failed frame. Returns (ok, frames taken,
+    the last msg, seconds)."""
     out = os.path.abspath(a.out)
     t0 = time.monotonic()
     deadline = t0 + a.timeout
@@ -395,55 +397,53 @@ def poll(a):
             if os.path.exists(out):
                 os.unlink(out)
             shoot(out)
-            ok, msg = compare(out, size, a.draw)
-        except (RuntimeError, OSError) as e:
-            ok, msg = False, f"screendump failed: {e}"
-            if isinstance(e, RuntimeError) and "closed" in str(e):
-                break
-        if ok:
-            print(f"match after {n} screendump(s), {time.monotonic() - t0:.2f}s: {msg}")
-            return 0
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(a.interval)
-    if a.save_expected and os.path.exists(out):
-        compare(out, size, a.draw, a.save_expected)
-    print(f"no match in {n} screendump(s) over {time.monotonic() - t0:.2f}s: {msg}")
-    return 1
-
-
-def busy(a):
-    """Screendumps until one has >= min_colours distinct colours and differs from the previous one."""
-    out = os.path.abspath(a.out)
-    size = parse_size(a.size) if a.size else None
-    t0 = time.monotonic()
-    deadline = t0 + a.timeout
-    shoot = frame_source(a)
-    n, prev, msg = 0, None, "no screendump taken"
-    while True:
-        n += 1
-        try:
-            if os.path.exists(out):
-                os.unlink(out)
-            shoot(out)
-            w, h, px = read_ppm(out)
-            colours = len({px[i:i + 3] for i in range(0, len(px), 3 * 7)})  # every 7th pixel
-            moved = prev is not None and px != prev
-            msg = f"{w}x{h}, {colours} colours (every 7th pixel), {'changed' if moved else 'unchanged'}"
-            if size and (w, h) != size:
-                msg += f"; expected {size[0]}x{size[1]}"
-            elif colours >= a.min_colours and moved:
-                print(f"busy after {n} screendump(s), {time.monotonic() - t0:.2f}s: {msg}")
-                return 0
-            prev = px
-        except (RuntimeError, OSError, ValueError) as e:
+            ok, msg = judge(out)
+            if ok:
+                return True, n, msg, time.monotonic() - t0
+        except errors as e:
             msg = f"screendump failed: {e}"
             if isinstance(e, RuntimeError) and "closed" in str(e):
                 break
         if time.monotonic() >= deadline:
             break
         time.sleep(a.interval)
-    print(f"not busy in {n} screendump(s) over {time.monotonic() - t0:.2f}s: last {msg}")
+    return False, n, msg, time.monotonic() - t0
+
+
+def poll(a):
+    size = parse_size(a.size)
+    out = os.path.abspath(a.out)
+    ok, n, msg, secs = shoot_until(a, lambda path: compare(path, size, a.draw), (RuntimeError, OSError))
+    if ok:
+        print(f"match after {n} screendump(s), {secs:.2f}s: {msg}")
+        return 0
+    if a.save_expected and os.path.exists(out):
+        compare(out, size, a.draw, a.save_expected)
+    print(f"no match in {n} screendump(s) over {secs:.2f}s: {msg}")
+    return 1
+
+
+def busy(a):
+    """Screendumps until one has >= min_colours distinct colours and differs from the previous one."""
+    size = parse_size(a.size) if a.size else None
+    prev = None
+
+    def judge(path):
+        nonlocal prev
+        w, h, px = read_ppm(path)
+        colours = len({px[i:i + 3] for i in range(0, len(px), 3 * 7)})  # every 7th pixel
+        moved = prev is not None and px != prev
+        msg = f"{w}x{h}, {colours} colours (every 7th pixel), {'changed' if moved else 'unchanged'}"
+        prev = px
+        if size and (w, h) != size:
+            return False, msg + f"; expected {size[0]}x{size[1]}"
+        return colours >= a.min_colours and moved, msg
+
+    ok, n, msg, secs = shoot_until(a, judge, (RuntimeError, OSError, ValueError))
+    if ok:
+        print(f"busy after {n} screendump(s), {secs:.2f}s: {msg}")
+        return 0
+    print(f"not busy in {n} screendump(s) over {secs:.2f}s: last {msg}")
     return 1
 
 

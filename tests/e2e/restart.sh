@@ -26,31 +26,15 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-binary="" rounds=10 activation=path
-while (($# > 0)); do
-  case "$1" in
-    --rounds)
-      (($# >= 2)) || die "--rounds needs a number"
-      rounds="$2"
-      shift 2
-      ;;
-    --fd)
-      activation=fd
-      shift
-      ;;
-    -h | --help)
-      sed -n '2,24p' "$0"
-      exit 0
-      ;;
-    -*) die "unknown option '$1'" ;;
-    *)
-      binary="$1"
-      shift
-      ;;
-  esac
-done
+usage_lines=2,24
+parse_args "rounds fd!" "$@"
+binary=""
+((${#args[@]} == 0)) || binary="${args[-1]}"
+rounds="${opt_val[rounds]:-10}"
+activation=path
+[[ -z "${opt_val[fd]:-}" ]] || activation=fd
 [[ -n "${binary}" ]] || die "usage: restart.sh BINARY [--rounds N] [--fd]"
-[[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+need_backend "${binary}"
 [[ "${rounds}" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number, not '${rounds}'"
 qemu="${VGPU_QEMU:-qemu-system-x86_64}"
 qver="$(qemu_check_version "${qemu}" 8)"
@@ -58,10 +42,8 @@ need_cmd python3 setsid awk
 boot_timeout="${VGPU_E2E_TIMEOUT:-120}"
 rss_slack_kb="${VGPU_E2E_RSS_SLACK_KB:-16384}"
 
-kernel="$("${E2E_DIR}/fetch-kernel.sh")" || die "fetch-kernel.sh failed"
-progs="$("${E2E_DIR}/build-guest-programs.sh")" || die "build-guest-programs.sh failed"
-initrd="$("${E2E_DIR}/build-initramfs.sh" --add "${progs}/vgpu-draw=/bin/vgpu-draw" \
-  "$("${E2E_DIR}/fetch-kernel.sh" --root 2>/dev/null)")" || die "build-initramfs.sh failed"
+set_accel_args tcg
+guest_boot_files --draw
 e2e_tmpdir
 dir="${E2E_TMP}"
 sock="${dir}/gpu.sock"
@@ -107,16 +89,11 @@ boot() {
   local name="$1" case_name="$2" repaint_s="$3" ctl
   console="${dir}/${name}.console" qemu_log="${dir}/${name}.qemu.log" qmp_sock="${dir}/${name}.qmp" ctl="${dir}/${name}.ctl"
   : >"${console}"
-  mkfifo -- "${ctl}.in" "${ctl}.out"
-  exec {ctl_fd}<>"${ctl}.in" {ctl_out_fd}<>"${ctl}.out"
-  # shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
-  bg_start "qemu ${name}" "${qemu_log}" 1M $((boot_timeout + 60)) "${qemu}" -accel tcg -cpu max -m 512M \
-    -object memory-backend-memfd,id=mem,size=512M,share=on -machine q35,memory-backend=mem \
-    -nodefaults -no-user-config -display none -vga none \
-    -serial "file:${console}" -serial "pipe:${ctl}" -monitor none -qmp "unix:${qmp_sock},server=on,wait=off" \
-    -chardev "socket,id=gpu,path=${sock}" -device vhost-user-gpu-pci,chardev=gpu,id=gpu0 \
-    -kernel "${kernel}" -initrd "${initrd}" -no-reboot \
-    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${case_name} vgpu_e2e.repaint_s=${repaint_s} vgpu_e2e.repaint_preferred=1 vgpu_e2e.warmup_s=1 vgpu_e2e.step_timeout=60 vgpu_e2e.hold=$((boot_timeout + 30))"
+  guest_ctl_open "${ctl}"
+  qemu_base_args 512M "${sock}" "${ctl}"
+  qemu_args+=(-kernel "${kernel}" -initrd "${initrd}"
+    -append "console=ttyS0 panic=-1 vgpu_e2e.cases=${case_name} vgpu_e2e.repaint_s=${repaint_s} vgpu_e2e.repaint_preferred=1 vgpu_e2e.warmup_s=1 vgpu_e2e.step_timeout=60 vgpu_e2e.hold=$((boot_timeout + 30))")
+  bg_start "qemu ${name}" "${qemu_log}" 1M $((boot_timeout + 60)) "${qemu}" "${qemu_args[@]}"
 }
 
 # --- rounds: boot, render, SIGKILL ---------------------------------------------------------------------------------
@@ -131,7 +108,7 @@ for ((r = 1; r <= rounds; r++)); do
   qpid="$(bg_pid "${qemu_log}" "$(basename "${qemu}")")"
   [[ -n "${qpid}" ]] && kill -KILL "${qpid}" 2>/dev/null
   bg_stop "${qemu_log}" 2
-  exec {ctl_fd}>&- {ctl_out_fd}>&-
+  guest_ctl_close
   # The daemon notices the loss once it is back in its event loop (with --virgl it may first finish the
   # commands the guest had queued): wait for this round's line, up to 30 s.
   for ((i = 0; i < 300; i++)); do
@@ -163,13 +140,12 @@ if bg_running "${backend_log}"; then
     else
       fail_round "final guest: ${msg}"
     fi
-    printf 'next\n' >&"${ctl_fd}" || true
+    next_step
   else
     fail_round "final guest: no modeset ($(grep -aE 'VGPU-E2E: .*FAIL' "${console}" | head -n 1 | tr -d '\r'))"
   fi
-  qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
-  sleep 0.5
-  bg_stop "${qemu_log}" 2
+  qemu_quit 2
+  guest_ctl_close
 fi
 
 # --- verdict -------------------------------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ case "${1:-}" in
 esac
 mode="${1:-venus}"
 case "${mode}" in
-  venus) cases=renderer,venus ;;
-  igt) cases=renderer,igt ;;
-  *) cases="${mode}" ;;
+  venus) case_list=renderer,venus ;;
+  igt) case_list=renderer,igt ;;
+  *) case_list="${mode}" ;;
 esac
 
 root_and_binary sid
@@ -42,7 +42,7 @@ t_kernel="$(secs_since "${t}")"
 t="$(now_s)"
 rc=0
 VGPU_E2E_ROOT="${ROOT}" VGPU_E2E_DEVICE=generic VGPU_E2E_CONFIG_SIZE="${VGPU_E2E_CONFIG_SIZE:-24}" \
-  VGPU_KERNEL_PKG=linux-image-sid VGPU_E2E_CASES="${cases}" \
+  VGPU_KERNEL_PKG=linux-image-sid VGPU_E2E_CASES="${case_list}" \
   VGPU_E2E_FEATURES="${VGPU_E2E_FEATURES-+resource_blob +host_visible +context_init +blob_alignment}" \
   VGPU_E2E_BACKEND_ARGS="--venus --hostmem ${VGPU_E2E_HOSTMEM:-1G} ${VGPU_E2E_BACKEND_ARGS:-}" \
   VGPU_E2E_BACKEND_ENV="${VGPU_E2E_BACKEND_ENV:-LP_NUM_THREADS=1}" \

@@ -135,51 +135,26 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() {
-  sed -n '6,9p' "$0" >&2
-  exit 2
-}
-
-kind="${1:-}"
-binary="${2:-}"
+usage_lines=6,9 # sed -n '6,9p': the kinds above
+parse_args "" "$@"
+kind="${args[0]:-}"
+binary="${args[1]:-}"
 [[ -n "${kind}" ]] || usage
-
-all_cases=(renderer hostile draw kmscube igt glmark2 piglit venus share)
 case "${kind}" in
   ours | qemu-c-virgl) default_cases="renderer hostile draw kmscube igt" ;;
   *) default_cases="renderer draw kmscube igt" ;;
 esac
-read -r -a cases <<<"$(tr ',' ' ' <<<"${VGPU_E2E_CASES:-${default_cases}}")"
-for c in "${cases[@]}"; do
-  [[ " ${all_cases[*]} " == *" ${c} "* ]] || die "unknown case '${c}' (cases: ${all_cases[*]})"
-done
-((${#cases[@]} > 0)) || die "VGPU_E2E_CASES selects no case"
+select_cases "renderer hostile draw kmscube igt glmark2 piglit venus share" "${default_cases}"
 
 # --- backend kinds ---------------------------------------------------------------------------------------------
-declare -a backend_env=() backend_extra=()
+backend_kind "${kind}" "${binary}" "ours ours-2d qemu-c qemu-c-virgl"
+binary="${backend_bin}"
+declare -a backend_extra=()
 virgl=0
-case "${kind}" in
-  ours | ours-2d)
-    [[ -n "${binary}" ]] || die "usage: virgl.sh ${kind} BINARY (e.g. build/vhost-gpu)"
-    if [[ "${kind}" == ours ]]; then
-      virgl=1
-      backend_extra=(--virgl)
-    fi
-    ;;
-  qemu-c | qemu-c-virgl)
-    if [[ -z "${binary}" || ! -x "${binary}" ]]; then
-      [[ -z "${binary}" ]] || note "${binary} is not there; using fetch-qemu-backend.sh's"
-      binary="$("${E2E_DIR}/fetch-qemu-backend.sh")" || die "fetch-qemu-backend.sh failed"
-    fi
-    backend_env=(G_MESSAGES_DEBUG=all)
-    if [[ "${kind}" == qemu-c-virgl ]]; then
-      virgl=1
-      backend_extra=(--virgl)
-    fi
-    ;;
-  -h | --help) usage ;;
-  *) die "unknown backend kind '${kind}' (use ours, ours-2d, qemu-c or qemu-c-virgl)" ;;
-esac
+if [[ "${kind}" == ours || "${kind}" == qemu-c-virgl ]]; then
+  virgl=1
+  backend_extra=(--virgl)
+fi
 device="${VGPU_E2E_DEVICE:-gpu}"
 case "${device}" in
   gpu | generic) ;;
@@ -199,7 +174,7 @@ if [[ -n "${root}" ]]; then
     [[ -x "${root}${binary}" ]] || die "backend binary '${binary}' is not in ${root} (build it with build-in-root.sh)"
   fi
 fi
-((backend_in_root)) || [[ -x "${binary}" ]] || die "backend binary '${binary}' does not exist or is not executable (not built yet?)"
+((backend_in_root)) || need_backend "${binary}"
 # Where draw and kmscube read frames: QMP screendumps (vhost-user-gpu-pci), our backend's SIGUSR1 PNGs (generic
 # device: QEMU has no display for it), or nowhere (generic device, QEMU's backend).
 frames=qmp
@@ -214,26 +189,26 @@ fi
 # device also fails the ones that need a 3D context or a capset (measured with QEMU's C backend).
 # The generic device passes the backend's features: with virgl every subtest must pass (resource-create-blob only
 # once the backend offers RESOURCE_BLOB, VGPU_E2E_BLOB).
-features_req="${VGPU_E2E_FEATURES-}"
+# expect RENDERER_RE FEATURES REQUIRE ALLOW_FAIL: the defaults of VGPU_E2E_RENDERER_RE, VGPU_E2E_FEATURES,
+# VGPU_E2E_IGT_REQUIRE and VGPU_E2E_IGT_ALLOW_FAIL for this kind and device.
+expect() {
+  renderer_re="${VGPU_E2E_RENDERER_RE:-$1}"
+  features_req="${VGPU_E2E_FEATURES-$2}"
+  igt_require="${VGPU_E2E_IGT_REQUIRE-$3}"
+  igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-$4}"
+}
+igt_3d="getparam get-caps resource-create resource-info map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host"
 if [[ "${virgl}" == 1 && "${device}" == generic ]]; then
-  renderer_re="${VGPU_E2E_RENDERER_RE:-virgl}"
   if [[ "${VGPU_E2E_BLOB:-1}" == 0 ]]; then
-    features_req="${VGPU_E2E_FEATURES-+context_init}"
-    igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-info context-init map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
-    igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-resource-create-blob}"
+    expect virgl "+context_init" "${igt_3d} context-init" "resource-create-blob"
   else
-    features_req="${VGPU_E2E_FEATURES-+resource_blob +context_init}"
-    igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-create-blob resource-info context-init map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
-    igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-}"
+    expect virgl "+resource_blob +context_init" "${igt_3d} context-init resource-create-blob" ""
   fi
 elif [[ "${virgl}" == 1 ]]; then
-  renderer_re="${VGPU_E2E_RENDERER_RE:-virgl}"
-  igt_require="${VGPU_E2E_IGT_REQUIRE-getparam get-caps resource-create resource-info map execbuffer 3d-wait 3d-transfer-to-host 3d-transfer-from-host}"
-  igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-resource-create-blob context-init}"
+  expect virgl "" "${igt_3d}" "resource-create-blob context-init"
 else
-  renderer_re="${VGPU_E2E_RENDERER_RE:-llvmpipe|softpipe}"
-  igt_require="${VGPU_E2E_IGT_REQUIRE-getparam resource-create resource-info map 3d-wait 3d-transfer-to-host}"
-  igt_allow_fail="${VGPU_E2E_IGT_ALLOW_FAIL-execbuffer 3d-transfer-from-host resource-create-blob get-caps context-init}"
+  expect 'llvmpipe|softpipe' "" "getparam resource-create resource-info map 3d-wait 3d-transfer-to-host" \
+    "execbuffer 3d-transfer-from-host resource-create-blob get-caps context-init"
 fi
 igt_require=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_require}") "
 igt_allow_fail=" $(sed -E 's/(^| )drm-virtgpu-/\1/g' <<<"${igt_allow_fail}") "
@@ -324,17 +299,8 @@ events="${dir}/events.jsonl"
 : >"${console}"
 
 # --- results -----------------------------------------------------------------------------------------------------
-declare -A result=() detail=() when=() took=()
-for c in "${cases[@]}"; do
-  result[${c}]="NOT RUN"
-done
-case_fail() { # CASE MESSAGE
-  log "FAIL ${1}: ${2}"
-  if [[ "${result[$1]}" != FAIL ]]; then
-    result[$1]=FAIL
-    detail[$1]="$2"
-  fi
-}
+results_init "${cases[@]}"
+declare -A took=()
 case_note() { # CASE MESSAGE: append to a case's details
   detail[$1]="${detail[$1]:+${detail[$1]}; }$2"
 }
@@ -543,11 +509,8 @@ run_case() {
         for tok in ${features_req}; do
           [[ " ${feats} " == *" ${tok} "* ]] || case_fail renderer "the driver's features lack ${tok}: ${feats:-none}"
         done
-      elif ((rc == 3)); then
-        result[renderer]=SKIP
-        detail[renderer]="${marker}"
       else
-        case_fail renderer "guest: ${marker}"
+        case_marker_failed renderer "${rc}"
       fi
       ;;
     venus)
@@ -596,11 +559,8 @@ run_case() {
             case_fail hostile "the guest's PRIME export sent no RESOURCE_ASSIGN_UUID (VIRTIO_GPU_F_RESOURCE_UUID not passed?)"
           fi
         fi
-      elif ((rc == 3)); then
-        result[hostile]=SKIP
-        detail[hostile]="${marker}"
       else
-        case_fail hostile "guest: ${marker}"
+        case_marker_failed hostile "${rc}"
       fi
       if crash_line "${backend_log}" >/dev/null; then
         case_fail hostile "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
@@ -655,11 +615,8 @@ run_case() {
         rc=0
         wait_marker kmscube "" "${step_timeout}" || rc=$?
         ((rc == 0)) || case_fail kmscube "guest: ${marker}"
-      elif ((rc == 3)); then
-        result[kmscube]=SKIP
-        detail[kmscube]="${marker}"
       else
-        case_fail kmscube "guest: ${marker}"
+        case_marker_failed kmscube "${rc}"
       fi
       ;;
     igt)
@@ -695,9 +652,8 @@ run_case() {
         else
           case_fail igt "guest: ${marker}"
         fi
-      elif ((rc == 3)); then
-        result[igt]=SKIP
-        detail[igt]="${marker}"
+      else
+        case_marker_failed igt "${rc}"
       fi
       ;;
     glmark2)
@@ -730,11 +686,8 @@ run_case() {
           log "glmark2: ${per}"
           case_note glmark2 "${per}"
         fi
-      elif ((rc == 3)); then
-        result[glmark2]=SKIP
-        detail[glmark2]="${marker}"
       else
-        case_fail glmark2 "guest: ${marker}"
+        case_marker_failed glmark2 "${rc}"
       fi
       ;;
     share) share_case "${first_wait}" ;;
@@ -782,18 +735,8 @@ bcmd=("${binary}" --socket-path "${sock}" "${backend_extra[@]}" ${VGPU_E2E_BACKE
 backend_env+=(${VGPU_E2E_BACKEND_ENV:-})
 ((backend_in_root == 0)) || bcmd=("${in_root[@]}" --bind "${dir}" -- env "${backend_env[@]}" "${bcmd[@]}")
 budget=$((boot_timeout + igt_timeout + piglit_timeout + venus_timeout + (${#cases[@]} * 4 + 2) * step_timeout))
-bg_start backend "${backend_log}" 5M $((budget + 60)) env "${backend_env[@]}" "${bcmd[@]}"
-wait_for_socket "${sock}" 15 "${backend_log}" || {
-  show_tail "backend log" "${backend_log}"
-  die "the backend did not create its socket ${sock}"
-}
-qemu_sock="${sock}"
-if [[ "${use_proxy}" == 1 ]]; then
-  qemu_sock="${dir}/proxy.sock"
-  bg_start vu_proxy "${proxy_log}" 1M $((budget + 45)) \
-    python3 "${E2E_DIR}/vu_proxy.py" --listen "${qemu_sock}" --backend "${sock}" --log "${events}"
-  wait_for_socket "${qemu_sock}" 15 "${proxy_log}" || die "vu_proxy.py did not start"
-fi
+backend_start "" "${budget}" "${sock}" "${use_proxy}" env "${backend_env[@]}" "${bcmd[@]}" ||
+  die "the backend or vu_proxy.py did not start"
 # The share case's importing device (generic device only: QEMU 10.0 has no user-creatable generic device).
 declare -a importer_args=()
 use_importer=0
@@ -808,27 +751,14 @@ if [[ " ${cases[*]} " == *" share "* && "${device}" == generic && ("${kind}" == 
   importer_args=(-chardev "socket,id=importer,path=${dir}/importer.sock"
     -device "${generic_name},chardev=importer,id=importer0,virtio-id=30,num_vqs=1,config_size=0")
 fi
-mkfifo -- "${ctl}.in" "${ctl}.out"
-exec {ctl_fd}<>"${ctl}.in"
-exec {ctl_out_fd}<>"${ctl}.out" # keeps the pipe open; the guest's port is raw and silent
-
+guest_ctl_open "${ctl}"
 cases_arg="$(IFS=,; echo "${cases[*]}")"
-# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
-qemu_args=(
-  "${accel_args[@]}"
-  -m "${mem}"
-  -object "memory-backend-memfd,id=mem,size=${mem},share=on"
-  -machine q35,memory-backend=mem
-  -nodefaults -no-user-config -display none -vga none
-  -serial "file:${console}" -serial "pipe:${ctl}" -monitor none
-  -qmp "unix:${qmp_sock},server=on,wait=off"
-  -chardev "socket,id=gpu,path=${qemu_sock}"
-  "${device_args[@]}"
+qemu_base_args "${mem}" "${qemu_sock}" "${ctl}" "${device_args[1]}"
+qemu_args+=(
   "${importer_args[@]}"
   -drive "file=${rootimg},if=virtio,format=raw,readonly=on"
   -kernel "${kernel}" -initrd "${initrd}"
   -append "console=ttyS0 panic=-1 quiet vgpu_e2e.root=/dev/vda vgpu_e2e.cases=${cases_arg} vgpu_e2e.step_timeout=$((step_timeout * 3 + 60)) vgpu_e2e.glmark2=${glmark2_scenes} vgpu_e2e.piglit_jobs=${piglit_jobs} vgpu_e2e.piglit_timeout=${piglit_test_timeout} ${VGPU_E2E_GGML_OPS:+ vgpu_e2e.ggml_ops=${VGPU_E2E_GGML_OPS}}${VGPU_E2E_GGML_PARAMS:+ vgpu_e2e.ggml_params=${VGPU_E2E_GGML_PARAMS}} vgpu_e2e.venus_steps=${venus_steps}${VGPU_E2E_VN_DEBUG:+ vgpu_e2e.vn_debug=${VGPU_E2E_VN_DEBUG}}${VGPU_E2E_HOSTILE_SEED:+ vgpu_e2e.hostile_seed=${VGPU_E2E_HOSTILE_SEED}} vgpu_e2e.hold=$((budget + 30))"
-  -no-reboot
 )
 t_qemu="$(now_s)"
 qcmd=("${qemu}")
@@ -857,7 +787,7 @@ else
   first_wait="${boot_timeout}"
   for c in "${cases[@]}"; do
     if ! boot_alive; then
-      case_fail "${c}" "not run: $(bg_running "${backend_log}" || echo "the backend ended (exit status $(bg_rc "${backend_log}"))") $(bg_running "${qemu_log}" || echo "QEMU ended (exit status $(bg_rc "${qemu_log}"))")"
+      case_fail "${c}" "not run: $(boot_ended)"
       continue
     fi
     log "case ${c}"
@@ -870,37 +800,17 @@ else
   fi
 fi
 
-# Wrap up: the backend must have survived; QEMU quits through QMP.
-backend_alive=0
-bg_running "${backend_log}" && backend_alive=1
-if bg_running "${qemu_log}"; then
-  qmp "${qmp_sock}" quit >/dev/null 2>&1 || true
-fi
-for ((i = 0; i < 50; i++)); do
-  bg_running "${qemu_log}" || break
-  sleep 0.1
-done
-bg_stop "${qemu_log}" 3
-bg_stop "${backend_log}" 3
-[[ "${use_proxy}" != 1 ]] || bg_stop "${proxy_log}" 2
+# Wrap up: the backend must have survived, without a crash; QEMU quits through QMP.
+boot_stop "${use_proxy}"
 if ((use_importer)); then
   printf 'quit\n' >&"${importer_fd}" || true
   bg_stop "${importer_log}" 2
   exec {importer_fd}>&-
 fi
-exec {ctl_fd}>&- {ctl_out_fd}>&-
-
-for c in "${cases[@]}"; do
-  if [[ "${backend_alive}" != 1 ]]; then
-    case_fail "${c}" "the backend ended during the boot (exit status $(bg_rc "${backend_log}"))"
-  fi
-  if crash_line "${backend_log}" >/dev/null; then
-    case_fail "${c}" "backend log: $(crash_line "${backend_log}" | cut -c1-200)"
-  fi
-done
-if grep -aqE 'vhost initialization failed|requires kvm|vhost_backend_init failed' "${qemu_log}"; then
-  for c in "${cases[@]}"; do case_fail "${c}" "QEMU: $(grep -aE 'vhost' "${qemu_log}" | head -n 1)"; done
-fi
+guest_ctl_close
+while IFS= read -r problem; do
+  fail_all "${problem}" "${cases[@]}"
+done < <(boot_problems "")
 
 # The piglit case's verdict and logs beside its results (piglit.sh reads status.txt).
 if [[ " ${cases[*]} " == *" piglit "* ]]; then
@@ -934,12 +844,6 @@ done
     "${t_switch:-never}${t_switch:+s}" "${t_rootok:-never}${t_rootok:+s}" "${t_prep}" "${t_root}" "$(e2e_elapsed)"
   printf '(guest[s]: the case'"'"'s duration by the guest clock; at[s]: seconds from QEMU'"'"'s start to its last check)\n'
 } | tee "${tmp}/report.txt"
-if ((failures > 0)); then
-  show_tail "guest console" "${console}" 60
-  show_tail "backend log" "${backend_log}" 30
-  show_tail "QEMU log" "${qemu_log}" 15
-  [[ "${VGPU_KEEP:-0}" == 1 ]] || note "rerun with VGPU_KEEP=1 to keep ${tmp} (console, screendumps, logs)"
-  log "VIRGL E2E FAILED (${failures} of ${#cases[@]} cases; backend ${kind})"
-  exit 1
-fi
-log "VIRGL E2E PASSED (${#cases[@]} cases; backend ${kind})"
+((failures == 0)) || show_boot_logs ""
+finish "${failures}" "VIRGL E2E FAILED (${failures} of ${#cases[@]} cases; backend ${kind})" \
+  "VIRGL E2E PASSED (${#cases[@]} cases; backend ${kind})" "console, screendumps, logs"

@@ -126,48 +126,55 @@ def describe_gpu(request, flags, payload):
     return f
 
 
-def pump_gpu(backend_side, qemu_side):
-    """The display channel, backend to QEMU: parsed and recorded."""
+def pump_messages(src, dst, name, forward):
+    """vhost-user framed messages from src to dst until src closes; forward(request, flags, payload, fds) records
+    one and returns the descriptors to send with it. An error is recorded on channel name."""
     try:
         while True:
-            msg = read_message(backend_side)
+            msg = read_message(src)
             if msg is None:
                 break
             request, flags, hdr, payload, fds = msg
-            event(dir="gpu", **describe_gpu(request, flags, payload))
-            send_all(qemu_side, hdr + payload, fds)
+            send_all(dst, hdr + payload, forward(request, flags, payload, fds))
     except (OSError, EOFError) as e:
-        event(dir="gpu", error=str(e))
-    finally:
-        event(dir="gpu", closed=True)  # an old display channel QEMU replaced; the proxy goes on
-        for s in (backend_side, qemu_side):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        event(dir=name, error=str(e))
+
+
+def pump_gpu(backend_side, qemu_side):
+    """The display channel, backend to QEMU: parsed and recorded."""
+    def record(request, flags, payload, fds):
+        event(dir="gpu", **describe_gpu(request, flags, payload))
+        return fds
+
+    pump_messages(backend_side, qemu_side, "gpu", record)
+    event(dir="gpu", closed=True)  # an old display channel QEMU replaced; the proxy goes on
+    for s in (backend_side, qemu_side):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def intercept_frontend(request, flags, payload, fds):
+    """One vhost-user request, QEMU to backend: recorded; VHOST_USER_GPU_SET_SOCKET's display channel is swapped
+    for one end of a socket pair whose other end pump_gpu relays to QEMU's."""
+    if request != VHOST_USER_GPU_SET_SOCKET or len(fds) != 1:
+        event(dir="vu", req=VU_REQUESTS.get(request, request))
+        return fds
+    qemu_gpu = socket.socket(fileno=fds[0])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    threading.Thread(target=pump_gpu, args=(ours, qemu_gpu), daemon=True).start()
+    threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies", False), daemon=True).start()
+    fds = [os.dup(theirs.fileno())]
+    theirs.close()
+    event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")
+    return fds
 
 
 def pump_frontend(qemu, backend):
     """vhost-user requests, QEMU to backend: parsed to catch VHOST_USER_GPU_SET_SOCKET."""
     try:
-        while True:
-            msg = read_message(qemu)
-            if msg is None:
-                break
-            request, flags, hdr, payload, fds = msg
-            if request == VHOST_USER_GPU_SET_SOCKET and len(fds) == 1:
-                qemu_gpu = socket.socket(fileno=fds[0])
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                threading.Thread(target=pump_gpu, args=(ours, qemu_gpu), daemon=True).start()
-                threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies", False), daemon=True).start()
-                fds = [os.dup(theirs.fileno())]
-                theirs.close()
-                event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")
-            else:
-                event(dir="vu", req=VU_REQUESTS.get(request, request))
-            send_all(backend, hdr + payload, fds)
-    except (OSError, EOFError) as e:
-        event(dir="vu", error=str(e))
+        pump_messages(qemu, backend, "vu", intercept_frontend)
     finally:
         stop("vu")
 

@@ -110,24 +110,22 @@ struct drm_mode_fb_dirty_cmd {
   uint64_t clips_ptr;
 };
 
+/* drm_mode_cursor2 is drm_mode_cursor with a hotspot appended: one field list for both. */
+#define DRM_MODE_CURSOR_FIELDS \
+  uint32_t flags;              \
+  uint32_t crtc_id;            \
+  int32_t x;                   \
+  int32_t y;                   \
+  uint32_t width;              \
+  uint32_t height;             \
+  uint32_t handle
+
 struct drm_mode_cursor {
-  uint32_t flags;
-  uint32_t crtc_id;
-  int32_t x;
-  int32_t y;
-  uint32_t width;
-  uint32_t height;
-  uint32_t handle;
+  DRM_MODE_CURSOR_FIELDS;
 };
 
 struct drm_mode_cursor2 {
-  uint32_t flags;
-  uint32_t crtc_id;
-  int32_t x;
-  int32_t y;
-  uint32_t width;
-  uint32_t height;
-  uint32_t handle;
+  DRM_MODE_CURSOR_FIELDS;
   int32_t hot_x;
   int32_t hot_y;
 };

@@ -3,7 +3,8 @@
  * line from the control tty (`next` goes on, `quit` ends the program); `VGPU-E2E: <case> FAIL <what>[: errno]`
  * and exit 1 on an error. Header-only (static inline): each program is one translation unit.
  *
- *   g_case = argv[1]; ctl_open("/dev/ttyS1");
+ *   const char *ctl = e2e_args(argc, argv, "modeset|partial");  // g_case = argv[1], options parsed
+ *   ctl_open(ctl);
  *   step_done("base", "%ux%u", w, h);        // marker, then wait for the host
  *   if (fd < 0) fail("open %s", path);        // errno appended when set
  */
@@ -52,6 +53,30 @@ static inline void ctl_open(const char* dev) {
   t.c_cc[VTIME] = 0;
   if (tcsetattr(g_ctl, TCSANOW, &t) != 0) fail("tcsetattr %s", dev);
   tcflush(g_ctl, TCIOFLUSH);
+}
+
+/* The command line every e2e guest program takes, `PROG CASE [--ctl DEV] [--timeout S]`: line-buffers stdout,
+ * sets g_case (and g_timeout_s), returns the control tty (default /dev/ttyS1). Exits 2 with a usage line naming
+ * CASES when there is no case; an unknown option fails the case. */
+static inline const char* e2e_args(int argc, char** argv, const char* cases) {
+  const char* ctl = "/dev/ttyS1";
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s %s [--ctl DEV] [--timeout S]\n", argv[0], cases);
+    exit(2);
+  }
+  g_case = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--ctl") == 0) {
+      ctl = argv[i + 1];
+    } else if (strcmp(argv[i], "--timeout") == 0) {
+      g_timeout_s = atoi(argv[i + 1]);
+    } else {
+      errno = 0;
+      fail("unknown option %s", argv[i]);
+    }
+  }
+  return ctl;
 }
 
 /* Prints the step's marker, then waits for the host's `next` (returns) or `quit` (exits 0). */

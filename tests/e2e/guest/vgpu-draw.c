@@ -383,21 +383,18 @@ static void suspend_to_ram(void) {
       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }
 
-static void case_modeset(void) {
+/* Virtual-1 at its preferred mode showing PATTERN; the marker gives the mode. */
+static void show_preferred(const uint32_t pattern[4]) {
   struct output *o = need_output("Virtual-1");
   struct fb f;
-  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_A);
+  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), pattern);
   step_done(NULL, "%ux%u", m->hdisplay, m->vdisplay);
   fb_destroy(&f);
 }
 
-static void case_after_resume(void) {
-  struct output *o = need_output("Virtual-1");
-  struct fb f;
-  const struct drm_mode_modeinfo *m = show_quad(o, &f, preferred_mode(o), QUAD_B);
-  step_done(NULL, "%ux%u", m->hdisplay, m->vdisplay);
-  fb_destroy(&f);
-}
+static void case_modeset(void) { show_preferred(QUAD_A); }
+
+static void case_after_resume(void) { show_preferred(QUAD_B); }
 
 static void case_partial(void) {
   struct output *o = need_output("Virtual-1");
@@ -567,24 +564,7 @@ static void case_repaint(void) {
 }
 
 int main(int argc, char **argv) {
-  const char *ctl = "/dev/ttyS1";
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s modeset|partial|cursor|two-outputs|mode-change|rebind|suspend|repaint [--ctl DEV] [--timeout S]\n",
-            argv[0]);
-    return 2;
-  }
-  g_case = argv[1];
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--ctl") == 0) {
-      ctl = argv[i + 1];
-    } else if (strcmp(argv[i], "--timeout") == 0) {
-      g_timeout_s = atoi(argv[i + 1]);
-    } else {
-      errno = 0;
-      fail("unknown option %s", argv[i]);
-    }
-  }
+  const char *ctl = e2e_args(argc, argv, "modeset|partial|cursor|two-outputs|mode-change|rebind|suspend|repaint");
   static const struct {
     const char *name;
     void (*run)(void);

@@ -368,23 +368,7 @@ static void case_draw(void) {
 }
 
 int main(int argc, char **argv) {
-  const char *ctl = "/dev/ttyS1";
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s info|draw [--ctl DEV] [--timeout S]\n", argv[0]);
-    return 2;
-  }
-  g_case = argv[1];
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--ctl") == 0) {
-      ctl = argv[i + 1];
-    } else if (strcmp(argv[i], "--timeout") == 0) {
-      g_timeout_s = atoi(argv[i + 1]);
-    } else {
-      errno = 0;
-      fail("unknown option %s", argv[i]);
-    }
-  }
+  const char *ctl = e2e_args(argc, argv, "info|draw");
   if (strcmp(g_case, "info") == 0) {
     g_case = "renderer";
     case_info();

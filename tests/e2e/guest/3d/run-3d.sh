@@ -118,17 +118,9 @@ case_kmscube() {
   ctl_open
   # kmscube ends when its stdin becomes readable ("user interrupted!"); a background job's stdin is /dev/null,
   # always readable. A FIFO held open for writing by this shell never is, until a line is written to it.
-  rm -f /tmp/kmscube.in
-  mkfifo /tmp/kmscube.in
-  exec 4<>/tmp/kmscube.in
-  kmscube -D /dev/dri/card0 <&4 >"${log}" 2>&1 &
-  pid=$!
+  held_start /tmp/kmscube.in "${log}" kmscube -D /dev/dri/card0
   # It prints its GL strings once EGL is up; the host then screendumps until the cube shows and moves.
-  for ((i = 0; i < step_timeout * 10; i++)); do
-    grep -q 'renderer' "${log}" && break
-    kill -0 "${pid}" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_log "${log}" 'renderer'
   if ! kill -0 "${pid}" 2>/dev/null; then
     wait "${pid}"
     rc=$?
@@ -265,6 +257,63 @@ venus_run() {
   venus_report "${step}" "${t0}" "${rc}"
 }
 
+# held_start FIFO LOG CMD...: CMD in the background, its output in LOG and its stdin on the FIFO, which this shell
+# holds open for writing on fd 4: CMD reads no end of file until a line is written there. Sets pid.
+held_start() {
+  local fifo="$1" log="$2"
+  shift 2
+  rm -f "${fifo}"
+  mkfifo "${fifo}"
+  exec 4<>"${fifo}"
+  "$@" <&4 >"${log}" 2>&1 &
+  pid=$!
+}
+
+# wait_log LOG REGEX: until LOG has a line matching REGEX, $pid has ended or step_timeout has passed.
+wait_log() {
+  local i
+  for ((i = 0; i < step_timeout * 10; i++)); do
+    grep -q "$2" "$1" && break
+    kill -0 "${pid}" 2>/dev/null || break
+    sleep 0.1
+  done
+}
+
+# venus_judged STEP VERDICT CMD...: venus_run STEP (4 step timeouts) CMD...; when it ran, VERDICT reads its log
+# (/tmp/venus-STEP.log), says `venus:STEP ok ...` or `venus:STEP FAIL ...` and returns non-zero on the latter.
+venus_judged() {
+  local step="$1" verdict="$2"
+  shift 2
+  venus_run "${step}" $((step_timeout * 4)) "$@" && "${verdict}"
+}
+
+# ggml_verdict: test-backend-ops ran on the Venus device and every case passed.
+ggml_verdict() {
+  local passed
+  passed="$(sed -nE 's/^ *([0-9]+)\/([0-9]+) tests passed.*/\1 \2/p' /tmp/venus-ggml.log | tail -n 1)"
+  if grep -qE 'Device description: Virtio-GPU Venus' /tmp/venus-ggml.log &&
+    grep -qE 'Backend Vulkan0: .*OK' /tmp/venus-ggml.log && [[ -n "${passed}" ]] &&
+    ((${passed% *} > 0 && ${passed% *} == ${passed#* })); then
+    say "venus:ggml ok passed=${passed% *}/${passed#* } ops=${ggml_ops}"
+  else
+    say "venus:ggml FAIL the Venus device did not run and pass every case (${passed:-no count})"
+    return 1
+  fi
+}
+
+# llama_verdict: test-llama-archs has Venus rows, all OK, and its summary says every test passed.
+llama_verdict() {
+  local venus_rows venus_ok
+  venus_rows="$(grep -cE '^\|.*llama\|.*Venus' /tmp/venus-llama.log || true)"
+  venus_ok="$(grep -E '^\|.*llama\|.*Venus' /tmp/venus-llama.log | grep -vc 'FAIL' || true)"
+  if ((venus_rows > 0 && venus_ok == venus_rows)) && grep -qE '^Summary: all [0-9]+ test\(s\) passed' /tmp/venus-llama.log; then
+    say "venus:llama ok venus_rows=${venus_rows} $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
+  else
+    say "venus:llama FAIL Venus rows ${venus_rows}, of them OK ${venus_ok}; $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
+    return 1
+  fi
+}
+
 # venus_report STEP T0 RC: the step's time marker, then its log's last lines as venus-log markers (RC != 0) or
 # the lines matching VENUS_KEEP_RE as venus-out markers. Returns RC.
 venus_report() {
@@ -288,16 +337,8 @@ venus_scanout() {
   local log=/tmp/venus-scanout.log pid i rc t0
   t0="$(uptime_s)"
   ctl_open
-  rm -f /tmp/vk-scanout.in
-  mkfifo /tmp/vk-scanout.in
-  exec 4<>/tmp/vk-scanout.in
-  timeout -k 10 "${step_timeout}" "${E}/vk-draw" scanout <&4 >"${log}" 2>&1 &
-  pid=$!
-  for ((i = 0; i < step_timeout * 10; i++)); do
-    grep -q '^vk-draw: shown ' "${log}" && break
-    kill -0 "${pid}" 2>/dev/null || break
-    sleep 0.1
-  done
+  held_start /tmp/vk-scanout.in "${log}" timeout -k 10 "${step_timeout}" "${E}/vk-draw" scanout
+  wait_log "${log}" '^vk-draw: shown '
   if grep -q '^vk-draw: shown ' "${log}"; then
     say "venus:scanout shown $(sed -n 's/^vk-draw: shown //p' "${log}" | head -n 1)"
     ctl_wait || say "venus:scanout: no word from the host within ${step_timeout} s"
@@ -379,39 +420,14 @@ case_venus() {
   fi
   if [[ ",${venus_steps}," == *,ggml,* ]]; then
     # Passing means: the Venus device ran the cases (not skipped as absent), and every one of them passed.
-    local passed
-    if VENUS_KEEP_RE='ggml_vulkan: 0|Device description|tests passed|Backend Vulkan0|backends passed' \
-      venus_run ggml $((step_timeout * 4)) "${tests}/test-backend-ops" -b Vulkan0 -o "${ggml_ops}" \
-      -p "${ggml_params}"; then
-      passed="$(sed -nE 's/^ *([0-9]+)\/([0-9]+) tests passed.*/\1 \2/p' /tmp/venus-ggml.log | tail -n 1)"
-      if grep -qE 'Device description: Virtio-GPU Venus' /tmp/venus-ggml.log &&
-        grep -qE 'Backend Vulkan0: .*OK' /tmp/venus-ggml.log && [[ -n "${passed}" ]] &&
-        ((${passed% *} > 0 && ${passed% *} == ${passed#* })); then
-        say "venus:ggml ok passed=${passed% *}/${passed#* } ops=${ggml_ops}"
-      else
-        say "venus:ggml FAIL the Venus device did not run and pass every case (${passed:-no count})"
-        failed+=(ggml)
-      fi
-    else
+    VENUS_KEEP_RE='ggml_vulkan: 0|Device description|tests passed|Backend Vulkan0|backends passed' \
+      venus_judged ggml ggml_verdict "${tests}/test-backend-ops" -b Vulkan0 -o "${ggml_ops}" -p "${ggml_params}" ||
       failed+=(ggml)
-    fi
   fi
   if [[ ",${venus_steps}," == *,llama,* ]]; then
     # Its table has a row per device and model config: the Venus rows must be there and OK against the CPU.
-    local venus_rows venus_ok
-    if VENUS_KEEP_RE='ggml_vulkan: 0|Model arch|\|.*llama|Summary' venus_run llama $((step_timeout * 4)) \
-      "${tests}/test-llama-archs" -a '^llama$' -s 42; then
-      venus_rows="$(grep -cE '^\|.*llama\|.*Venus' /tmp/venus-llama.log || true)"
-      venus_ok="$(grep -E '^\|.*llama\|.*Venus' /tmp/venus-llama.log | grep -vc 'FAIL' || true)"
-      if ((venus_rows > 0 && venus_ok == venus_rows)) && grep -qE '^Summary: all [0-9]+ test\(s\) passed' /tmp/venus-llama.log; then
-        say "venus:llama ok venus_rows=${venus_rows} $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
-      else
-        say "venus:llama FAIL Venus rows ${venus_rows}, of them OK ${venus_ok}; $(grep -E '^Summary' /tmp/venus-llama.log | tail -n 1)"
-        failed+=(llama)
-      fi
-    else
-      failed+=(llama)
-    fi
+    VENUS_KEEP_RE='ggml_vulkan: 0|Model arch|\|.*llama|Summary' \
+      venus_judged llama llama_verdict "${tests}/test-llama-archs" -a '^llama$' -s 42 || failed+=(llama)
   fi
   # bench/venus.sh's step (not a check): the tiny model test-llama-archs writes, timed by llama-bench on the
   # Venus device (-ngl 99) and on the guest's CPU (-ngl 0); its markdown rows come out as venus-out lines.
