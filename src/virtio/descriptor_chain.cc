@@ -29,6 +29,7 @@ std::string_view to_string(ChainError e) {
     case ChainError::BadIndirectTable: return "indirect table length invalid";
     case ChainError::IndirectNotNegotiated: return "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
     case ChainError::TooLong: return "descriptor chain longer than 4 GiB";
+    case ChainError::TooManyDescriptors: return "descriptor chain of more than 1024 descriptors";
     case ChainError::BadAddress: return "descriptor buffer not in guest memory";
     case ChainError::ShortRead: return "chain has fewer readable bytes than needed";
     case ChainError::ShortWrite: return "chain has less writable room than needed";
@@ -42,6 +43,11 @@ constexpr uint16_t kKnownFlags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE | VRING_
 // The largest indirect table we accept: the largest queue size (spec 2.7: Queue Size <= 32768).
 constexpr uint32_t kMaxIndirectEntries = 32768;
 constexpr uint64_t kMaxChainBytes = std::numeric_limits<uint32_t>::max();
+// The most descriptors one chain may have, direct and indirect together. Spec 2.7.5.3.1: "A driver MUST NOT
+// create a descriptor chain longer than the Queue Size of the device"; we accept up to 1024 whatever the queue
+// size, QEMU's VIRTQUEUE_MAX_SIZE, so that any chain QEMU's own devices take is taken here. Each held chain
+// then costs at most 1024 segments (16 KiB), and a queue holds at most its size in chains (Queue::in_flight).
+constexpr uint32_t kMaxChainDescriptors = 1024;
 
 uint64_t total_len(std::span<const Segment> segments) {
   uint64_t sum = 0;
@@ -63,6 +69,7 @@ class ChainWalker {
     // (spec 2.7.5.2: "this implies that loops in the descriptor chain are forbidden").
     for (uint32_t visited = 1;; ++visited) {
       if (visited > entries) return fail(ChainError::Loop);
+      if (++descriptors_ > kMaxChainDescriptors) return fail(ChainError::TooManyDescriptors);
       // Plain copy: descriptors are ordered after the acquire load of avail->idx that made this chain
       // visible. Each descriptor is copied once and only the copy is checked and used (no TOCTOU).
       auto at = offset_by(table, uint64_t{index} * sizeof(vring_desc));
@@ -126,6 +133,7 @@ class ChainWalker {
   bool indirect_negotiated_;
   bool saw_writable_ = false;
   uint64_t total_ = 0;
+  uint32_t descriptors_ = 0;  // visited so far, the indirect-table descriptor included
   std::vector<Segment> readable_;
   std::vector<Segment> writable_;
 };

@@ -36,6 +36,7 @@ enum class ChainError {
   BadIndirectTable,       // indirect length 0, not a multiple of 16, or more than 32768 entries
   IndirectNotNegotiated,  // INDIRECT flag without VIRTIO_RING_F_INDIRECT_DESC
   TooLong,                // total length of the chain over 4 GiB - 1 (the used ring's len is 32 bits)
+  TooManyDescriptors,     // more than kMaxChainDescriptors descriptors, direct and indirect together
   BadAddress,             // a descriptor's buffer (or an indirect table) is not in guest memory
   // Errors from Reader / Writer.
   ShortRead,   // the readable part has fewer bytes than asked

@@ -18,6 +18,7 @@ std::string_view to_string(QueueError e) {
     case QueueError::Misaligned: return "ring address misaligned";
     case QueueError::RingNotInMemory: return "ring not in guest memory";
     case QueueError::AvailIdxJump: return "avail index moved by more than the queue size";
+    case QueueError::HeadInFlight: return "a head published again while the device still holds its chain";
     case QueueError::Memory: return "ring access failed";
   }
   return "unknown queue error";
@@ -78,7 +79,7 @@ Result<Queue, QueueError> Queue::create(const GuestMemory& mem, const QueueConfi
 }
 
 Queue::Queue(const GuestMemory& mem, const QueueConfig& config, uint16_t next_avail)
-    : mem_(&mem), config_(config), next_avail_(next_avail), shadow_avail_idx_(next_avail) {}
+    : mem_(&mem), config_(config), next_avail_(next_avail), shadow_avail_idx_(next_avail), in_flight_(config.size) {}
 
 GuestAddress Queue::avail_field(uint64_t offset) const {
   return GuestAddress{raw(config_.avail) + offset};
@@ -123,6 +124,14 @@ Result<std::optional<DescriptorChain>, ChainError> Queue::pop() {
     mark_broken(QueueError::Memory);
     return std::nullopt;
   }
+  // Spec 2.7.13 (Supplying Buffers to The Device): a head in the available ring hands its chain to the device
+  // until the device returns it in the used ring. Publishing it again meanwhile is a driver error that would
+  // let a guest make us hold (and copy) the same chain without bound; like QEMU's virtqueue_pop and
+  // libvhost-user, the queue is then broken (the transport reports DEVICE_NEEDS_RESET where it can).
+  if (*head < config_.size && in_flight_[*head]) {
+    mark_broken(QueueError::HeadInFlight);
+    return std::nullopt;
+  }
   ++next_avail_;
   if (config_.event_idx && notifications_enabled_) set_avail_event(next_avail_);
 
@@ -133,12 +142,20 @@ Result<std::optional<DescriptorChain>, ChainError> Queue::pop() {
     put_used(*head, 0);
     return fail(chain.error());
   }
+  in_flight_[*head] = true;
+  ++in_flight_count_;
   return std::optional<DescriptorChain>(std::move(*chain));
 }
 
 void Queue::add_used(DescriptorChain chain, uint32_t written) {
   // Never claim more bytes than the driver offered.
   const auto len = static_cast<uint32_t>(std::min<uint64_t>(written, chain.writable_len()));
+  // A chain popped from an earlier Queue of this ring (before the transport re-created it) was never
+  // counted here.
+  if (chain.head() < config_.size && in_flight_[chain.head()]) {
+    in_flight_[chain.head()] = false;
+    --in_flight_count_;
+  }
   put_used(chain.head(), len);
 }
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "memory/guest_memory.h"
@@ -40,6 +41,7 @@ enum class QueueError {
   Misaligned,       // ring addresses not aligned as spec 2.7 requires (desc 16, avail 2, used 4)
   RingNotInMemory,  // some ring byte is not backed by guest memory
   AvailIdxJump,     // the driver moved avail->idx by more than the queue size: the queue is broken
+  HeadInFlight,     // the driver published a head again before the device returned it on the used ring
   Memory,           // a ring access failed (memory removed under us)
 };
 
@@ -71,8 +73,12 @@ class Queue {
   [[nodiscard]] std::optional<QueueError> broken_reason() const { return broken_; }
 
   // Places a completed chain on the used ring; `written` is the number of bytes the device wrote (clamped to
-  // the chain's writable length).
+  // the chain's writable length). The chain's head is no longer in flight.
   void add_used(DescriptorChain chain, uint32_t written);
+
+  // Chains popped and not yet placed on the used ring. Never more than the queue size: each is a distinct
+  // head, and a head published again while in flight breaks the queue.
+  [[nodiscard]] uint32_t in_flight() const { return in_flight_count_; }
 
   // Signals the interrupt if the driver wants to be notified about the used entries added since the last
   // signal (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX; spec 2.7.7.2).
@@ -116,6 +122,9 @@ class Queue {
   bool notifications_enabled_ = true;  // kick side: see disable_notifications()
   std::optional<QueueError> broken_;
   std::function<void()> interrupt_;
+  // in_flight_[head]: that head's chain was popped and is not on the used ring yet (see pop()).
+  std::vector<bool> in_flight_;
+  uint32_t in_flight_count_ = 0;
 };
 
 }  // namespace vgpu
