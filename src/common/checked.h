@@ -15,9 +15,8 @@ namespace vgpu {
 
 template <std::unsigned_integral T>
 constexpr std::optional<T> checked_add(T a, T b) {
-  T out{};
-  if (__builtin_add_overflow(a, b, &out)) return std::nullopt;
-  return out;
+  T sum{};
+  return __builtin_add_overflow(a, b, &sum) ? std::nullopt : std::optional<T>(sum);
 }
 
 template <std::unsigned_integral T>
@@ -28,9 +27,8 @@ constexpr std::optional<T> checked_sub(T a, T b) {
 
 template <std::unsigned_integral T>
 constexpr std::optional<T> checked_mul(T a, T b) {
-  T out{};
-  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
-  return out;
+  T product{};
+  return __builtin_mul_overflow(a, b, &product) ? std::nullopt : std::optional<T>(product);
 }
 
 // True when [offset, offset + len) lies inside [0, size), without ever computing a wrapped sum.

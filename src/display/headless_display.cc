@@ -54,13 +54,10 @@ void HeadlessDisplay::update(uint32_t scanout, const Rect& damage, const ImageVi
                              uint32_t src_y) {
   if (scanout >= num_scanouts_) return;
   Frame& f = frames_[scanout];
-  const std::optional<Rect> clipped = clip_update(damage, f.width, f.height, image, src_x, src_y);
-  if (!clipped) {
-    VGPU_LOG_DEBUG("headless display: update of scanout {} outside its image, dropped", scanout);
-    return;
-  }
+  const std::optional<Rect> clipped =
+      rect_to_copy("headless display", scanout, damage, f.width, f.height, image, src_x, src_y);
+  if (!clipped) return;
   const Rect& rect = *clipped;
-  if (rect.empty()) return;
   const std::byte* in = image.data + size_t{src_y} * image.stride + size_t{src_x} * kBytesPerPixel;
   for (uint32_t row = 0; row < rect.height; ++row) {
     uint32_t* out = f.pixels.data() + size_t{rect.y + row} * f.width + rect.x;

@@ -23,7 +23,7 @@ namespace vgpu {
 
 class HeadlessDisplay final : public Display {
  public:
-  static constexpr uint32_t kDefaultWidth = 1280;
+  static constexpr uint32_t kDefaultWidth = 1280;  // QEMU's virtio-gpu defaults (its xres and yres properties)
   static constexpr uint32_t kDefaultHeight = 800;
 
   struct CursorState {

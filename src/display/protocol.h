@@ -1,7 +1,7 @@
 // vhost-user-gpu display wire format (QEMU docs/interop/vhost-user-gpu.rst; the frontend side is QEMU's
 // hw/display/vhost-user-gpu.c). The backend (us) sends requests on the socket QEMU passed with
 // VHOST_USER_GPU_SET_SOCKET; QEMU replies only to the requests kRequests marks `replies`. Every number is in
-// this one table, checked against QEMU 7.2, 10.0 and 11.1. Payloads are host-endian (both ends share a host).
+// this one table, checked against QEMU 7.2, 10.0 and 11.1. Payloads are host-endian (common/wire.h).
 //
 //   const RequestInfo& info = request_info(Request::GetEdid);    // size, reply size, feature bit
 //   MessageHeader hdr{static_cast<uint32_t>(Request::Scanout), 0, sizeof(ScanoutPayload)};
@@ -11,21 +11,19 @@
 #include <linux/virtio_gpu.h>
 
 #include <array>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
+#include "common/wire.h"
 #include "renderer/image.h"
 
 namespace vgpu::display {
 
-static_assert(std::endian::native == std::endian::little, "vhost-user-gpu payloads are host-endian (LE hosts)");
-
 // VhostUserGpuRequest. QEMU numbers them by enum order from NONE = 0; the rst gives each id explicitly.
 enum class Request : uint32_t {
-  None = 0,
+  None = 0,  // not a request: never sent
   GetProtocolFeatures = 1,
   SetProtocolFeatures = 2,
   GetDisplayInfo = 3,
@@ -48,12 +46,7 @@ constexpr uint64_t kProtocolFeatureDmabuf2 = uint64_t{1} << 1;
 // Header flags: "Bit 2 is the reply flag - needs to be set on each reply". Requests carry 0.
 constexpr uint32_t kFlagReply = 1u << 2;
 
-struct MessageHeader {
-  uint32_t request;
-  uint32_t flags;
-  uint32_t size;  // payload bytes that follow
-};
-static_assert(sizeof(MessageHeader) == 12);
+using MessageHeader = WireHeader;
 
 // VhostUserGpuCursorPos: CURSOR_POS and CURSOR_POS_HIDE.
 struct CursorPosPayload {

@@ -212,13 +212,10 @@ void SocketDisplay::update(uint32_t scanout, const Rect& damage, const ImageView
                            uint32_t src_y) {
   if (!scanout_ok(scanout)) return;
   const ScanoutState& s = scanouts_[scanout];
-  const std::optional<Rect> clipped = clip_update(damage, s.width, s.height, image, src_x, src_y);
-  if (!clipped) {
-    VGPU_LOG_DEBUG("display socket: update of scanout {} outside its image, dropped", scanout);
-    return;
-  }
+  const std::optional<Rect> clipped =
+      rect_to_copy("display socket", scanout, damage, s.width, s.height, image, src_x, src_y);
+  if (!clipped) return;
   const Rect& rect = *clipped;
-  if (rect.empty()) return;
 
   // Nothing ahead of it and no conversion to do: straight from the image (busy() until the socket took it).
   const size_t row_bytes = size_t{rect.width} * kBytesPerPixel;

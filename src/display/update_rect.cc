@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/checked.h"
+#include "common/log.h"
 
 namespace vgpu {
 
@@ -19,6 +20,17 @@ std::optional<Rect> clip_update(const Rect& damage, uint32_t width, uint32_t hei
   rect.width = std::min(rect.width, image.width - src_x);
   rect.height = std::min(rect.height, image.height - src_y);
   return rect;
+}
+
+std::optional<Rect> rect_to_copy(std::string_view who, uint32_t scanout, const Rect& damage, uint32_t width,
+                                 uint32_t height, const ImageView& image, uint32_t src_x, uint32_t src_y) {
+  std::optional<Rect> clipped = clip_update(damage, width, height, image, src_x, src_y);
+  if (!clipped) {
+    VGPU_LOG_DEBUG("{}: update of scanout {} outside its image, dropped", who, scanout);
+    return std::nullopt;
+  }
+  if (clipped->empty()) return std::nullopt;
+  return clipped;
 }
 
 }  // namespace vgpu

@@ -27,6 +27,9 @@ constexpr CommandInfo entry(uint32_t type, std::string_view name, QueueKind queu
 using D = GpuDevice;
 constexpr auto kControl = QueueKind::Control;
 constexpr auto kCursor = QueueKind::Cursor;
+// The feature bit each group of commands needs (VIRTIO_GPU_F_*).
+constexpr int kVirgl = VIRTIO_GPU_F_VIRGL;
+constexpr int kBlob = VIRTIO_GPU_F_RESOURCE_BLOB;
 
 }  // namespace
 
@@ -50,36 +53,32 @@ struct CommandHandlers {
                                                                                 "RESOURCE_DETACH_BACKING", kControl),
       entry<virtio_gpu_cmd_get_edid, &D::on_get_edid>(VIRTIO_GPU_CMD_GET_EDID, "GET_EDID", kControl, VIRTIO_GPU_F_EDID),
       entry<virtio_gpu_get_capset_info, &D::on_get_capset_info>(VIRTIO_GPU_CMD_GET_CAPSET_INFO, "GET_CAPSET_INFO",
-                                                                kControl, VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_get_capset, &D::on_get_capset>(VIRTIO_GPU_CMD_GET_CAPSET, "GET_CAPSET", kControl,
-                                                      VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_ctx_create, &D::on_ctx_create>(VIRTIO_GPU_CMD_CTX_CREATE, "CTX_CREATE", kControl,
-                                                      VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_ctx_destroy, &D::on_ctx_destroy>(VIRTIO_GPU_CMD_CTX_DESTROY, "CTX_DESTROY", kControl,
-                                                        VIRTIO_GPU_F_VIRGL),
+                                                                kControl, kVirgl),
+      entry<virtio_gpu_get_capset, &D::on_get_capset>(VIRTIO_GPU_CMD_GET_CAPSET, "GET_CAPSET", kControl, kVirgl),
+      entry<virtio_gpu_ctx_create, &D::on_ctx_create>(VIRTIO_GPU_CMD_CTX_CREATE, "CTX_CREATE", kControl, kVirgl),
+      entry<virtio_gpu_ctx_destroy, &D::on_ctx_destroy>(VIRTIO_GPU_CMD_CTX_DESTROY, "CTX_DESTROY", kControl, kVirgl),
       entry<virtio_gpu_ctx_resource, &D::on_ctx_attach_resource>(VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE,
-                                                                 "CTX_ATTACH_RESOURCE", kControl, VIRTIO_GPU_F_VIRGL),
+                                                                 "CTX_ATTACH_RESOURCE", kControl, kVirgl),
       entry<virtio_gpu_ctx_resource, &D::on_ctx_detach_resource>(VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE,
-                                                                 "CTX_DETACH_RESOURCE", kControl, VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_resource_create_3d, &D::on_resource_create_3d>(
-          VIRTIO_GPU_CMD_RESOURCE_CREATE_3D, "RESOURCE_CREATE_3D", kControl, VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_transfer_host_3d, &D::on_transfer_to_host_3d>(
-          VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D, "TRANSFER_TO_HOST_3D", kControl, VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_transfer_host_3d, &D::on_transfer_from_host_3d>(
-          VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D, "TRANSFER_FROM_HOST_3D", kControl, VIRTIO_GPU_F_VIRGL),
-      entry<virtio_gpu_cmd_submit, &D::on_submit_3d>(VIRTIO_GPU_CMD_SUBMIT_3D, "SUBMIT_3D", kControl,
-                                                     VIRTIO_GPU_F_VIRGL),
+                                                                 "CTX_DETACH_RESOURCE", kControl, kVirgl),
+      entry<virtio_gpu_resource_create_3d, &D::on_resource_create_3d>(VIRTIO_GPU_CMD_RESOURCE_CREATE_3D,
+                                                                      "RESOURCE_CREATE_3D", kControl, kVirgl),
+      entry<virtio_gpu_transfer_host_3d, &D::on_transfer_to_host_3d>(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D,
+                                                                     "TRANSFER_TO_HOST_3D", kControl, kVirgl),
+      entry<virtio_gpu_transfer_host_3d, &D::on_transfer_from_host_3d>(VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D,
+                                                                       "TRANSFER_FROM_HOST_3D", kControl, kVirgl),
+      entry<virtio_gpu_cmd_submit, &D::on_submit_3d>(VIRTIO_GPU_CMD_SUBMIT_3D, "SUBMIT_3D", kControl, kVirgl),
       entry<virtio_gpu_update_cursor, &D::on_update_cursor>(VIRTIO_GPU_CMD_UPDATE_CURSOR, "UPDATE_CURSOR", kCursor),
       entry<virtio_gpu_update_cursor, &D::on_move_cursor>(VIRTIO_GPU_CMD_MOVE_CURSOR, "MOVE_CURSOR", kCursor),
       // Appended last: the gpu_command fuzzer's seeds pick commands by table index.
-      entry<virtio_gpu_resource_create_blob, &D::on_resource_create_blob>(
-          VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, "RESOURCE_CREATE_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
+      entry<virtio_gpu_resource_create_blob, &D::on_resource_create_blob>(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB,
+                                                                          "RESOURCE_CREATE_BLOB", kControl, kBlob),
       entry<virtio_gpu_set_scanout_blob, &D::on_set_scanout_blob>(VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, "SET_SCANOUT_BLOB",
-                                                                  kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
-      entry<virtio_gpu_resource_map_blob, &D::on_resource_map_blob>(
-          VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, "RESOURCE_MAP_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
-      entry<virtio_gpu_resource_unmap_blob, &D::on_resource_unmap_blob>(
-          VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB, "RESOURCE_UNMAP_BLOB", kControl, VIRTIO_GPU_F_RESOURCE_BLOB),
+                                                                  kControl, kBlob),
+      entry<virtio_gpu_resource_map_blob, &D::on_resource_map_blob>(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB,
+                                                                    "RESOURCE_MAP_BLOB", kControl, kBlob),
+      entry<virtio_gpu_resource_unmap_blob, &D::on_resource_unmap_blob>(VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB,
+                                                                        "RESOURCE_UNMAP_BLOB", kControl, kBlob),
       entry<virtio_gpu_resource_assign_uuid, &D::on_resource_assign_uuid>(
           VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID, "RESOURCE_ASSIGN_UUID", kControl, VIRTIO_GPU_F_RESOURCE_UUID),
   });

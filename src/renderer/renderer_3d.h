@@ -34,9 +34,9 @@
 namespace vgpu {
 
 // Capset ids (virtio spec 5.7.6.8 "VIRTIO_GPU_CAPSET_*"; Debian 12's <linux/virtio_gpu.h> lacks VENUS).
-constexpr uint32_t kCapsetVirgl = 1;
-constexpr uint32_t kCapsetVirgl2 = 2;
-constexpr uint32_t kCapsetVenus = 4;
+constexpr uint32_t kCapsetVirgl = 1;   // VIRTIO_GPU_CAPSET_VIRGL
+constexpr uint32_t kCapsetVirgl2 = 2;  // VIRTIO_GPU_CAPSET_VIRGL2
+constexpr uint32_t kCapsetVenus = 4;   // VIRTIO_GPU_CAPSET_VENUS
 
 // One capset the renderer really initialised (VIRTIO_GPU_RESP_OK_CAPSET_INFO's fields).
 struct CapsetInfo {

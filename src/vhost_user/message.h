@@ -1,23 +1,23 @@
 // vhost-user wire format (QEMU docs/interop/vhost-user.rst). One table of request ids and protocol feature
 // bits, taken from the QEMU releases we test against (7.2, 10.0, 11.1): keep every number here and nowhere
 // else. Multi-byte fields are little-endian on the wire; vhost-user only runs between processes on one host,
-// and we only build for little-endian hosts (static_assert below).
+// and we only build for little-endian hosts (common/wire.h).
 //
 //   MessageHeader hdr{.request = static_cast<uint32_t>(FrontendRequest::GetFeatures), .flags = kVersion1, .size = 0};
 //   std::string_view name = to_string(FrontendRequest::GetFeatures);   // "GET_FEATURES"
 #pragma once
 
-#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
-namespace vgpu::vhost_user {
+#include "common/wire.h"
 
-static_assert(std::endian::native == std::endian::little, "vhost-user payloads are host-endian (x86/arm LE)");
+namespace vgpu::vhost_user {
 
 // Requests a frontend sends to a backend ("Front-end message types").
 enum class FrontendRequest : uint32_t {
-  None = 0,
+  None = 0,  // not a request: no frontend sends it
   GetFeatures = 1,
   SetFeatures = 2,
   SetOwner = 3,
@@ -64,77 +64,25 @@ enum class FrontendRequest : uint32_t {
   GetShmemConfig = 44,
 };
 
-// The request's name as vhost-user.rst spells it (without the VHOST_USER_ prefix), for logs.
-constexpr std::string_view to_string(FrontendRequest r) {
-  switch (r) {
-    case FrontendRequest::None: return "NONE";
-    case FrontendRequest::GetFeatures: return "GET_FEATURES";
-    case FrontendRequest::SetFeatures: return "SET_FEATURES";
-    case FrontendRequest::SetOwner: return "SET_OWNER";
-    case FrontendRequest::ResetOwner: return "RESET_OWNER";
-    case FrontendRequest::SetMemTable: return "SET_MEM_TABLE";
-    case FrontendRequest::SetLogBase: return "SET_LOG_BASE";
-    case FrontendRequest::SetLogFd: return "SET_LOG_FD";
-    case FrontendRequest::SetVringNum: return "SET_VRING_NUM";
-    case FrontendRequest::SetVringAddr: return "SET_VRING_ADDR";
-    case FrontendRequest::SetVringBase: return "SET_VRING_BASE";
-    case FrontendRequest::GetVringBase: return "GET_VRING_BASE";
-    case FrontendRequest::SetVringKick: return "SET_VRING_KICK";
-    case FrontendRequest::SetVringCall: return "SET_VRING_CALL";
-    case FrontendRequest::SetVringErr: return "SET_VRING_ERR";
-    case FrontendRequest::GetProtocolFeatures: return "GET_PROTOCOL_FEATURES";
-    case FrontendRequest::SetProtocolFeatures: return "SET_PROTOCOL_FEATURES";
-    case FrontendRequest::GetQueueNum: return "GET_QUEUE_NUM";
-    case FrontendRequest::SetVringEnable: return "SET_VRING_ENABLE";
-    case FrontendRequest::SendRarp: return "SEND_RARP";
-    case FrontendRequest::NetSetMtu: return "NET_SET_MTU";
-    case FrontendRequest::SetBackendReqFd: return "SET_BACKEND_REQ_FD";
-    case FrontendRequest::IotlbMsg: return "IOTLB_MSG";
-    case FrontendRequest::SetVringEndian: return "SET_VRING_ENDIAN";
-    case FrontendRequest::GetConfig: return "GET_CONFIG";
-    case FrontendRequest::SetConfig: return "SET_CONFIG";
-    case FrontendRequest::CreateCryptoSession: return "CREATE_CRYPTO_SESSION";
-    case FrontendRequest::CloseCryptoSession: return "CLOSE_CRYPTO_SESSION";
-    case FrontendRequest::PostcopyAdvise: return "POSTCOPY_ADVISE";
-    case FrontendRequest::PostcopyListen: return "POSTCOPY_LISTEN";
-    case FrontendRequest::PostcopyEnd: return "POSTCOPY_END";
-    case FrontendRequest::GetInflightFd: return "GET_INFLIGHT_FD";
-    case FrontendRequest::SetInflightFd: return "SET_INFLIGHT_FD";
-    case FrontendRequest::GpuSetSocket: return "GPU_SET_SOCKET";
-    case FrontendRequest::ResetDevice: return "RESET_DEVICE";
-    case FrontendRequest::VringKick: return "VRING_KICK";
-    case FrontendRequest::GetMaxMemSlots: return "GET_MAX_MEM_SLOTS";
-    case FrontendRequest::AddMemReg: return "ADD_MEM_REG";
-    case FrontendRequest::RemMemReg: return "REM_MEM_REG";
-    case FrontendRequest::SetStatus: return "SET_STATUS";
-    case FrontendRequest::GetStatus: return "GET_STATUS";
-    case FrontendRequest::GetSharedObject: return "GET_SHARED_OBJECT";
-    case FrontendRequest::SetDeviceStateFd: return "SET_DEVICE_STATE_FD";
-    case FrontendRequest::CheckDeviceState: return "CHECK_DEVICE_STATE";
-    case FrontendRequest::GetShmemConfig: return "GET_SHMEM_CONFIG";
-  }
-  return "UNKNOWN";
-}
-
-// Protocol feature bits (VHOST_USER_PROTOCOL_F_*).
+// Protocol feature bits (VHOST_USER_PROTOCOL_F_*), with the messages each one enables.
 enum class ProtocolFeature : uint32_t {
-  Mq = 0,
-  LogShmfd = 1,
-  Rarp = 2,
-  ReplyAck = 3,
-  NetMtu = 4,
-  BackendReq = 5,
-  CrossEndian = 6,
-  CryptoSession = 7,
-  Pagefault = 8,
-  Config = 9,
-  BackendSendFd = 10,
-  HostNotifier = 11,
-  InflightShmfd = 12,
-  ResetDevice = 13,
-  InbandNotifications = 14,
-  ConfigureMemSlots = 15,
-  Status = 16,
+  Mq = 0,                    // GET_QUEUE_NUM
+  LogShmfd = 1,              // SET_LOG_BASE with a shared-memory log fd
+  Rarp = 2,                  // SEND_RARP
+  ReplyAck = 3,              // the NEED_REPLY flag
+  NetMtu = 4,                // NET_SET_MTU
+  BackendReq = 5,            // SET_BACKEND_REQ_FD
+  CrossEndian = 6,           // SET_VRING_ENDIAN
+  CryptoSession = 7,         // CREATE_CRYPTO_SESSION, CLOSE_CRYPTO_SESSION
+  Pagefault = 8,             // POSTCOPY_ADVISE, POSTCOPY_LISTEN, POSTCOPY_END
+  Config = 9,                // GET_CONFIG, SET_CONFIG, the backend's CONFIG_CHANGE_MSG
+  BackendSendFd = 10,        // fds on the backend channel
+  HostNotifier = 11,         // the backend's VRING_HOST_NOTIFIER_MSG
+  InflightShmfd = 12,        // GET_INFLIGHT_FD, SET_INFLIGHT_FD
+  ResetDevice = 13,          // RESET_DEVICE
+  InbandNotifications = 14,  // VRING_KICK, the backend's VRING_CALL and VRING_ERR
+  ConfigureMemSlots = 15,    // GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG
+  Status = 16,               // SET_STATUS, GET_STATUS
   XenMmap = 17,
   SharedObject = 18,  // QEMU >= 8.2 (moved from 17 before release)
   DeviceState = 19,   // QEMU >= 9.0
@@ -163,21 +111,10 @@ enum class BackendRequest : uint32_t {
   ShmemUnmap = 10,
 };
 
-constexpr std::string_view to_string(BackendRequest r) {
-  switch (r) {
-    case BackendRequest::IotlbMsg: return "IOTLB_MSG";
-    case BackendRequest::ConfigChangeMsg: return "CONFIG_CHANGE_MSG";
-    case BackendRequest::VringHostNotifierMsg: return "VRING_HOST_NOTIFIER_MSG";
-    case BackendRequest::VringCall: return "VRING_CALL";
-    case BackendRequest::VringErr: return "VRING_ERR";
-    case BackendRequest::SharedObjectAdd: return "SHARED_OBJECT_ADD";
-    case BackendRequest::SharedObjectRemove: return "SHARED_OBJECT_REMOVE";
-    case BackendRequest::SharedObjectLookup: return "SHARED_OBJECT_LOOKUP";
-    case BackendRequest::ShmemMap: return "SHMEM_MAP";
-    case BackendRequest::ShmemUnmap: return "SHMEM_UNMAP";
-  }
-  return "UNKNOWN";
-}
+// The request's name as vhost-user.rst spells it (without the VHOST_USER_ or VHOST_USER_BACKEND_ prefix), for
+// logs; "UNKNOWN" for a number the enum does not name.
+std::string_view to_string(FrontendRequest r);
+std::string_view to_string(BackendRequest r);
 
 // Virtio feature bit that says the backend speaks GET/SET_PROTOCOL_FEATURES.
 constexpr uint64_t kFeatureProtocolFeatures = uint64_t{1} << 30;
@@ -201,12 +138,7 @@ constexpr uint32_t kMaxConfigSize = 256;
 // bound leaves room for their sizes while keeping one message's buffer small.
 constexpr uint32_t kMaxPayloadSize = 4096;
 
-struct MessageHeader {
-  uint32_t request;
-  uint32_t flags;
-  uint32_t size;  // payload bytes that follow
-};
-static_assert(sizeof(MessageHeader) == 12);
+using MessageHeader = WireHeader;
 
 struct VringState {
   uint32_t index;

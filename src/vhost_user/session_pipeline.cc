@@ -75,7 +75,7 @@ const Session::RequestSpec* Session::find_spec(uint32_t request) {
     {R::GetVringBase,        P::Fixed,   8,  0, 0, G::None, {}, true,
      &Session::typed<VringState, &Session::check_vring_index, &Session::on_get_vring_base>},
     {R::SetVringKick,        P::Fixed,   8,  0, 1, G::None, {}, false,
-     &Session::typed<uint64_t, &Session::check_vring_file, &Session::on_set_vring_kick>},
+     &Session::typed<uint64_t, &Session::check_vring_file, &Session::on_set_vring_kick>},  // 0 fds: kVringNoFdFlag
     {R::SetVringCall,        P::Fixed,   8,  0, 1, G::None, {}, false,
      &Session::typed<uint64_t, &Session::check_vring_file, &Session::on_set_vring_call>},
     {R::SetVringErr,         P::Fixed,   8,  0, 1, G::None, {}, false,

@@ -144,10 +144,12 @@ std::optional<GuestAddress> address_in(const Segment& s, size_t offset) {
   return offset_by(s.addr, offset);
 }
 
-// Moves `c` forward by `n` bytes over `segments`; the caller checked that n fits.
-void advance(std::span<const Segment> segments, SegmentCursor& c, size_t n) {
-  while (c.index < segments.size()) {
-    const size_t left = segments[c.index].len - c.offset;
+// Moves `c` forward by `n` bytes; the caller checked that n fits.
+void advance(SegmentCursor& c, size_t n) {
+  c.passed += n;
+  c.left -= n;
+  while (c.index < c.segments.size()) {
+    const size_t left = c.segments[c.index].len - c.offset;
     if (n < left) {
       c.offset += n;
       return;
@@ -162,36 +164,37 @@ void advance(std::span<const Segment> segments, SegmentCursor& c, size_t n) {
 // Calls fn(GuestAddress, std::span-range [done, done + len)) for each piece of the next `n` bytes from `c`,
 // stopping at the first failure. The caller checked that n fits.
 template <class Fn>
-Result<void, ChainError> for_each_piece(std::span<const Segment> segments, SegmentCursor c, size_t n, Fn&& fn) {
+Result<void, ChainError> for_each_piece(SegmentCursor c, size_t n, Fn&& fn) {
   size_t done = 0;
   while (done < n) {
-    const Segment& s = segments[c.index];
+    const Segment& s = c.segments[c.index];
     const size_t take = std::min<size_t>(n - done, s.len - c.offset);
     auto addr = address_in(s, c.offset);
     if (!addr) return fail(ChainError::BadAddress);
     auto r = fn(*addr, done, take);
     if (!r) return r;
     done += take;
-    advance(segments, c, take);
+    advance(c, take);
   }
   return {};
 }
 
 }  // namespace
 
+SegmentCursor::SegmentCursor(const GuestMemory& memory, std::span<const Segment> segs)
+    : mem(&memory), segments(segs), left(total_len(segs)) {}
+
 // ---- Reader ----
 
-Reader::Reader(const GuestMemory& mem, std::span<const Segment> segments)
-    : mem_(&mem), segments_(segments), remaining_(total_len(segments)) {}
+Reader::Reader(const GuestMemory& mem, std::span<const Segment> segments) : cursor_(mem, segments) {}
 
 Result<void, ChainError> Reader::peek_bytes(std::span<std::byte> out) const {
-  if (out.size() > remaining_) return fail(ChainError::ShortRead);
-  return for_each_piece(segments_, cursor_, out.size(),
-                        [&](GuestAddress a, size_t done, size_t len) -> Result<void, ChainError> {
-                          auto r = mem_->read_bytes(a, out.subspan(done, len));
-                          if (!r) return fail(ChainError::BadAddress);
-                          return {};
-                        });
+  if (out.size() > cursor_.left) return fail(ChainError::ShortRead);
+  return for_each_piece(cursor_, out.size(), [&](GuestAddress a, size_t done, size_t len) -> Result<void, ChainError> {
+    auto r = cursor_.mem->read_bytes(a, out.subspan(done, len));
+    if (!r) return fail(ChainError::BadAddress);
+    return {};
+  });
 }
 
 Result<void, ChainError> Reader::read_bytes(std::span<std::byte> out) {
@@ -201,37 +204,30 @@ Result<void, ChainError> Reader::read_bytes(std::span<std::byte> out) {
 }
 
 Result<void, ChainError> Reader::skip(size_t n) {
-  if (n > remaining_) return fail(ChainError::ShortRead);
-  advance(segments_, cursor_, n);
-  remaining_ -= n;
-  consumed_ += n;
+  if (n > cursor_.left) return fail(ChainError::ShortRead);
+  advance(cursor_, n);
   return {};
 }
 
 // ---- Writer ----
 
-Writer::Writer(const GuestMemory& mem, std::span<const Segment> segments)
-    : mem_(&mem), segments_(segments), available_(total_len(segments)) {}
+Writer::Writer(const GuestMemory& mem, std::span<const Segment> segments) : cursor_(mem, segments) {}
 
 Result<void, ChainError> Writer::write_bytes(std::span<const std::byte> in) {
-  if (in.size() > available_) return fail(ChainError::ShortWrite);
+  if (in.size() > cursor_.left) return fail(ChainError::ShortWrite);
   // Check every piece first so that a failure (memory removed since pop) writes nothing.
-  auto valid = for_each_piece(segments_, cursor_, in.size(),
-                              [&](GuestAddress a, size_t, size_t len) -> Result<void, ChainError> {
-                                if (!mem_->is_valid_range(a, len)) return fail(ChainError::BadAddress);
-                                return {};
-                              });
+  auto valid = for_each_piece(cursor_, in.size(), [&](GuestAddress a, size_t, size_t len) -> Result<void, ChainError> {
+    if (!cursor_.mem->is_valid_range(a, len)) return fail(ChainError::BadAddress);
+    return {};
+  });
   if (!valid) return valid;
-  auto r = for_each_piece(segments_, cursor_, in.size(),
-                          [&](GuestAddress a, size_t done, size_t len) -> Result<void, ChainError> {
-                            auto w = mem_->write_bytes(a, in.subspan(done, len));
-                            if (!w) return fail(ChainError::BadAddress);
-                            return {};
-                          });
+  auto r = for_each_piece(cursor_, in.size(), [&](GuestAddress a, size_t done, size_t len) -> Result<void, ChainError> {
+    auto w = cursor_.mem->write_bytes(a, in.subspan(done, len));
+    if (!w) return fail(ChainError::BadAddress);
+    return {};
+  });
   if (!r) return r;
-  advance(segments_, cursor_, in.size());
-  available_ -= in.size();
-  written_ += in.size();
+  advance(cursor_, in.size());
   return {};
 }
 

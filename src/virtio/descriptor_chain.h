@@ -53,10 +53,17 @@ struct Segment {
   bool operator==(const Segment&) const = default;
 };
 
-// A position inside a list of segments: segment index and byte offset inside it.
+// What a Reader or a Writer keeps: the segments it walks (and the memory they lie in), its position in them
+// (segment index and byte offset inside it), and how many bytes it has passed and has left.
 struct SegmentCursor {
+  SegmentCursor(const GuestMemory& memory, std::span<const Segment> segs);
+
+  const GuestMemory* mem;
+  std::span<const Segment> segments;
   size_t index = 0;
   size_t offset = 0;
+  size_t passed = 0;
+  size_t left = 0;
 };
 
 // Sequential reader over the driver-readable segments. All-or-nothing: a read that does not fit returns
@@ -66,8 +73,8 @@ class Reader {
  public:
   Reader(const GuestMemory& mem, std::span<const Segment> segments);
 
-  [[nodiscard]] size_t remaining() const { return remaining_; }
-  [[nodiscard]] size_t consumed() const { return consumed_; }
+  [[nodiscard]] size_t remaining() const { return cursor_.left; }
+  [[nodiscard]] size_t consumed() const { return cursor_.passed; }
   Result<void, ChainError> read_bytes(std::span<std::byte> out);
   Result<void, ChainError> peek_bytes(std::span<std::byte> out) const;
   Result<void, ChainError> skip(size_t n);
@@ -88,11 +95,7 @@ class Reader {
   }
 
  private:
-  const GuestMemory* mem_;
-  std::span<const Segment> segments_;
   SegmentCursor cursor_;
-  size_t remaining_ = 0;
-  size_t consumed_ = 0;
 };
 
 // Sequential writer over the device-writable segments. All-or-nothing: a write that does not fit returns
@@ -102,8 +105,8 @@ class Writer {
  public:
   Writer(const GuestMemory& mem, std::span<const Segment> segments);
 
-  [[nodiscard]] size_t available() const { return available_; }
-  [[nodiscard]] size_t written() const { return written_; }
+  [[nodiscard]] size_t available() const { return cursor_.left; }
+  [[nodiscard]] size_t written() const { return cursor_.passed; }
   Result<void, ChainError> write_bytes(std::span<const std::byte> in);
 
   template <GuestPod T>
@@ -112,11 +115,7 @@ class Writer {
   }
 
  private:
-  const GuestMemory* mem_;
-  std::span<const Segment> segments_;
   SegmentCursor cursor_;
-  size_t available_ = 0;
-  size_t written_ = 0;
 };
 
 // A validated chain. Move-only; hand it back with Queue::add_used once the request is answered. Segments are

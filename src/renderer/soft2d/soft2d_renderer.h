@@ -38,8 +38,7 @@ class Soft2DRenderer final : public Renderer2D {
   // height above INT32_MAX). InvalidArgument: a zero dimension or an id already in use (that resource is kept).
   Result<void, RendererError> create_resource(uint32_t id, PixelFormat format, uint32_t width,
                                               uint32_t height) override;
-  // Unknown ids are ignored.
-  void destroy_resource(uint32_t id) override;
+  void destroy_resource(uint32_t id) override;  // unknown ids are ignored
 
   // InvalidResource: unknown id. InvalidArgument: `rect` does not fit the resource, or the backing does not
   // hold every byte the rect needs (offset + (height - 1) * stride + width * 4 > backing.size(), checked
@@ -50,6 +49,8 @@ class Soft2DRenderer final : public Renderer2D {
                                                   const GuestScatterList& backing) override;
 
   [[nodiscard]] std::optional<ImageView> image(uint32_t id) const override;
+  // The resource's pixman image (a borrowed reference), or nullptr for an unknown id. Same lifetime as image().
+  [[nodiscard]] pixman_image_t* pixman_image(uint32_t id) const;
   // Moves the image into a sealed memfd (F_SEAL_SHRINK | F_SEAL_GROW: an importer cannot cut the pages from
   // under us) the first time, then hands out duplicates of that fd. OutOfMemory: memfd_create, ftruncate or
   // mmap failed (the image stays where it was). InvalidResource: unknown id.
@@ -57,8 +58,6 @@ class Soft2DRenderer final : public Renderer2D {
   Result<void, RendererError> restore_pixels(uint32_t id, std::span<const std::byte> pixels) override;
   void reset() override;
 
-  // The resource's pixman image (a borrowed reference), or nullptr for an unknown id. Same lifetime as image().
-  [[nodiscard]] pixman_image_t* pixman_image(uint32_t id) const;
   // Pixel bytes held by all live resources.
   [[nodiscard]] uint64_t total_bytes() const { return total_bytes_; }
 
