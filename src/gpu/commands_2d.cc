@@ -60,8 +60,8 @@ CommandResult GpuDevice::on_resource_create_2d(const virtio_gpu_resource_create_
   const auto stride = checked_mul<uint64_t>(req.width, kBytesPerPixel);
   const auto bytes = stride ? checked_mul<uint64_t>(*stride, req.height) : std::nullopt;
   if (!bytes || !resources_.reserve(*bytes)) {
-    VGPU_LOG_WARN("RESOURCE_CREATE_2D {}x{}: over the resource memory limit ({} of {} bytes used)", req.width,
-                  req.height, resources_.used_bytes(), resources_.max_bytes());
+    VGPU_LOG_WARN_LIMITED("RESOURCE_CREATE_2D {}x{}: over the resource memory limit ({} of {} bytes used)", req.width,
+                          req.height, resources_.used_bytes(), resources_.max_bytes());
     return fail(GpuError::OutOfMemory);
   }
   if (auto r = renderer_->create_resource(req.resource_id, *format, req.width, req.height); !r) {
@@ -184,7 +184,7 @@ CommandResult GpuDevice::on_transfer_to_host_2d(const virtio_gpu_transfer_to_hos
     return fail(GpuError::InvalidParameter);
   }
   if (auto r = renderer_->transfer_to_host_2d(req.resource_id, rect, req.offset, *res->backing); !r) {
-    VGPU_LOG_WARN("TRANSFER_TO_HOST_2D resource {}: {}", req.resource_id, to_string(r.error()));
+    VGPU_LOG_WARN_LIMITED("TRANSFER_TO_HOST_2D resource {}: {}", req.resource_id, to_string(r.error()));
     return fail(GpuError::Unspec);
   }
   return ResponseBytes{};

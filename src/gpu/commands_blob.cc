@@ -177,7 +177,7 @@ bool GpuDevice::refresh_blob_shadow(uint32_t scanout_id, const Rect& visible) {
           layout.offset + (uint64_t{visible.y} + r) * layout.stride + uint64_t{visible.x} * kBytesPerPixel;
       const auto row = dst.subspan(static_cast<size_t>(r * shadow_stride), static_cast<size_t>(row_bytes));
       if (!res->backing->read(src, row)) {
-        VGPU_LOG_WARN("scanout {}: blob {} no longer reads from guest memory", scanout_id, scanout.resource_id);
+        VGPU_LOG_WARN_LIMITED("scanout {}: blob {} no longer reads from guest memory", scanout_id, scanout.resource_id);
         return false;
       }
     }
