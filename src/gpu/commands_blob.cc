@@ -13,6 +13,7 @@
 #include "common/checked.h"
 #include "common/log.h"
 #include "gpu/device.h"
+#include "gpu/host_costs.h"
 
 namespace vgpu {
 
@@ -73,8 +74,9 @@ CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_creat
     }
     backing.emplace(std::move(*list));
   }
-  // Host blobs are memory the renderer allocates for the guest: charged like 3D resources.
-  const uint64_t host_bytes = host3d ? req.size : 0;
+  // Host blobs are memory the renderer allocates for the guest: charged like 3D resources; every blob also
+  // costs its bookkeeping (audit F5).
+  const uint64_t host_bytes = (host3d ? req.size : 0) + host_costs::kPerResource;
   if (!resources_.reserve(host_bytes)) {
     resources_.release(entry_bytes);
     return fail(GpuError::OutOfMemory);
