@@ -52,6 +52,7 @@ int run_main(int argc, char** argv) {
                       .dmabuf_scanout = opts.dmabuf_scanout,
                       .hostmem_size = opts.hostmem,
                       .blob_alignment = opts.blob_alignment == "off" ? BlobAlignmentMode::Off : BlobAlignmentMode::On,
+                      .max_contexts = opts.max_contexts,
                       .max_venus_contexts = opts.max_venus_contexts},
       &*loop, *renderers,
       DisplayFactory::standard(StandardDisplayOptions{

@@ -75,7 +75,8 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("WxH")
       ->capture_default_str();
   app.add_option("--max-resource-memory", opts.max_resource_memory,
-                 "Host memory the guest may make us allocate for resources (suffixes K, M, G); beyond it, "
+                 "Host memory the guest may make us spend on its GPU objects: resources by format and size, "
+                 "backing lists, 3D contexts, host blobs, each with its bookkeeping (suffixes K, M, G); beyond it, "
                  "commands fail with ERR_OUT_OF_MEMORY")
       ->type_name("BYTES")
       ->transform(CLI::AsSizeValue(false))
@@ -104,6 +105,12 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
                  "guests whose userspace makes blobs of other sizes, which a Linux >= 7.2 guest then refuses)")
       ->type_name("MODE")
       ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--max-contexts", opts.max_contexts,
+                 "3D contexts one guest may have at once (each also takes 3 MiB of --max-resource-memory); "
+                 "CTX_CREATE beyond it fails with ERR_OUT_OF_MEMORY")
+      ->type_name("N")
+      ->check(CLI::Range(1u, 4096u))
       ->capture_default_str();
   app.add_option("--max-venus-contexts", opts.max_venus_contexts,
                  "Venus contexts one guest may have at once (each is a render-server process here); CTX_CREATE "

@@ -30,6 +30,7 @@ struct Options {
   std::string render_node;      // empty: surfaceless EGL
   bool dmabuf_scanout = false;  // 3D scanouts as exported dma-bufs; needs --virgl and a GL display in QEMU
   uint64_t hostmem = 0;         // host-visible memory window (QEMU's property name); 0: none
+  uint32_t max_contexts = 64;
   uint32_t max_venus_contexts = 16;
   std::string blob_alignment = "on";  // on, off
   std::string screenshot_dir = ".";

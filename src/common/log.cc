@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <array>
+#include <chrono>
 #include <utility>
 
 namespace vgpu {
@@ -23,6 +24,26 @@ bool set_log_level(std::string_view name) {
     }
   }
   return false;
+}
+
+bool LogRateLimit::allow_at(int64_t now_ms, uint64_t& suppressed) {
+  if (!started_ || now_ms - window_start_ms_ >= kWindowMs) {
+    started_ = true;
+    window_start_ms_ = now_ms;
+    in_window_ = 0;
+  }
+  if (in_window_ >= kBurst) {
+    ++suppressed_;
+    return false;
+  }
+  ++in_window_;
+  suppressed = std::exchange(suppressed_, 0);
+  return true;
+}
+
+int64_t LogRateLimit::steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 void init_logging() {

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "display/edid.h"
 #include "gpu/device.h"
+#include "gpu/host_costs.h"
 
 namespace vgpu {
 
@@ -58,10 +59,11 @@ CommandResult GpuDevice::on_resource_create_2d(const virtio_gpu_resource_create_
   const auto format = pixel_format_from_virtio(req.format);
   if (!format || req.width == 0 || req.height == 0) return fail(GpuError::InvalidParameter);
   const auto stride = checked_mul<uint64_t>(req.width, kBytesPerPixel);
-  const auto bytes = stride ? checked_mul<uint64_t>(*stride, req.height) : std::nullopt;
+  auto bytes = stride ? checked_mul<uint64_t>(*stride, req.height) : std::nullopt;
+  if (bytes) bytes = checked_add<uint64_t>(*bytes, host_costs::kPerResource);  // its bookkeeping (audit F5)
   if (!bytes || !resources_.reserve(*bytes)) {
-    VGPU_LOG_WARN("RESOURCE_CREATE_2D {}x{}: over the resource memory limit ({} of {} bytes used)", req.width,
-                  req.height, resources_.used_bytes(), resources_.max_bytes());
+    VGPU_LOG_WARN_LIMITED("RESOURCE_CREATE_2D {}x{}: over the resource memory limit ({} of {} bytes used)", req.width,
+                          req.height, resources_.used_bytes(), resources_.max_bytes());
     return fail(GpuError::OutOfMemory);
   }
   if (auto r = renderer_->create_resource(req.resource_id, *format, req.width, req.height); !r) {
@@ -184,7 +186,7 @@ CommandResult GpuDevice::on_transfer_to_host_2d(const virtio_gpu_transfer_to_hos
     return fail(GpuError::InvalidParameter);
   }
   if (auto r = renderer_->transfer_to_host_2d(req.resource_id, rect, req.offset, *res->backing); !r) {
-    VGPU_LOG_WARN("TRANSFER_TO_HOST_2D resource {}: {}", req.resource_id, to_string(r.error()));
+    VGPU_LOG_WARN_LIMITED("TRANSFER_TO_HOST_2D resource {}: {}", req.resource_id, to_string(r.error()));
     return fail(GpuError::Unspec);
   }
   return ResponseBytes{};
@@ -194,7 +196,7 @@ Result<GuestScatterList, GpuError> GpuDevice::read_backing(uint32_t nr_entries, 
   if (nr_entries == 0 || nr_entries > kMaxBackingEntries) return fail(GpuError::InvalidParameter);
   const uint64_t entries_bytes = uint64_t{nr_entries} * sizeof(virtio_gpu_mem_entry);
   if (rest.remaining() < entries_bytes) return fail(GpuError::InvalidParameter);
-  host_bytes = uint64_t{nr_entries} * sizeof(ScatterEntry);
+  host_bytes = host_costs::backing_bytes(nr_entries);
   if (!resources_.reserve(host_bytes)) return fail(GpuError::OutOfMemory);
   // One bulk copy out of the guest (a 1080p framebuffer has ~2000 page entries), then convert the host copy.
   std::vector<virtio_gpu_mem_entry> wire(nr_entries);
@@ -239,7 +241,7 @@ CommandResult GpuDevice::on_resource_detach_backing(const virtio_gpu_resource_de
   Resource* res = resources_.find(req.resource_id);
   if (res == nullptr) return fail(GpuError::InvalidResourceId);
   if (!res->backing || res->is_blob()) return fail(GpuError::InvalidParameter);
-  const uint64_t host_bytes = res->backing->entries().size() * sizeof(ScatterEntry);
+  const uint64_t host_bytes = host_costs::backing_bytes(res->backing->entries().size());
   if (r3d_ != nullptr) r3d_->detach_backing(req.resource_id);
   res->backing.reset();
   res->host_bytes -= host_bytes;

@@ -9,6 +9,7 @@
 #include "common/checked.h"
 #include "common/log.h"
 #include "gpu/device.h"
+#include "gpu/host_costs.h"
 
 namespace vgpu {
 
@@ -84,7 +85,17 @@ CommandResult GpuDevice::on_ctx_create(const virtio_gpu_ctx_create& req, Reader&
       return fail(GpuError::OutOfMemory);
     }
   }
-  if (auto r = r3d_->create_context(ctx_id, context_init, name); !r) return fail(to_gpu_error(r.error()));
+  // Every context costs the host a renderer context (audit F2: 2.3 MiB each with virgl, nothing charged
+  // before): a bounded number, each charged against the resource budget until CTX_DESTROY.
+  if (contexts_.size() >= cfg_.max_contexts || !resources_.reserve(host_costs::kPerContext)) {
+    VGPU_LOG_WARN_LIMITED("CTX_CREATE {}: {} contexts (--max-contexts {}), {} of {} resource bytes used; refused",
+                          ctx_id, contexts_.size(), cfg_.max_contexts, resources_.used_bytes(), resources_.max_bytes());
+    return fail(GpuError::OutOfMemory);
+  }
+  if (auto r = r3d_->create_context(ctx_id, context_init, name); !r) {
+    resources_.release(host_costs::kPerContext);
+    return fail(to_gpu_error(r.error()));
+  }
   Context ctx;
   ctx.capset = capset;
   ctx.poll_fd = r3d_->context_poll_fd(ctx_id);
@@ -103,6 +114,7 @@ CommandResult GpuDevice::on_ctx_destroy(const virtio_gpu_ctx_destroy& req, Reade
   if (it == contexts_.end()) return fail(GpuError::InvalidContextId);
   if (it->second.poll_fd >= 0 && loop_ != nullptr) loop_->remove(it->second.poll_fd);
   contexts_.erase(it);
+  resources_.release(host_costs::kPerContext);
   // Its blobs' memory may go with the context: out of the host-visible region first.
   drop_mappings_of_context(ctx_id);
   r3d_->destroy_context(ctx_id);
@@ -129,14 +141,22 @@ CommandResult GpuDevice::on_ctx_detach_resource(const virtio_gpu_ctx_resource& r
 CommandResult GpuDevice::on_resource_create_3d(const virtio_gpu_resource_create_3d& req, Reader& /*rest*/) {
   if (req.resource_id == 0 || resources_.contains(req.resource_id)) return fail(GpuError::InvalidResourceId);
   if (req.width == 0) return fail(GpuError::InvalidParameter);
-  // Host bytes charged against --max-resource-memory: 4 bytes per texel, all layers, a third more with mip
-  // levels. An estimate (the GL driver decides the real layout), but one a guest cannot make wrap.
-  const uint64_t h = std::max(req.height, 1u), d = std::max(req.depth, 1u), a = std::max(req.array_size, 1u);
-  auto bytes = checked_mul<uint64_t>(req.width, h);
-  if (bytes) bytes = checked_mul<uint64_t>(*bytes, d);
-  if (bytes) bytes = checked_mul<uint64_t>(*bytes, a);
-  if (bytes) bytes = checked_mul<uint64_t>(*bytes, req.last_level > 0 ? 6 : 4);  // 4 * 4/3, rounded up to 6
-  if (!bytes || !resources_.reserve(*bytes)) return fail(GpuError::OutOfMemory);
+  // Host bytes charged against --max-resource-memory: an upper bound from the format's texel size, samples,
+  // layers and mip levels (host_costs.h). The GL driver decides the real layout; a guest cannot make it wrap.
+  const auto bytes = host_costs::resource_3d_bytes({.target = req.target,
+                                                    .format = req.format,
+                                                    .width = req.width,
+                                                    .height = req.height,
+                                                    .depth = req.depth,
+                                                    .array_size = req.array_size,
+                                                    .last_level = req.last_level,
+                                                    .nr_samples = req.nr_samples});
+  if (!bytes || !resources_.reserve(*bytes)) {
+    VGPU_LOG_WARN_LIMITED("RESOURCE_CREATE_3D {}x{}x{} format {}: over the resource memory limit ({} of {} bytes used)",
+                          req.width, req.height, req.depth, req.format, resources_.used_bytes(),
+                          resources_.max_bytes());
+    return fail(GpuError::OutOfMemory);
+  }
   const Resource3DArgs args{req.target, req.format,     req.bind,       req.width,      req.height,
                             req.depth,  req.array_size, req.last_level, req.nr_samples, req.flags};
   if (auto r = r3d_->create_resource_3d(req.resource_id, args); !r) {

@@ -13,6 +13,7 @@
 #include "common/checked.h"
 #include "common/log.h"
 #include "gpu/device.h"
+#include "gpu/host_costs.h"
 
 namespace vgpu {
 
@@ -73,8 +74,9 @@ CommandResult GpuDevice::on_resource_create_blob(const virtio_gpu_resource_creat
     }
     backing.emplace(std::move(*list));
   }
-  // Host blobs are memory the renderer allocates for the guest: charged like 3D resources.
-  const uint64_t host_bytes = host3d ? req.size : 0;
+  // Host blobs are memory the renderer allocates for the guest: charged like 3D resources; every blob also
+  // costs its bookkeeping (audit F5).
+  const uint64_t host_bytes = (host3d ? req.size : 0) + host_costs::kPerResource;
   if (!resources_.reserve(host_bytes)) {
     resources_.release(entry_bytes);
     return fail(GpuError::OutOfMemory);
@@ -177,7 +179,7 @@ bool GpuDevice::refresh_blob_shadow(uint32_t scanout_id, const Rect& visible) {
           layout.offset + (uint64_t{visible.y} + r) * layout.stride + uint64_t{visible.x} * kBytesPerPixel;
       const auto row = dst.subspan(static_cast<size_t>(r * shadow_stride), static_cast<size_t>(row_bytes));
       if (!res->backing->read(src, row)) {
-        VGPU_LOG_WARN("scanout {}: blob {} no longer reads from guest memory", scanout_id, scanout.resource_id);
+        VGPU_LOG_WARN_LIMITED("scanout {}: blob {} no longer reads from guest memory", scanout_id, scanout.resource_id);
         return false;
       }
     }

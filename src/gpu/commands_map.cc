@@ -129,10 +129,10 @@ std::optional<GpuError> GpuDevice::start_map(const DeferredMap& m) {
   auto mapping = r3d_->blob_mapping(m.resource_id);
   if (!mapping || mapping->size < res->blob_size || (mapping->fd_offset & (host_visible_->alignment() - 1)) != 0) {
     host_visible_->release(m.offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: {}", m.resource_id,
-                  !mapping
-                      ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
-                      : "the renderer's fd does not hold the blob at a page boundary");
+    VGPU_LOG_WARN_LIMITED(
+        "RESOURCE_MAP_BLOB {}: {}", m.resource_id,
+        !mapping ? std::string("the renderer has no fd that maps it: ") + std::string(to_string(mapping.error()))
+                 : "the renderer's fd does not hold the blob at a page boundary");
     return mapping && mapping.error() == Renderer3DError::InvalidArgument ? GpuError::InvalidParameter
                                                                           : GpuError::Unspec;
   }
@@ -159,7 +159,7 @@ std::optional<GpuError> GpuDevice::start_map(const DeferredMap& m) {
       });
   if (!sent) {
     host_visible_->release(m.offset);
-    VGPU_LOG_WARN("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", m.resource_id, to_string(sent.error()));
+    VGPU_LOG_WARN_LIMITED("RESOURCE_MAP_BLOB {}: cannot ask the frontend: {}", m.resource_id, to_string(sent.error()));
     return GpuError::Unspec;
   }
   return std::nullopt;
@@ -183,7 +183,7 @@ void GpuDevice::on_map_reply(uint64_t token, uint64_t offset, BackendReply reply
     complete_held(token, GpuError::Unspec);
     return;
   }
-  VGPU_LOG_WARN("RESOURCE_MAP_BLOB {} at 0x{:x}: {}", m->resource_id, offset, to_string(reply));
+  VGPU_LOG_WARN_LIMITED("RESOURCE_MAP_BLOB {} at 0x{:x}: {}", m->resource_id, offset, to_string(reply));
   host_visible_->release(offset);
   complete_held(token, GpuError::Unspec);
   retry_deferred_maps();
@@ -214,7 +214,7 @@ bool GpuDevice::start_unmap(uint64_t offset, uint64_t token) {
     auto sent = mapper_->unmap(shm_range(offset, m->len),
                                [this, token, offset](BackendReply r) { on_unmap_reply(token, offset, r); });
     if (sent) return true;
-    VGPU_LOG_WARN("SHMEM_UNMAP at 0x{:x}: cannot ask the frontend: {}", offset, to_string(sent.error()));
+    VGPU_LOG_WARN_LIMITED("SHMEM_UNMAP at 0x{:x}: cannot ask the frontend: {}", offset, to_string(sent.error()));
   }
   // The frontend cannot be told any more (its channel is gone): the range is free for this device.
   host_visible_->release(offset);
@@ -225,7 +225,7 @@ bool GpuDevice::start_unmap(uint64_t offset, uint64_t token) {
 void GpuDevice::on_unmap_reply(uint64_t token, uint64_t offset, BackendReply reply) {
   if (host_visible_ && host_visible_->at(offset) != nullptr) host_visible_->release(offset);
   if (reply != BackendReply::Done) {
-    VGPU_LOG_WARN("SHMEM_UNMAP at 0x{:x}: {}", offset, to_string(reply));
+    VGPU_LOG_WARN_LIMITED("SHMEM_UNMAP at 0x{:x}: {}", offset, to_string(reply));
   }
   if (token != 0 && reply == BackendReply::Done) complete_held(token, header_response(VIRTIO_GPU_RESP_OK_NODATA));
   if (token != 0 && reply != BackendReply::Done) complete_held(token, GpuError::Unspec);

@@ -94,13 +94,14 @@ void GpuDevice::announce_shared(uint32_t id, Resource& res) {
   const ObjectUuid uuid = *res.uuid;
   auto sent = shared_objects_->add(uuid, [this, id, uuid](BackendReply r) {
     if (r == BackendReply::Done) return;
-    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {}: {}; other devices cannot import it", id, to_string(uuid),
-                  to_string(r));
+    VGPU_LOG_WARN_LIMITED("resource {}: SHARED_OBJECT_ADD {}: {}; other devices cannot import it", id, to_string(uuid),
+                          to_string(r));
     Resource* still = resources_.find(id);
     if (still != nullptr && still->uuid == uuid) still->shared_fd.reset();
   });
   if (!sent) {
-    VGPU_LOG_WARN("resource {}: SHARED_OBJECT_ADD {} not sent: {}", id, to_string(uuid), to_string(sent.error()));
+    VGPU_LOG_WARN_LIMITED("resource {}: SHARED_OBJECT_ADD {} not sent: {}", id, to_string(uuid),
+                          to_string(sent.error()));
     res.shared_fd.reset();
     return;
   }
@@ -152,7 +153,7 @@ CommandResult GpuDevice::on_resource_assign_uuid(const virtio_gpu_resource_assig
       if (!resources_.uuid_in_use(*u)) res->uuid = *u;
     }
     if (!res->uuid) {
-      VGPU_LOG_WARN("RESOURCE_ASSIGN_UUID {}: no random bytes from the kernel", req.resource_id);
+      VGPU_LOG_WARN_LIMITED("RESOURCE_ASSIGN_UUID {}: no random bytes from the kernel", req.resource_id);
       return fail(GpuError::Unspec);
     }
   }

@@ -189,12 +189,22 @@ void GpuDevice::drain(size_t index) {
   // Drain with notifications disabled, then re-enable and drain again if buffers arrived in between
   // (virtio spec 2.7.10: the driver may add buffers after our last check and before re-enabling).
   bool stalled = false;
+  // Audit F6: a guest that keeps publishing must not keep the event loop here. One call handles at most a
+  // queue's worth of chains (malformed ones included), then asks the transport to run it again after the
+  // loop has served the frontend socket, signals, the display and fence polling.
+  size_t budget = queue->config().size;
+  bool yielded = false;
   do {
     queue->disable_notifications();
     while (!stalled) {
+      if (budget == 0) {
+        yielded = queue->has_available();
+        break;
+      }
+      --budget;
       auto chain = queue->pop();
       if (!chain) {
-        VGPU_LOG_WARN("queue {}: rejected a malformed descriptor chain: {}", index, to_string(chain.error()));
+        VGPU_LOG_WARN_LIMITED("queue {}: rejected a malformed descriptor chain: {}", index, to_string(chain.error()));
         continue;
       }
       if (!*chain) break;
@@ -209,8 +219,10 @@ void GpuDevice::drain(size_t index) {
         case Outcome::Done: queue->add_used(std::move(**chain), written); break;
       }
     }
-  } while (!stalled && queue->enable_notifications() && !queue->broken());
-  if (queue->broken()) VGPU_LOG_WARN("queue {} is broken: {}", index, to_string(*queue->broken_reason()));
+  } while (!stalled && !yielded && queue->enable_notifications() && !queue->broken());
+  // Notifications stay disabled while yielded: the resumed drain runs anyway and re-enables them.
+  if (yielded && !queue->broken()) queue->resume_later();
+  if (queue->broken()) VGPU_LOG_WARN_LIMITED("queue {} is broken: {}", index, to_string(*queue->broken_reason()));
   queue->notify_if_needed();
   layout_fresh_ = false;
   update_display_registration();
@@ -260,7 +272,8 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
   std::optional<ResponseBytes> answer;
   auto peeked = reader.peek<virtio_gpu_ctrl_hdr>();
   if (!peeked) {
-    VGPU_LOG_WARN("{}: request of {} bytes is shorter than a virtio_gpu_ctrl_hdr", queue_name, reader.remaining());
+    VGPU_LOG_WARN_LIMITED("{}: request of {} bytes is shorter than a virtio_gpu_ctrl_hdr", queue_name,
+                          reader.remaining());
     error = GpuError::InvalidParameter;
   } else {
     hdr = *peeked;
@@ -272,12 +285,12 @@ GpuDevice::Outcome GpuDevice::process(size_t index, DescriptorChain& chain, uint
         VGPU_LOG_WARN("{}: unknown command type 0x{:04x}: answering ERR_UNSPEC", queue_name, hdr.type);
       }
     } else if (info->queue != kind) {
-      VGPU_LOG_WARN("{}: command {} belongs on the other queue", queue_name, info->name);
+      VGPU_LOG_WARN_LIMITED("{}: command {} belongs on the other queue", queue_name, info->name);
     } else if (!has_feature(info->required_feature)) {
-      VGPU_LOG_WARN("{}: command {} needs a feature the driver did not negotiate", queue_name, info->name);
+      VGPU_LOG_WARN_LIMITED("{}: command {} needs a feature the driver did not negotiate", queue_name, info->name);
     } else if (reader.remaining() < info->request_size) {
-      VGPU_LOG_WARN("{}: command {} is {} bytes, needs {}", queue_name, info->name, reader.remaining(),
-                    info->request_size);
+      VGPU_LOG_WARN_LIMITED("{}: command {} is {} bytes, needs {}", queue_name, info->name, reader.remaining(),
+                            info->request_size);
       error = GpuError::InvalidParameter;
     } else {
       // Copy the request out of the guest once; everything after this reads the host copy.
@@ -333,8 +346,8 @@ bool GpuDevice::write_response(DescriptorChain& chain, const virtio_gpu_ctrl_hdr
   std::memcpy(response.data(), &out, sizeof(out));
   Writer writer = chain.writer();
   if (!writer.write_bytes(response)) {
-    VGPU_LOG_WARN("controlq: {} bytes of room for a {}-byte response to {}", writer.available(), response.size(),
-                  command_name(hdr.type));
+    VGPU_LOG_WARN_LIMITED("controlq: {} bytes of room for a {}-byte response to {}", writer.available(),
+                          response.size(), command_name(hdr.type));
     written = 0;
     return false;
   }

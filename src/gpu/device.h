@@ -70,7 +70,9 @@ struct GpuDeviceConfig {
   // (with BLOB_ALIGNMENT) only when the 3D renderer can map blobs into another process (Renderer3D::maps_blobs).
   uint64_t hostmem_size = 0;
   BlobAlignmentMode blob_alignment = BlobAlignmentMode::On;
-  // Venus contexts a guest may have at once: each costs a render-server process on the host.
+  // 3D contexts a guest may have at once (each also charges host_costs::kPerContext to the resource budget),
+  // and of those, Venus contexts: each costs a render-server process on the host.
+  uint32_t max_contexts = 64;
   uint32_t max_venus_contexts = 16;
 };
 

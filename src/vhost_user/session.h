@@ -250,6 +250,8 @@ class Session {
   void stop_ring(size_t index);
   void refresh_rings_after_memory_change();
   void signal_call(size_t index);
+  // Makes ring `index`'s kick fd readable again (Queue::resume_later).
+  void resume_ring(size_t index);
 
   Connection conn_;
   Backend& backend_;

@@ -75,15 +75,22 @@ Result<void, std::string> Session::start_ring(size_t index) {
   }
   vr.queue.emplace(std::move(*queue));
   vr.queue->set_interrupt([this, index] { signal_call(index); });
+  vr.queue->set_resume([this, index] { resume_ring(index); });
   VGPU_LOG_DEBUG("vhost-user: ring {} started (size {}, base {})", index, vr.num, vr.base);
   backend_.on_queue_started(index, *vr.queue);
   // A (re)started ring resumes with what is already available, without waiting for the driver's next kick
   // (vhost-user.rst, "Starting and stopping rings"). The kick goes through the eventfd, so the first drain
   // runs from the event loop, after the frontend's remaining setup messages (QEMU sends the call fd after
   // the kick fd).
-  const uint64_t one = 1;
-  (void)!::write(vr.kick.get(), &one, sizeof(one));
+  resume_ring(index);
   return {};
+}
+
+void Session::resume_ring(size_t index) {
+  // The kick eventfd is ours to read; adding 1 makes it readable again, so the loop calls on_kick for this
+  // ring once it has served the sources that were already ready (epoll reports ready fds round-robin).
+  const uint64_t one = 1;
+  (void)!::write(vrings_[index].kick.get(), &one, sizeof(one));
 }
 
 Result<void, Session::Failure> Session::start_if_ready(size_t index) {

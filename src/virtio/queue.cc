@@ -111,6 +111,11 @@ bool Queue::refresh_avail_idx() {
   return true;
 }
 
+bool Queue::has_available() {
+  if (broken_) return false;
+  return next_avail_ != shadow_avail_idx_ || (refresh_avail_idx() && next_avail_ != shadow_avail_idx_);
+}
+
 Result<std::optional<DescriptorChain>, ChainError> Queue::pop() {
   if (broken_) return std::nullopt;
   if (next_avail_ == shadow_avail_idx_ && (!refresh_avail_idx() || next_avail_ == shadow_avail_idx_)) {

@@ -67,6 +67,9 @@ class Queue {
   // is broken (see broken()), pop() returns std::nullopt.
   Result<std::optional<DescriptorChain>, ChainError> pop();
 
+  // True when the driver has published entries that pop() has not returned yet (reads avail->idx).
+  [[nodiscard]] bool has_available();
+
   // True once the queue is broken (the driver corrupted the avail index, or memory vanished); pop() then
   // returns nothing until the queue is re-created by the transport.
   [[nodiscard]] bool broken() const { return broken_.has_value(); }
@@ -84,6 +87,14 @@ class Queue {
   // signal (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX; spec 2.7.7.2).
   void notify_if_needed();
   void set_interrupt(std::function<void()> interrupt) { interrupt_ = std::move(interrupt); }
+
+  // A device that stops draining with buffers still available (to let the event loop serve other sources)
+  // asks to be run again: the transport re-signals the queue's kick (set_resume), so the drain continues on
+  // the loop's next turn, after the sources that were already ready.
+  void set_resume(std::function<void()> resume) { resume_ = std::move(resume); }
+  void resume_later() const {
+    if (resume_) resume_();
+  }
 
   // Notification suppression for the kick side (spec 2.7.10): disable while draining, then enable and
   // re-check. enable_notifications() returns true when buffers are waiting (drain again). Without EVENT_IDX
@@ -122,6 +133,7 @@ class Queue {
   bool notifications_enabled_ = true;  // kick side: see disable_notifications()
   std::optional<QueueError> broken_;
   std::function<void()> interrupt_;
+  std::function<void()> resume_;
   // in_flight_[head]: that head's chain was popped and is not on the used ring yet (see pop()).
   std::vector<bool> in_flight_;
   uint32_t in_flight_count_ = 0;

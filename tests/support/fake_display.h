@@ -54,6 +54,7 @@ class FakeDisplay final : public Display {
       }
     }
     updates.push_back(std::move(u));
+    if (on_update) on_update();
   }
   bool accepts_dmabuf(const DmabufImage&) const override { return accept_dmabufs; }
   bool set_scanout_dmabuf(uint32_t scanout, const DmabufImage& image, const Rect& shown) override {
@@ -103,6 +104,8 @@ class FakeDisplay final : public Display {
   std::vector<DmabufScanoutCall> dmabuf_scanouts;
   std::vector<DmabufUpdateCall> dmabuf_updates;
   std::vector<Update> updates;
+  // Called after each update() is recorded (a test's stand-in for a guest that reacts to frames).
+  std::function<void()> on_update;
   std::vector<CursorCall> cursor;
 
  private:

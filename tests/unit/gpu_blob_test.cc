@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gpu/host_costs.h"
 #include "support/device_parts.h"
 #include "support/fake_display.h"
 #include "support/gpu_harness.h"
@@ -71,10 +72,10 @@ TEST(GpuBlobFeatures, NotNegotiated_CreateBlobRefused) {
   EXPECT_EQ(h.device().resources().size(), 0u);
 }
 
-TEST_F(GpuBlob, CreateGuest_Ok_ChargesOnlyItsEntries) {
+TEST_F(GpuBlob, CreateGuest_Ok_ChargesItsEntriesAndBookkeepingNotItsGuestPages) {
   ASSERT_EQ(h_.create_blob(1, kGuest, 64 * 1024, 4), kOk);
   EXPECT_TRUE(h_.device().resources().contains(1));
-  EXPECT_EQ(h_.device().resources().used_bytes(), 4 * sizeof(ScatterEntry));
+  EXPECT_EQ(h_.device().resources().used_bytes(), host_costs::backing_bytes(4) + host_costs::kPerResource);
 }
 
 TEST_F(GpuBlob, CreateGuest_BadRequests_MostSpecificError) {

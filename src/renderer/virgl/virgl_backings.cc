@@ -145,7 +145,7 @@ void VirglRenderer::refresh_backings() {
           virgl_renderer_resource_attach_iov(static_cast<int>(id), res.iovs.data(), static_cast<int>(res.iovs.size()));
     }
     if (!resolved || ret != 0) {
-      VGPU_LOG_WARN("virgl: backing of resource {} no longer resolves after a memory change; dropped", id);
+      VGPU_LOG_WARN_LIMITED("virgl: backing of resource {} no longer resolves after a memory change; dropped", id);
       res.iovs.clear();
       res.pins.clear();
       res.pins.clear();
@@ -284,7 +284,8 @@ Result<BlobMapping, Renderer3DError> VirglRenderer::blob_mapping(uint32_t resour
   virgl_renderer_resource_unmap(resource_id);
   if (!offset || *offset > static_cast<uint64_t>(st.st_size) ||
       map_size > static_cast<uint64_t>(st.st_size) - *offset) {
-    VGPU_LOG_WARN("3D: blob {}: its OPAQUE fd does not map to the library's view of it; not mapping it", resource_id);
+    VGPU_LOG_WARN_LIMITED("3D: blob {}: its OPAQUE fd does not map to the library's view of it; not mapping it",
+                          resource_id);
     return fail(Renderer3DError::Failed);
   }
   out.fd_offset = *offset;
