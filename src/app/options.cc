@@ -65,10 +65,11 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
   app.add_flag("-c,--print-capabilities", print_caps, "Print the backend capabilities as JSON and exit");
   app.add_flag("--exit-on-disconnect", opts.exit_on_disconnect,
                "Exit when the frontend disconnects (default: wait for the next connection)");
-  app.add_option("--outputs", opts.outputs, "Number of scanouts (displays) offered to the guest")
-      ->type_name("N")
-      ->check(CLI::Range(1u, kMaxOutputs))
-      ->capture_default_str();
+  // A count N in 1..max, its default shown in --help.
+  auto add_count = [&app](const char* name, uint32_t& value, const char* help, uint32_t max) {
+    app.add_option(name, value, help)->type_name("N")->check(CLI::Range(1u, max))->capture_default_str();
+  };
+  add_count("--outputs", opts.outputs, "Number of scanouts (displays) offered to the guest", kMaxOutputs);
   std::string resolution = "1280x800";
   app.add_option("--resolution", resolution,
                  "Preferred mode WIDTHxHEIGHT reported when no display supplies one (headless; EDID fallback)")
@@ -106,18 +107,14 @@ std::variant<Options, ExitNow> parse_options(int argc, char** argv) {
       ->type_name("MODE")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  app.add_option("--max-contexts", opts.max_contexts,
-                 "3D contexts one guest may have at once (each also takes 3 MiB of --max-resource-memory); "
-                 "CTX_CREATE beyond it fails with ERR_OUT_OF_MEMORY")
-      ->type_name("N")
-      ->check(CLI::Range(1u, 4096u))
-      ->capture_default_str();
-  app.add_option("--max-venus-contexts", opts.max_venus_contexts,
-                 "Venus contexts one guest may have at once (each is a render-server process here); CTX_CREATE "
-                 "beyond it fails with ERR_OUT_OF_MEMORY")
-      ->type_name("N")
-      ->check(CLI::Range(1u, 1024u))
-      ->capture_default_str();
+  add_count("--max-contexts", opts.max_contexts,
+            "3D contexts one guest may have at once (each also takes 3 MiB of --max-resource-memory); CTX_CREATE "
+            "beyond it fails with ERR_OUT_OF_MEMORY",
+            4096);
+  add_count("--max-venus-contexts", opts.max_venus_contexts,
+            "Venus contexts one guest may have at once (each is a render-server process here); CTX_CREATE beyond "
+            "it fails with ERR_OUT_OF_MEMORY",
+            1024);
   app.add_flag("--dmabuf-scanout", opts.dmabuf_scanout,
                "Show 3D scanouts as dma-bufs the renderer exports (DMABUF_SCANOUT2, no pixel copies); needs "
                "--virgl, a GPU driver that exports dma-bufs, and a GL display in QEMU (-display egl-headless, "

@@ -143,22 +143,15 @@ CommandResult GpuDevice::on_resource_create_3d(const virtio_gpu_resource_create_
   if (req.width == 0) return fail(GpuError::InvalidParameter);
   // Host bytes charged against --max-resource-memory: an upper bound from the format's texel size, samples,
   // layers and mip levels (host_costs.h). The GL driver decides the real layout; a guest cannot make it wrap.
-  const auto bytes = host_costs::resource_3d_bytes({.target = req.target,
-                                                    .format = req.format,
-                                                    .width = req.width,
-                                                    .height = req.height,
-                                                    .depth = req.depth,
-                                                    .array_size = req.array_size,
-                                                    .last_level = req.last_level,
-                                                    .nr_samples = req.nr_samples});
+  const Resource3DArgs args{req.target, req.format,     req.bind,       req.width,      req.height,
+                            req.depth,  req.array_size, req.last_level, req.nr_samples, req.flags};
+  const auto bytes = host_costs::resource_3d_bytes(args);
   if (!bytes || !resources_.reserve(*bytes)) {
     VGPU_LOG_WARN_LIMITED("RESOURCE_CREATE_3D {}x{}x{} format {}: over the resource memory limit ({} of {} bytes used)",
                           req.width, req.height, req.depth, req.format, resources_.used_bytes(),
                           resources_.max_bytes());
     return fail(GpuError::OutOfMemory);
   }
-  const Resource3DArgs args{req.target, req.format,     req.bind,       req.width,      req.height,
-                            req.depth,  req.array_size, req.last_level, req.nr_samples, req.flags};
   if (auto r = r3d_->create_resource_3d(req.resource_id, args); !r) {
     resources_.release(*bytes);
     return fail(to_gpu_error(r.error()));

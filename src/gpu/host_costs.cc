@@ -51,7 +51,7 @@ uint32_t virgl_texel_bytes(uint32_t virgl_format) {
   return 4;
 }
 
-std::optional<uint64_t> resource_3d_bytes(const Resource3DShape& shape) {
+std::optional<uint64_t> resource_3d_bytes(const Resource3DArgs& shape) {
   const uint64_t h = std::max(shape.height, 1u), d = std::max(shape.depth, 1u);
   const uint64_t layers = std::max(shape.array_size, 1u), samples = std::max(shape.nr_samples, 1u);
   auto bytes = checked_mul<uint64_t>(shape.width, h);

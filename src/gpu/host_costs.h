@@ -4,12 +4,14 @@
 // F2, F4 and F5: before, a 1x1 resource was charged 4 bytes and cost about 540, a context was charged nothing
 // and cost 2.3 MiB, and every 3D texel was charged 4 bytes whatever its format and sample count).
 //
-//   auto bytes = host_costs::resource_3d_bytes({.format = f, .width = w, ...});
+//   auto bytes = host_costs::resource_3d_bytes(args);   // a RESOURCE_CREATE_3D's Resource3DArgs
 //   if (!bytes || !resources_.reserve(*bytes)) return fail(GpuError::OutOfMemory);
 #pragma once
 
 #include <cstdint>
 #include <optional>
+
+#include "renderer/renderer_3d.h"
 
 namespace vgpu::host_costs {
 
@@ -31,17 +33,9 @@ constexpr uint64_t backing_bytes(uint64_t entries) {
 // formats, which take 1 or less, are over-charged rather than listed).
 uint32_t virgl_texel_bytes(uint32_t virgl_format);
 
-struct Resource3DShape {
-  uint32_t target = 0;  // PIPE_TEXTURE_* / PIPE_BUFFER (0: width is a byte count)
-  uint32_t format = 0;  // VIRGL_FORMAT_*
-  uint32_t width = 0, height = 0, depth = 0, array_size = 0;
-  uint32_t last_level = 0;  // mip levels beyond the first
-  uint32_t nr_samples = 0;
-};
-
 // Host bytes a RESOURCE_CREATE_3D of this shape may make the renderer allocate: texels x bytes per texel x
 // samples x layers, half as much again with mip levels (a full chain adds at most a third), plus
 // kPerResource. std::nullopt when that does not fit 64 bits.
-std::optional<uint64_t> resource_3d_bytes(const Resource3DShape& shape);
+std::optional<uint64_t> resource_3d_bytes(const Resource3DArgs& shape);
 
 }  // namespace vgpu::host_costs

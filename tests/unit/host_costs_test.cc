@@ -36,19 +36,23 @@ TEST(HostCosts, TexelBytes_FollowTheFormat) {
 
 TEST(HostCosts, Resource3D_FormatSamplesLayersAndMipsMultiply) {
   // The audit's case: 4096x4096 RGBA32F with 4 samples is 1 GiB, not 64 MiB.
-  EXPECT_EQ(resource_3d_bytes({.format = kR32G32B32A32Float, .width = 4096, .height = 4096, .nr_samples = 4}),
-            (uint64_t{4096} * 4096 * 16 * 4) + kPerResource);
-  EXPECT_EQ(resource_3d_bytes({.format = kB8G8R8A8, .width = 64, .height = 64, .depth = 1, .array_size = 6}),
-            (uint64_t{64} * 64 * 4 * 6) + kPerResource);
-  EXPECT_EQ(resource_3d_bytes({.format = kB8G8R8A8, .width = 64, .height = 64, .last_level = 6}),
+  EXPECT_EQ(
+      resource_3d_bytes({.target = 2, .format = kR32G32B32A32Float, .width = 4096, .height = 4096, .nr_samples = 4}),
+      (uint64_t{4096} * 4096 * 16 * 4) + kPerResource);
+  EXPECT_EQ(
+      resource_3d_bytes({.target = 2, .format = kB8G8R8A8, .width = 64, .height = 64, .depth = 1, .array_size = 6}),
+      (uint64_t{64} * 64 * 4 * 6) + kPerResource);
+  EXPECT_EQ(resource_3d_bytes({.target = 2, .format = kB8G8R8A8, .width = 64, .height = 64, .last_level = 6}),
             (uint64_t{64} * 64 * 4) * 3 / 2 + 1 + kPerResource);
-  EXPECT_EQ(resource_3d_bytes({.format = kB8G8R8A8, .width = 1}), 4 + kPerResource);  // 0 height/depth/... mean 1
+  EXPECT_EQ(resource_3d_bytes({.target = 2, .format = kB8G8R8A8, .width = 1}),
+            4 + kPerResource);  // 0 height/depth/... mean 1
 }
 
 TEST(HostCosts, Resource3D_OverflowIsNullopt) {
   constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
-  EXPECT_EQ(resource_3d_bytes({.format = kR64G64B64A64Float, .width = kMax, .height = kMax, .depth = kMax}),
-            std::nullopt);
+  EXPECT_EQ(
+      resource_3d_bytes({.target = 2, .format = kR64G64B64A64Float, .width = kMax, .height = kMax, .depth = kMax}),
+      std::nullopt);
 }
 
 TEST(HostCosts, TinyResources_ChargedTheirBookkeeping) {

@@ -118,6 +118,14 @@ TEST(Options, Hostmem_PowerOfTwoWithSuffix_Parsed) {
             uint64_t{1} << 30);
 }
 
+TEST(Options, MaxContexts_ParsedAndRangeChecked) {
+  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl"})).max_contexts, 64u);
+  EXPECT_EQ(std::get<Options>(parse({"-s", "/tmp/x", "--virgl", "--max-contexts", "8"})).max_contexts, 8u);
+  for (const char* n : {"0", "4097", "many"}) {
+    EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--max-contexts", n})), 2) << n;
+  }
+}
+
 TEST(Options, Hostmem_NotAPowerOfTwoOrOutOfRangeOrWithoutVenus_ExitCode2) {
   for (const char* size : {"300M", "0x1234", "512K", "128G", "3", "lots"}) {
     EXPECT_EQ(exit_code(parse({"-s", "/tmp/x", "--virgl", "--venus", "--hostmem", size})), 2) << size;
