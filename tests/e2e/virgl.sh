@@ -52,12 +52,14 @@
 #             "build:duration=3,texture:duration=3"): prints the score; SKIP when the root has no glmark2
 #   share     resource sharing across devices (run-3d.sh's case_share, guest/3d/share.c): the guest PRIME-exports a
 #             2D buffer with a known pattern, so its driver asks for the resource's UUID (RESOURCE_ASSIGN_UUID);
-#             our backend must announce it to QEMU (SHARED_OBJECT_ADD, logged). On the generic device (QEMU
+#             our backend must announce it to QEMU (SHARED_OBJECT_ADD on the backend request channel, which
+#             vu_proxy.py records: the case always runs through the proxy). On the generic device (QEMU
 #             11.1) a second vhost-user device (vhost-user-test-device-pci, virtio-id 30) whose backend is
 #             shared_importer.py looks the UUID up through QEMU (SHARED_OBJECT_LOOKUP; QEMU asks us with
 #             GET_SHARED_OBJECT) and must read back exactly the guest's bytes when QEMU passes an fd on; QEMU
 #             11.1.3 answers the look-up 0 and drops the fd (its bug, see share_case), which passes only when our
-#             backend logged the fd going to QEMU; after the guest frees the buffer the look-up must fail
+#             backend's GET_SHARED_OBJECT reply carried the fd (recorded by the proxy); after the guest frees the
+#             buffer the look-up must fail
 #             (SHARED_OBJECT_REMOVE). ours/ours-2d only; on vhost-user-gpu-pci (QEMU 10.0 has no generic
 #             device) only the announcement is checked
 #   venus     Vulkan through Venus (run-3d.sh's case_venus, on the Venus ICD only): vulkaninfo must name the
@@ -117,8 +119,8 @@
 #   VGPU_E2E_ACCEL        tcg (default) or kvm
 #   VGPU_E2E_BACKEND_ARGS extra backend arguments (word-split)
 #   VGPU_E2E_BACKEND_ENV  extra VAR=VALUE words for the backend's environment (word-split; e.g. LP_NUM_THREADS=1)
-#   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its display-channel record
-#                         (events.jsonl); default 0
+#   VGPU_E2E_PROXY        1: put vu_proxy.py between QEMU and the backend and keep its record of the display
+#                         and backend request channels (events.jsonl); default 0, but always 1 with the share case
 #   VGPU_KEEP=1           keep the temp dir (console, logs, screendumps)
 #   VGPU_E2E_DEVICE       gpu (default) or generic, see above
 #   VGPU_E2E_ROOT         run QEMU (and our backend) inside this root, see above
@@ -239,6 +241,8 @@ venus_steps="${VGPU_E2E_VENUS_STEPS:-vulkaninfo,draw,scanout,hostile,ggml,llama}
 size="${VGPU_E2E_SIZE:-1280x800}"
 mem="${VGPU_E2E_MEM:-1G}"
 use_proxy="${VGPU_E2E_PROXY:-0}"
+# The share case's oracle is the protocol: the UUID we announce and the fd we hand QEMU, as vu_proxy.py saw them.
+[[ " ${cases[*]} " != *" share "* ]] || use_proxy=1
 glmark2_scenes="${VGPU_E2E_GLMARK2:-build:duration=3,texture:duration=3}"
 piglit_list="${VGPU_E2E_PIGLIT_LIST:-${E2E_DIR}/piglit/tests.txt}"
 piglit_jobs="${VGPU_E2E_PIGLIT_JOBS:-2}"
@@ -424,14 +428,15 @@ share_case() {
   fi
   size="${shown##* size }"
   size="${size%%[^0-9]*}"
-  # The UUID the guest got, as our backend announced it (the first line: the guest exports one buffer).
+  # The UUID the guest got, as our backend announced it to QEMU: the first SHARED_OBJECT_ADD on the backend
+  # request channel (the guest exports one buffer).
   for ((i = 0; i < 50; i++)); do
-    uuid="$(grep -aoE 'shared with other devices as [0-9a-f-]{36}' "${backend_log}" | head -n 1 | awk '{print $NF}')"
+    uuid="$(grep -aoE '"req": "SHARED_OBJECT_ADD", "uuid": "[0-9a-f-]{36}"' "${events}" | head -n 1 | grep -oE '[0-9a-f-]{36}')"
     [[ -z "${uuid}" ]] || break
     sleep 0.1
   done
   if [[ -z "${uuid}" ]]; then
-    case_fail share "the backend announced no UUID (SHARED_OBJECT_ADD) for the guest's PRIME export: $(grep -aE 'RESOURCE_ASSIGN_UUID|not offered to other devices|SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
+    case_fail share "the backend sent QEMU no SHARED_OBJECT_ADD for the guest's PRIME export (backend request channel: $(grep -a '"dir": "backend-req"' "${events}" | head -n 3 | tr '\n' '|' | cut -c1-300); log: $(grep -aE 'RESOURCE_ASSIGN_UUID|not offered to other devices|SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300))"
   elif ((use_importer == 0)); then
     case_note share "exported ${shown}; announced ${uuid}; no importing device on ${device_args[1]%%,*} (QEMU ${qver})"
   else
@@ -443,7 +448,7 @@ share_case() {
       else
         case_fail share "the second device imported ${uuid} but its bytes differ from the guest's: ${res}"
       fi
-    elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq 'GET_SHARED_OBJECT [0-9a-f-]*: the buffer.s fd goes to the frontend' "${backend_log}"; then
+    elif [[ "${res}" == *'"reply": 0,'* ]] && grep -aq '"dir": "vu-reply", "req": "GET_SHARED_OBJECT", "fds": 1,' "${events}"; then
       # QEMU 11.1.3 asked us (GET_SHARED_OBJECT, without the UUID: one bug), got the fd and answered the importer
       # 0 without it: vhost_user_backend_handle_shared_object_lookup hands the fd to the importer's main chardev
       # (qemu_chr_fe_set_msgfds) instead of the reply on the backend channel, and QEMU's next write there sets
@@ -451,7 +456,7 @@ share_case() {
       # after the look-up, GET_VRING_BASE came without it. No fd can reach the importer: what is ours is checked.
       case_note share "exported ${shown}; ${uuid}: QEMU ${qver} took the buffer's fd from us (GET_SHARED_OBJECT) and answered the second device 0 without it (QEMU bug: the fd goes to that device's chardev, not the reply, and is dropped)"
     else
-      case_fail share "the second device's look-up of ${uuid} through QEMU failed: ${res:-no answer from shared_importer.py}; backend: $(grep -aE 'GET_SHARED_OBJECT' "${backend_log}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
+      case_fail share "the second device's look-up of ${uuid} through QEMU failed: ${res:-no answer from shared_importer.py}; our GET_SHARED_OBJECT replies: $(grep -a '"req": "GET_SHARED_OBJECT"' "${events}" | head -n 2 | tr '\n' '|' | cut -c1-300)"
     fi
   fi
   next_step

@@ -9,7 +9,11 @@ each request QEMU sends (one JSON line, dir "vu"). When QEMU hands the
 backend its display channel (VHOST_USER_GPU_SET_SOCKET, request 33) the proxy puts itself in the middle of
 that channel too, and writes one JSON line per message the backend sends QEMU on it (SCANOUT, UPDATE,
 CURSOR_POS, CURSOR_POS_HIDE, CURSOR_UPDATE with its 64x64 image as hex, ...). display.sh reads the cursor
-messages there: QEMU keeps the cursor apart from the surface and its screendump never shows it.
+messages there: QEMU keeps the cursor apart from the surface and its screendump never shows it. Likewise for
+the backend request channel (VHOST_USER_SET_BACKEND_REQ_FD, request 21): each request the backend sends QEMU
+there is recorded (dir "backend-req"; SHARED_OBJECT_* with its UUID), and the backend's replies to
+GET_SHARED_OBJECT (dir "vu-reply", with the number of fds) are recorded on the main channel. virgl.sh's share
+case reads the UUID and the fd hand-over there.
 
 Everything else passes unchanged; the proxy ends when either side closes. Python 3.9+ stdlib only.
 """
@@ -21,8 +25,11 @@ import struct
 import sys
 import threading
 import time
+import uuid
 
 VHOST_USER_GPU_SET_SOCKET = 33
+VHOST_USER_SET_BACKEND_REQ_FD = 21
+VHOST_USER_GET_SHARED_OBJECT = 41
 HDR = struct.Struct("<III")  # request, flags, size: vhost-user and the vhost-user-gpu display protocol alike
 MAX_FDS = 32
 GPU_REQUESTS = {
@@ -40,6 +47,12 @@ VU_REQUESTS = {
     18: "SET_VRING_ENABLE", 21: "SET_BACKEND_REQ_FD", 24: "GET_CONFIG", 25: "SET_CONFIG", 34: "RESET_DEVICE",
     36: "GET_MAX_MEM_SLOTS", 37: "ADD_MEM_REG", 38: "REM_MEM_REG", 39: "SET_STATUS", 40: "GET_STATUS",
     41: "GET_SHARED_OBJECT", 42: "SET_DEVICE_STATE_FD", 43: "CHECK_DEVICE_STATE", 44: "GET_SHMEM_CONFIG",
+}
+
+# vhost-user.rst's back-end requests (the backend request channel), recorded by name (dir "backend-req").
+BACKEND_REQUESTS = {
+    1: "IOTLB_MSG", 2: "CONFIG_CHANGE_MSG", 3: "VRING_HOST_NOTIFIER_MSG", 4: "VRING_CALL", 5: "VRING_ERR",
+    6: "SHARED_OBJECT_ADD", 7: "SHARED_OBJECT_REMOVE", 8: "SHARED_OBJECT_LOOKUP", 9: "SHMEM_MAP", 10: "SHMEM_UNMAP",
 }
 
 T0 = time.monotonic()
@@ -155,20 +168,56 @@ def pump_gpu(backend_side, qemu_side):
             pass
 
 
+def pump_backend_req(backend_side, qemu_side):
+    """The backend request channel, backend to QEMU: each request recorded, SHARED_OBJECT_* with its UUID."""
+    def record(request, flags, payload, fds):
+        f = {"req": BACKEND_REQUESTS.get(request, request)}
+        if request in (6, 7, 8) and len(payload) >= 16:
+            f["uuid"] = str(uuid.UUID(bytes=bytes(payload[:16])))
+        event(dir="backend-req", fds=len(fds), **f)
+        return fds
+
+    pump_messages(backend_side, qemu_side, "backend-req", record)
+    event(dir="backend-req", closed=True)
+
+
+# The channels the frontend hands the backend that the proxy sits in the middle of: request -> (name, the
+# pump for backend-to-QEMU messages). QEMU's answers on them pass unparsed.
+INTERCEPTED = {
+    VHOST_USER_GPU_SET_SOCKET: ("GPU_SET_SOCKET", pump_gpu, "gpu-replies"),
+    VHOST_USER_SET_BACKEND_REQ_FD: ("SET_BACKEND_REQ_FD", pump_backend_req, "backend-req-replies"),
+}
+
+
 def intercept_frontend(request, flags, payload, fds):
-    """One vhost-user request, QEMU to backend: recorded; VHOST_USER_GPU_SET_SOCKET's display channel is swapped
-    for one end of a socket pair whose other end pump_gpu relays to QEMU's."""
-    if request != VHOST_USER_GPU_SET_SOCKET or len(fds) != 1:
+    """One vhost-user request, QEMU to backend: recorded; the channel fd of an INTERCEPTED request is swapped for
+    one end of a socket pair whose other end is relayed to QEMU's."""
+    if request not in INTERCEPTED or len(fds) != 1:
         event(dir="vu", req=VU_REQUESTS.get(request, request))
         return fds
-    qemu_gpu = socket.socket(fileno=fds[0])
+    name, pump, replies = INTERCEPTED[request]
+    qemu_end = socket.socket(fileno=fds[0])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    threading.Thread(target=pump_gpu, args=(ours, qemu_gpu), daemon=True).start()
-    threading.Thread(target=pump_raw, args=(qemu_gpu, ours, "gpu-replies", False), daemon=True).start()
+    threading.Thread(target=pump, args=(ours, qemu_end), daemon=True).start()
+    threading.Thread(target=pump_raw, args=(qemu_end, ours, replies, False), daemon=True).start()
     fds = [os.dup(theirs.fileno())]
     theirs.close()
-    event(dir="vu", req="GPU_SET_SOCKET", note="display channel intercepted")
+    event(dir="vu", req=name, note="channel intercepted")
     return fds
+
+
+def pump_backend_replies(backend, qemu):
+    """vhost-user replies, backend to QEMU: GET_SHARED_OBJECT's recorded with its fd count (dir "vu-reply")."""
+    def record(request, flags, payload, fds):
+        if request == VHOST_USER_GET_SHARED_OBJECT:
+            value = struct.unpack_from("<Q", payload)[0] if len(payload) >= 8 else None
+            event(dir="vu-reply", req=VU_REQUESTS[request], fds=len(fds), value=value)
+        return fds
+
+    try:
+        pump_messages(backend, qemu, "vu-replies", record)
+    finally:
+        stop("vu-replies")
 
 
 def pump_frontend(qemu, backend):
@@ -218,7 +267,7 @@ def main():
     listener.close()
     event(dir="vu", note="QEMU connected")
     threading.Thread(target=pump_frontend, args=(qemu, backend), daemon=True).start()
-    threading.Thread(target=pump_raw, args=(backend, qemu, "vu-replies"), daemon=True).start()
+    threading.Thread(target=pump_backend_replies, args=(backend, qemu), daemon=True).start()
     done.wait()
     time.sleep(0.2)  # let the other direction flush what it holds
     for s in (qemu, backend):
