@@ -1,6 +1,5 @@
-// Test-side socket helpers: counting the process's open fds (a leak check), eventfds to pass, a value's bytes,
-// sending bytes with fds (SCM_RIGHTS) attached, and reading one message header together with the fds that came
-// with it.
+// Test-side socket helpers: counting the process's open fds (a leak check), eventfds to pass, sending bytes
+// with fds (SCM_RIGHTS) attached, and reading one message header together with the fds that came with it.
 //
 // Usage:
 //   const size_t before = open_fd_count(); ...; EXPECT_EQ(open_fd_count(), before);
@@ -20,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "common/bytes.h"  // bytes_of, for the files that include this one
 #include "common/scm_rights.h"
 #include "common/unique_fd.h"
 
@@ -38,14 +38,6 @@ inline size_t open_fd_count() {
 // A non-blocking eventfd (a kick or call fd, or just some fd to pass).
 inline UniqueFd make_eventfd() {
   return UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-}
-
-// A value's bytes (little-endian hosts: the wire format of the protocol structs).
-template <class T>
-std::vector<std::byte> bytes_of(const T& value) {
-  std::vector<std::byte> out(sizeof(T));
-  std::memcpy(out.data(), &value, sizeof(T));
-  return out;
 }
 
 // Sends `bytes` with `fds` attached to the first byte; what sendmsg returned, or -1 when more than 32 fds.

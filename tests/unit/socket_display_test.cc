@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/bytes.h"
 #include "display/edid.h"
 #include "display/protocol.h"
 
@@ -44,20 +45,6 @@ struct Message {
   uint32_t flags = 0;
   std::vector<std::byte> payload;
 };
-
-template <class T>
-std::vector<std::byte> bytes_of(const T& value) {
-  std::vector<std::byte> out(sizeof(T));
-  std::memcpy(out.data(), &value, sizeof(T));
-  return out;
-}
-
-template <class T>
-T from_bytes(const std::vector<std::byte>& bytes, size_t offset = 0) {
-  T out{};
-  std::memcpy(&out, bytes.data() + offset, sizeof(T));
-  return out;
-}
 
 uint32_t req(Request r) {
   return static_cast<uint32_t>(r);
@@ -80,7 +67,7 @@ std::vector<Message> parse_stream(const std::vector<std::byte>& stream) {
   std::vector<Message> out;
   size_t off = 0;
   while (off + sizeof(display::MessageHeader) <= stream.size()) {
-    const auto h = from_bytes<display::MessageHeader>(stream, off);
+    const auto h = copy_from<display::MessageHeader>(stream, off);
     off += sizeof(h);
     out.push_back(Message{h.request, h.flags,
                           std::vector<std::byte>(stream.begin() + static_cast<ptrdiff_t>(off),
@@ -224,7 +211,7 @@ class SocketDisplayTest : public testing::Test {
 
   Message read_message() {
     const auto raw = read_exact(qemu_.get(), sizeof(display::MessageHeader));
-    const auto h = from_bytes<display::MessageHeader>(raw);
+    const auto h = copy_from<display::MessageHeader>(raw);
     return Message{h.request, h.flags, read_exact(qemu_.get(), h.size)};
   }
 
@@ -353,7 +340,7 @@ TEST_F(SocketDisplayTest, FeaturesOfferEdidDmabuf2AndUnknown_SetsTheKnownOnes) {
 
   const uint64_t both = display::kProtocolFeatureEdid | display::kProtocolFeatureDmabuf2;
   EXPECT_EQ(set.request, req(Request::SetProtocolFeatures));
-  EXPECT_EQ(from_bytes<uint64_t>(set.payload), both);
+  EXPECT_EQ(copy_from<uint64_t>(set.payload), both);
   EXPECT_EQ(info.request, req(Request::GetDisplayInfo));
   EXPECT_TRUE(display_->edid_supported());
   EXPECT_EQ(display_->protocol_features(), both);
@@ -392,8 +379,8 @@ TEST_F(SocketDisplayTest, EdidNegotiated_AsksEachScanoutWithFence) {
 
   EXPECT_EQ(requests_of(sent), (std::vector<uint32_t>{req(Request::GetEdid), req(Request::GetProtocolFeatures),
                                                       req(Request::GetEdid), req(Request::GetProtocolFeatures)}));
-  EXPECT_EQ(from_bytes<uint32_t>(sent[0].payload), 0u);
-  EXPECT_EQ(from_bytes<uint32_t>(sent[2].payload), 1u);
+  EXPECT_EQ(copy_from<uint32_t>(sent[0].payload), 0u);
+  EXPECT_EQ(copy_from<uint32_t>(sent[2].payload), 1u);
   EXPECT_TRUE(display_->pending());
 }
 
@@ -495,7 +482,7 @@ TEST_F(SocketDisplayTest, SetScanout_SendsScanoutMessage) {
   const Message m = read_message();
 
   EXPECT_EQ(m.request, req(Request::Scanout));
-  const auto p = from_bytes<display::ScanoutPayload>(m.payload);
+  const auto p = copy_from<display::ScanoutPayload>(m.payload);
   EXPECT_EQ(p.scanout_id, 0u);
   EXPECT_EQ(p.width, 640u);
   EXPECT_EQ(p.height, 480u);
@@ -522,9 +509,9 @@ TEST_F(SocketDisplayTest, Update_SendsOnlyDamagedRectFromSourceOffset) {
 
   EXPECT_EQ(m.request, req(Request::Update));
   ASSERT_EQ(m.payload.size(), sizeof(display::UpdateHeaderPayload) + 2 * 4);
-  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(m.payload)), (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
-  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 20), 0x0005035au);  // B8G8R8X8 goes out as it is, X byte included
-  EXPECT_EQ(from_bytes<uint32_t>(m.payload, 24), 0x0005045au);
+  EXPECT_EQ(rect_of(copy_from<display::UpdateHeaderPayload>(m.payload)), (std::array<uint32_t, 5>{0, 1, 2, 2, 1}));
+  EXPECT_EQ(copy_from<uint32_t>(m.payload, 20), 0x0005035au);  // B8G8R8X8 goes out as it is, X byte included
+  EXPECT_EQ(copy_from<uint32_t>(m.payload, 24), 0x0005045au);
 }
 
 TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
@@ -532,7 +519,7 @@ TEST_F(SocketDisplayTest, UpdateBeyondScanout_ClippedToScanout) {
   const std::vector<uint32_t> pixels(64, 0x00123456);
 
   display_->update(0, Rect{2, 2, 100, 100}, image_of(pixels, 8, 8), 0, 0);
-  const auto h = from_bytes<display::UpdateHeaderPayload>(read_message().payload);
+  const auto h = copy_from<display::UpdateHeaderPayload>(read_message().payload);
 
   EXPECT_EQ((std::array<uint32_t, 4>{h.x, h.y, h.width, h.height}), (std::array<uint32_t, 4>{2, 2, 2, 2}));
 }
@@ -543,7 +530,7 @@ TEST_F(SocketDisplayTest, UpdateBeyondImage_ClippedToImage) {
 
   display_->update(0, Rect{0, 0, 64, 64}, image_of(pixels, 4, 4), 1, 1);
   const Message m = read_message();
-  const auto h = from_bytes<display::UpdateHeaderPayload>(m.payload);
+  const auto h = copy_from<display::UpdateHeaderPayload>(m.payload);
 
   EXPECT_EQ((std::array<uint32_t, 2>{h.width, h.height}), (std::array<uint32_t, 2>{3, 3}));
   EXPECT_EQ(m.payload.size(), sizeof(h) + 9 * 4);
@@ -584,7 +571,7 @@ TEST_P(SocketDisplayFormatTest, Update_ConvertsToX8R8G8B8) {
   const Message m = read_message();
 
   using Pixel = std::array<uint8_t, 4>;
-  EXPECT_EQ(from_bytes<Pixel>(m.payload, sizeof(display::UpdateHeaderPayload)), c.out);
+  EXPECT_EQ(copy_from<Pixel>(m.payload, sizeof(display::UpdateHeaderPayload)), c.out);
 }
 
 // Names give the byte order in memory; bytes here are 0x11, 0x22, 0x33, 0x44 in that order. B8G8R8A8 and
@@ -611,7 +598,7 @@ TEST_F(SocketDisplayTest, CursorUpdate_Sends64x64WithHotSpot) {
 
   EXPECT_EQ(m.request, req(Request::CursorUpdate));
   ASSERT_EQ(m.payload.size(), sizeof(display::CursorUpdatePayload));
-  const auto p = std::make_unique<display::CursorUpdatePayload>(from_bytes<display::CursorUpdatePayload>(m.payload));
+  const auto p = std::make_unique<display::CursorUpdatePayload>(copy_from<display::CursorUpdatePayload>(m.payload));
   EXPECT_EQ((std::array<uint32_t, 5>{p->pos.scanout_id, p->pos.x, p->pos.y, p->hot_x, p->hot_y}),
             (std::array<uint32_t, 5>{0, 10, 20, 3, 4}));
   EXPECT_EQ(std::vector<uint32_t>(p->data, p->data + 64 * 64), image);
@@ -636,7 +623,7 @@ TEST_F(SocketDisplayTest, CursorMoveThenHide_SendPosThenHideAtLastPosition) {
 
   EXPECT_EQ(move.request, req(Request::CursorPos));
   EXPECT_EQ(hide.request, req(Request::CursorPosHide));
-  const auto p = from_bytes<display::CursorPosPayload>(hide.payload);
+  const auto p = copy_from<display::CursorPosPayload>(hide.payload);
   EXPECT_EQ((std::array<uint32_t, 3>{p.scanout_id, p.x, p.y}), (std::array<uint32_t, 3>{0, 100, 200}));
 }
 
@@ -657,7 +644,7 @@ TEST_F(SocketDisplayTest, SmallSendBuffer_QueuesWantsEpolloutAndDrainsInOrder) {
   EXPECT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
   EXPECT_EQ(sent[1].payload.size(), sizeof(display::UpdateHeaderPayload) + 256 * 256 * 4);
-  EXPECT_EQ(from_bytes<uint32_t>(sent[1].payload, sent[1].payload.size() - 4), 0x00abcdefu);
+  EXPECT_EQ(copy_from<uint32_t>(sent[1].payload, sent[1].payload.size() - 4), 0x00abcdefu);
   EXPECT_EQ(display_->wanted_events(), static_cast<uint32_t>(EPOLLIN));
 }
 
@@ -677,7 +664,7 @@ TEST_F(SocketDisplayTest, BackloggedFullFrames_QueueStaysWithinCap) {
 
   EXPECT_LE(peak, (SocketDisplay::kMaxQueuedFrames + 1) * (frame + 64));
   EXPECT_EQ(sent.back().request, req(Request::Update));
-  EXPECT_EQ(from_bytes<uint32_t>(sent.back().payload, sizeof(display::UpdateHeaderPayload)), 49u);
+  EXPECT_EQ(copy_from<uint32_t>(sent.back().payload, sizeof(display::UpdateHeaderPayload)), 49u);
 }
 
 TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
@@ -690,7 +677,7 @@ TEST_F(SocketDisplayTest, BackloggedSmallUpdates_CoalescedIntoBoundingBox) {
   const auto sent = drain();
   const auto covers_both = [](const Message& m) {  // scanout 0, x 4, y 4, 36 x 44: both rectangles
     return m.request == req(Request::Update) &&
-           from_bytes<std::array<uint32_t, 5>>(m.payload) == std::array<uint32_t, 5>{0, 4, 4, 36, 44};
+           copy_from<std::array<uint32_t, 5>>(m.payload) == std::array<uint32_t, 5>{0, 4, 4, 36, 44};
   };
 
   EXPECT_LT(sent.size(), 400u);
@@ -717,7 +704,7 @@ TEST_F(SocketDisplayTest, CursorMovesWhileBacklogged_KeepOnlyLatest) {
 
   EXPECT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPos)}));
-  EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent.back().payload).x, uint32_t{999});
+  EXPECT_EQ(copy_from<display::CursorPosPayload>(sent.back().payload).x, uint32_t{999});
 }
 
 // ---- zero-copy updates ----
@@ -755,7 +742,7 @@ TEST_F(SocketDisplayTest, FullFrameLargerThanSocket_BusyUntilDrainedThenListener
   EXPECT_TRUE(busy_before);
   EXPECT_EQ(events, static_cast<uint32_t>(EPOLLIN | EPOLLOUT));
   ASSERT_EQ(requests_of(sent), (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update)}));
-  EXPECT_EQ(from_bytes<display::UpdateHeaderPayload>(sent[1].payload).height, 256u);
+  EXPECT_EQ(copy_from<display::UpdateHeaderPayload>(sent[1].payload).height, 256u);
   EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
   EXPECT_FALSE(display_->busy());
   EXPECT_EQ(display_->queued_bytes(), 0u);
@@ -775,7 +762,7 @@ TEST_F(SocketDisplayTest, PartialWidthFromPaddedImage_RowsExactAcrossPartialSend
 
   EXPECT_TRUE(busy_before);
   ASSERT_EQ(sent.size(), 2u);
-  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(sent[1].payload)),
+  EXPECT_EQ(rect_of(copy_from<display::UpdateHeaderPayload>(sent[1].payload)),
             (std::array<uint32_t, 5>{0, 5, 7, 520, 250}));
   EXPECT_EQ(pixels_of(sent[1]), rows_of(pixels, 640, Rect{37, 11, 520, 250}));
   EXPECT_FALSE(display_->busy());
@@ -834,7 +821,7 @@ TEST_F(SocketDisplayTest, CursorQueuedBehindBusyUpdate_SentAfterIt) {
   ASSERT_EQ(requests_of(sent),
             (std::vector<uint32_t>{req(Request::Scanout), req(Request::Update), req(Request::CursorPosHide)}));
   EXPECT_EQ(pixels_of(sent[1]), rows_of(frame_, 256, Rect{0, 0, 256, 256}));
-  EXPECT_EQ(from_bytes<display::CursorPosPayload>(sent[2].payload).x, 5u);
+  EXPECT_EQ(copy_from<display::CursorPosPayload>(sent[2].payload).x, 5u);
 }
 
 TEST_F(SocketDisplayTest, UpdateQueuedBehindBusyUpdate_CopiedAtCallTime) {
@@ -1059,7 +1046,7 @@ TEST_F(SocketDisplayTest, DmabufScanout_WithoutDmabuf2_V1MessageCarriesFdAndFiel
   ASSERT_TRUE(m.fd.valid());
   EXPECT_EQ(inode_of(m.fd.get()), inode_of(buf.get()));
   ASSERT_EQ(m.message.payload.size(), sizeof(display::DmabufScanoutPayload));
-  const auto p = from_bytes<display::DmabufScanoutPayload>(m.message.payload);
+  const auto p = copy_from<display::DmabufScanoutPayload>(m.message.payload);
   EXPECT_EQ((std::array<uint32_t, 9>{p.scanout_id, p.x, p.y, p.width, p.height, p.fd_width, p.fd_height, p.fd_stride,
                                      p.fd_flags}),
             (std::array<uint32_t, 9>{0, 16, 8, 96, 48, 128, 64, 640, VIRTIO_GPU_RESOURCE_FLAG_Y_0_TOP}));
@@ -1076,7 +1063,7 @@ TEST_F(SocketDisplayTest, DmabufScanout_WithDmabuf2_Scanout2CarriesModifier) {
   EXPECT_EQ(m.message.request, req(Request::DmabufScanout2));
   EXPECT_TRUE(m.fd.valid());
   ASSERT_EQ(m.message.payload.size(), sizeof(display::DmabufScanout2Payload));
-  EXPECT_EQ(from_bytes<display::DmabufScanout2Payload>(m.message.payload).modifier, 0x0100000000000002ULL);
+  EXPECT_EQ(copy_from<display::DmabufScanout2Payload>(m.message.payload).modifier, 0x0100000000000002ULL);
 }
 
 TEST_F(SocketDisplayTest, DmabufScanout_UnsendableImages_RefusedAndNothingSent) {
@@ -1111,7 +1098,7 @@ TEST_F(SocketDisplayTest, DmabufUpdate_BusyUntilUnblockThenListenerFires) {
   reply_and_pump(Request::DmabufUpdate, {});
 
   EXPECT_EQ(update.request, req(Request::DmabufUpdate));
-  EXPECT_EQ(rect_of(from_bytes<display::UpdateHeaderPayload>(update.payload)),
+  EXPECT_EQ(rect_of(copy_from<display::UpdateHeaderPayload>(update.payload)),
             (std::array<uint32_t, 5>{0, 90, 40, 6, 8}));  // clipped to the 96x48 shown
   EXPECT_TRUE(busy);
   EXPECT_FALSE(pending);  // the layout is known: only the frame is outstanding
@@ -1148,7 +1135,7 @@ TEST_F(SocketDisplayTest, SetScanoutAfterDmabuf_DisablesDmabufWithoutFdThenScano
 
   EXPECT_EQ(disable.message.request, req(Request::DmabufScanout));
   EXPECT_FALSE(disable.fd.valid());
-  const auto p = from_bytes<display::DmabufScanoutPayload>(disable.message.payload);
+  const auto p = copy_from<display::DmabufScanoutPayload>(disable.message.payload);
   EXPECT_EQ((std::array<uint32_t, 3>{p.scanout_id, p.width, p.height}), (std::array<uint32_t, 3>{0, 0, 0}));
   EXPECT_EQ(scanout.request, req(Request::Scanout));
   EXPECT_EQ(again.request, req(Request::Scanout));

@@ -25,7 +25,6 @@ void PrintTo(TransportError e, std::ostream* os) {
 
 namespace {
 
-using test::bytes_of;
 using test::make_eventfd;
 using test::open_fd_count;
 

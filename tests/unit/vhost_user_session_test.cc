@@ -104,7 +104,6 @@ void drain_queue(size_t /*index*/, Queue& q, const GuestMemory& /*mem*/) {
   q.notify_if_needed();
 }
 
-using test::bytes_of;
 using test::make_eventfd;
 using test::open_fd_count;
 
